@@ -1,0 +1,69 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+
+use std::fmt;
+
+pub use config::{DecryptConfig, EncryptConfig, Parameters, PrivateKey};
+pub use error::{BoxError, Error};
+pub use ocicrypt_spec::secret::SecretBytes;
+pub use secrecy;
+
+/// One key-wrap scheme (`jwe`, `pkcs7`, `pgp`, `pkcs11`, `provider.<name>`).
+///
+/// A wrapper turns the serialized private options of a layer into one opaque blob for all
+/// of its recipients in an [`EncryptConfig`], and turns such a blob back into the private
+/// options given suitable keys in a [`DecryptConfig`]. Wrappers own no key store: all keys
+/// come from the configs.
+pub trait KeyWrapper: Send + Sync + fmt::Debug {
+    /// The scheme name, the suffix of its annotation key (`jwe`, `provider.kms`, ...).
+    fn scheme(&self) -> &str;
+
+    /// The annotation key that holds this scheme's wrapped keys.
+    fn annotation_key(&self) -> String {
+        ocicrypt_spec::annotations::keys_annotation(self.scheme())
+    }
+
+    /// Wraps `opts_data` (the private options JSON) for every recipient of this scheme in
+    /// `ec`, as one blob. Returns `Ok(None)` when `ec` has no recipients for this scheme.
+    ///
+    /// # Errors
+    /// When a recipient's key cannot be parsed or used; no blob is produced then.
+    fn wrap_keys(&self, ec: &EncryptConfig, opts_data: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Unwraps one blob of this scheme with the keys in `dc`, returning the private
+    /// options JSON.
+    ///
+    /// # Errors
+    /// [`Error::NoMatchingKey`] when none of the keys opens the blob, or a more specific
+    /// error (malformed blob, bad password) when that is what went wrong.
+    fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error>;
+
+    /// Whether `dc` holds any key this scheme could try (Go's `!NoPossibleKeys`).
+    fn has_possible_keys(&self, dc: &DecryptConfig) -> bool;
+
+    /// Whether `ec` holds recipients for this scheme.
+    fn has_recipients(&self, ec: &EncryptConfig) -> bool;
+
+    /// Human-readable recipients of one blob, for `inspect` (Go's `GetRecipients`).
+    /// The default is `["[<scheme>]"]`, as Go answers for schemes that cannot tell.
+    ///
+    /// # Errors
+    /// When the blob cannot be parsed.
+    fn recipients(&self, blob: &[u8]) -> Result<Vec<String>, Error> {
+        let _ = blob;
+        Ok(vec![format!("[{}]", self.scheme())])
+    }
+
+    /// Key ids named in one blob (OpenPGP key ids; empty for other schemes).
+    ///
+    /// # Errors
+    /// When the blob cannot be parsed.
+    fn key_ids(&self, blob: &[u8]) -> Result<Vec<u64>, Error> {
+        let _ = blob;
+        Ok(Vec::new())
+    }
+}
