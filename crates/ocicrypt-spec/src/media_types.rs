@@ -60,17 +60,17 @@ pub fn to_decrypted(media_type: &str) -> &str {
 
 /// [`is_encrypted`] for an `oci_spec` media type.
 pub fn is_encrypted_type(media_type: &MediaType) -> bool {
-    is_encrypted(&media_type.to_string())
+    is_encrypted(media_type.as_ref())
 }
 
 /// [`to_encrypted`] for an `oci_spec` media type (encrypted types are `MediaType::Other`).
 pub fn to_encrypted_type(media_type: &MediaType) -> MediaType {
-    MediaType::from(to_encrypted(&media_type.to_string()).as_str())
+    MediaType::from(to_encrypted(media_type.as_ref()).as_str())
 }
 
 /// [`to_decrypted`] for an `oci_spec` media type.
 pub fn to_decrypted_type(media_type: &MediaType) -> MediaType {
-    MediaType::from(to_decrypted(&media_type.to_string()))
+    MediaType::from(to_decrypted(media_type.as_ref()))
 }
 
 #[cfg(test)]
