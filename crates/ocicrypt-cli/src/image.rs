@@ -1,0 +1,490 @@
+//! `ocicrypt image ...`: whole OCI image layouts, as skopeo rewrites them.
+
+use std::io::{self, Write};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use ocicrypt::spec::{annotations, media_types};
+use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, Ocicrypt};
+use serde_json::{Value, json};
+
+use crate::descriptor::DescJson;
+use crate::layout::{INDEX_MT, ImageRef, Layout, LayoutWriter, MANIFEST_MT};
+use crate::{keys, layer, progress};
+
+/// Commands on whole OCI image layouts.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Encrypt an image's layers into a new (or existing) layout.
+    Encrypt(EncryptArgs),
+    /// Decrypt an image's layers into a new (or existing) layout.
+    Decrypt(DecryptArgs),
+    /// Show an image's layers and how they are encrypted.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EncryptArgs {
+    /// Recipient: jwe:PUBLIC-KEY-FILE (repeatable).
+    #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
+    recipients: Vec<String>,
+    /// Private key FILE[:PASSWORD], to add recipients to layers that are already encrypted.
+    #[arg(short = 'k', long = "key", value_name = "KEY")]
+    keys: Vec<String>,
+    #[command(flatten)]
+    select: Selection,
+    /// Source image, oci:PATH[:TAG] (tag defaults to latest).
+    src: String,
+    /// Destination image, oci:PATH[:TAG].
+    dst: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecryptArgs {
+    /// Private key FILE[:PASSWORD] (repeatable).
+    #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
+    keys: Vec<String>,
+    #[command(flatten)]
+    select: Selection,
+    /// Source image, oci:PATH[:TAG].
+    src: String,
+    /// Destination image, oci:PATH[:TAG].
+    dst: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Image, oci:PATH[:TAG].
+    src: String,
+}
+
+#[derive(Debug, Args, Clone)]
+struct Selection {
+    /// Only these layers (0 is the bottom; negative counts from the top, -1 is the top).
+    /// Repeatable. Default: all layers.
+    #[arg(long = "layer", value_name = "N", allow_negative_numbers = true)]
+    layers: Vec<i64>,
+    /// Only images of this platform in a multi-platform index (OS/ARCH[/VARIANT]);
+    /// repeatable. Others are copied unchanged. Default: all platforms.
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    platforms: Vec<String>,
+}
+
+pub(crate) fn run(cmd: ImageCommand) -> Result<()> {
+    match cmd {
+        ImageCommand::Encrypt(a) => {
+            let ec = keys::encrypt_config(&a.recipients, &a.keys)?;
+            transform(&a.src, &a.dst, &a.select, &Op::Encrypt(ec))
+        }
+        ImageCommand::Decrypt(a) => {
+            let dc = keys::decrypt_config(&a.keys)?;
+            transform(&a.src, &a.dst, &a.select, &Op::Decrypt(dc))
+        }
+        ImageCommand::Inspect(a) => inspect(&a),
+    }
+}
+
+enum Op {
+    Encrypt(EncryptConfig),
+    Decrypt(DecryptConfig),
+}
+
+struct Job<'a> {
+    src: &'a Layout,
+    dst: LayoutWriter,
+    op: &'a Op,
+    select: &'a Selection,
+    ctx: Ocicrypt,
+    /// How many layers were encrypted or decrypted.
+    changed: usize,
+}
+
+fn transform(src: &str, dst: &str, select: &Selection, op: &Op) -> Result<()> {
+    let src_ref = ImageRef::parse(src)?;
+    let dst_ref = ImageRef::parse(dst)?;
+    for p in &select.platforms {
+        parse_platform(p)?;
+    }
+    let src_layout = Layout::open(&src_ref.path)?;
+    let top = src_layout.resolve(&src_ref.tag)?;
+    let mut job = Job {
+        src: &src_layout,
+        dst: LayoutWriter::create(&dst_ref.path)?,
+        op,
+        select,
+        ctx: Ocicrypt::default(),
+        changed: 0,
+    };
+    let mut entry = job.node(&top, true)?;
+    // The index entry keeps everything but the tag, which the writer sets.
+    let mut ann = top.annotations();
+    ann.remove(crate::layout::REF_NAME);
+    let (mt, d, s) = (entry.media_type().to_owned(), entry.digest().to_owned(), entry.size());
+    entry.set(&mt, &d, s, ann);
+    let changed = job.changed;
+    job.dst.commit(entry, &dst_ref.tag)?;
+    let verb = match op {
+        Op::Encrypt(_) => "encrypted",
+        Op::Decrypt(_) => "decrypted",
+    };
+    eprintln!("{verb} {changed} layer(s): {src_ref} -> {dst_ref}");
+    Ok(())
+}
+
+fn parse_platform(p: &str) -> Result<(String, String, Option<String>)> {
+    let parts: Vec<&str> = p.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] if !os.is_empty() && !arch.is_empty() => {
+            Ok(((*os).to_owned(), (*arch).to_owned(), None))
+        }
+        [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => Ok((
+            (*os).to_owned(),
+            (*arch).to_owned(),
+            Some((*variant).to_owned()),
+        )),
+        _ => bail!("invalid platform {p:?}: expected OS/ARCH or OS/ARCH/VARIANT"),
+    }
+}
+
+fn platform_matches(select: &Selection, platform: Option<&Value>) -> bool {
+    if select.platforms.is_empty() {
+        return true;
+    }
+    let field = |k: &str| {
+        platform
+            .and_then(|p| p.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    select.platforms.iter().any(|p| match parse_platform(p) {
+        Ok((os, arch, variant)) => {
+            os == field("os")
+                && arch == field("architecture")
+                && variant.is_none_or(|v| v == field("variant"))
+        }
+        Err(_) => false,
+    })
+}
+
+/// The layer indices selected among `n` layers.
+fn selected_layers(select: &Selection, n: usize) -> Result<Vec<bool>> {
+    if select.layers.is_empty() {
+        return Ok(vec![true; n]);
+    }
+    let mut out = vec![false; n];
+    let count = i64::try_from(n).unwrap_or(i64::MAX);
+    for &l in &select.layers {
+        let i = if l < 0 { count + l } else { l };
+        if i < 0 || i >= count {
+            bail!("--layer {l}: the image has {n} layer(s)");
+        }
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(out)
+}
+
+impl Job<'_> {
+    /// Rewrites a manifest or index (and what it references); returns its new descriptor.
+    fn node(&mut self, desc: &DescJson, top: bool) -> Result<DescJson> {
+        match desc.media_type() {
+            INDEX_MT => self.index(desc, top),
+            MANIFEST_MT => self.manifest(desc),
+            "application/vnd.docker.distribution.manifest.v2+json"
+            | "application/vnd.docker.distribution.manifest.list.v2+json" => bail!(
+                "{}: Docker schema 2 manifests are not supported; convert the image to OCI \
+                 first (skopeo copy --format oci)",
+                desc.digest()
+            ),
+            other => bail!("{}: unsupported manifest media type {other:?}", desc.digest()),
+        }
+    }
+
+    fn index(&mut self, desc: &DescJson, top: bool) -> Result<DescJson> {
+        let mut index: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
+            .with_context(|| format!("image index {} is not valid JSON", desc.digest()))?;
+        let entries = index
+            .get_mut("manifests")
+            .and_then(Value::as_array_mut)
+            .with_context(|| format!("image index {} has no manifests", desc.digest()))?;
+        let mut matched = 0;
+        for entry in entries.iter_mut() {
+            let child = DescJson::from_value(entry.clone(), "an image index entry")?;
+            let new = if platform_matches(self.select, entry.get("platform")) {
+                matched += 1;
+                self.node(&child, false)?
+            } else {
+                self.copy_tree(&child)?;
+                child
+            };
+            *entry = Value::Object(new.0);
+        }
+        if top && matched == 0 {
+            bail!(
+                "no image in the index matches --platform {}",
+                self.select.platforms.join(", ")
+            );
+        }
+        let bytes = serde_json::to_vec(&index)?;
+        let (digest, size) = self.dst.put_blob(&bytes)?;
+        let mut out = desc.clone();
+        out.set(INDEX_MT, &digest, size, desc.annotations());
+        Ok(out)
+    }
+
+    /// Copies a manifest or index and everything it references, unchanged.
+    fn copy_tree(&mut self, desc: &DescJson) -> Result<()> {
+        let v: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
+            .with_context(|| format!("{} is not valid JSON", desc.digest()))?;
+        let children = v
+            .get("manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .chain(v.get("config"))
+            .chain(v.get("layers").and_then(Value::as_array).into_iter().flatten());
+        for c in children {
+            let c = DescJson::from_value(c.clone(), "a referenced descriptor")?;
+            match c.media_type() {
+                INDEX_MT | MANIFEST_MT => self.copy_tree(&c)?,
+                _ => self.dst.copy_blob(self.src, &c)?,
+            }
+        }
+        self.dst.copy_blob(self.src, desc)
+    }
+
+    fn manifest(&mut self, desc: &DescJson) -> Result<DescJson> {
+        let mut manifest: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
+            .with_context(|| format!("image manifest {} is not valid JSON", desc.digest()))?;
+        let config = manifest
+            .get("config")
+            .cloned()
+            .with_context(|| format!("image manifest {} has no config", desc.digest()))?;
+        self.dst
+            .copy_blob(self.src, &DescJson::from_value(config, "the config descriptor")?)?;
+        let layers = manifest
+            .get_mut("layers")
+            .and_then(Value::as_array_mut)
+            .with_context(|| format!("image manifest {} has no layers", desc.digest()))?;
+        let selected = selected_layers(self.select, layers.len())?;
+        let n = layers.len();
+        for (i, (layer, sel)) in layers.iter_mut().zip(selected).enumerate() {
+            let ld = DescJson::from_value(layer.clone(), &format!("layer {i}"))?;
+            let new = if sel {
+                self.layer(&ld, i, n)
+                    .with_context(|| format!("layer {i} ({})", ld.digest()))?
+            } else {
+                self.dst.copy_blob(self.src, &ld)?;
+                ld
+            };
+            *layer = Value::Object(new.0);
+        }
+        let bytes = serde_json::to_vec(&manifest)?;
+        let (digest, size) = self.dst.put_blob(&bytes)?;
+        let mut out = desc.clone();
+        out.set(MANIFEST_MT, &digest, size, desc.annotations());
+        Ok(out)
+    }
+
+    fn layer(&mut self, desc: &DescJson, i: usize, n: usize) -> Result<DescJson> {
+        let encrypted = media_types::is_encrypted(desc.media_type());
+        match self.op {
+            Op::Decrypt(_) if !encrypted => {
+                self.dst.copy_blob(self.src, desc)?;
+                Ok(desc.clone())
+            }
+            Op::Decrypt(dc) => {
+                let bar = progress::bar(desc.size(), &format!("layer {}/{n}", i + 1));
+                let mut input = crate::digest::Hashing::new(bar.wrap_read(self.src.open_blob(desc)?));
+                let mut staged = self.dst.stage()?;
+                {
+                    let mut dec = self.ctx.decrypt_layer(dc, &mut input, &desc.to_oci()?)?;
+                    io::copy(&mut dec, &mut staged).context("decryption failed")?;
+                }
+                bar.finish_and_clear();
+                let (ct_digest, _, _) = input.finish();
+                if ct_digest != desc.digest() {
+                    bail!("the blob is corrupt: its content hashes to {ct_digest}");
+                }
+                let (digest, size) = self.dst.commit_blob(staged)?;
+                let mut out = desc.clone();
+                let ann = annotations::filter_out(&desc.annotations());
+                out.set(media_types::to_decrypted(desc.media_type()), &digest, size, ann);
+                self.changed += 1;
+                Ok(out)
+            }
+            Op::Encrypt(ec) => {
+                if encrypted && ec.decrypt.is_empty() {
+                    bail!(
+                        "the layer is already encrypted; to add recipients to it, give -k \
+                         with a key that decrypts it"
+                    );
+                }
+                let bar = progress::bar(desc.size(), &format!("layer {}/{n}", i + 1));
+                let file = bar.wrap_read(self.src.open_blob(desc)?);
+                let mut out = desc.clone();
+                match self.ctx.encrypt_layer(ec, file, &desc.to_oci()?)? {
+                    Encrypted::Stream(mut enc) => {
+                        let mut staged = self.dst.stage()?;
+                        io::copy(&mut enc, &mut staged).context("encryption failed")?;
+                        let enc_ann = enc.finalize()?;
+                        let (digest, size) = self.dst.commit_blob(staged)?;
+                        let mut ann = annotations::filter_out(&desc.annotations());
+                        ann.extend(enc_ann);
+                        out.set(&media_types::to_encrypted(desc.media_type()), &digest, size, ann);
+                    }
+                    Encrypted::RecipientsAdded(enc_ann) => {
+                        self.dst.copy_blob(self.src, desc)?;
+                        let mut ann = annotations::filter_out(&desc.annotations());
+                        ann.extend(enc_ann);
+                        out.set(desc.media_type(), desc.digest(), desc.size(), ann);
+                    }
+                }
+                bar.finish_and_clear();
+                self.changed += 1;
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn inspect(a: &InspectArgs) -> Result<()> {
+    let r = ImageRef::parse(&a.src)?;
+    let layout = Layout::open(&r.path)?;
+    let top = layout.resolve(&r.tag)?;
+    let ctx = Ocicrypt::default();
+    let mut images = Vec::new();
+    collect_images(&layout, &top, None, &mut images)?;
+    let mut report = Vec::new();
+    for (platform, mdesc) in images {
+        let manifest: Value = serde_json::from_slice(&layout.read_blob(&mdesc)?)
+            .with_context(|| format!("image manifest {} is not valid JSON", mdesc.digest()))?;
+        let mut layers = Vec::new();
+        for (i, l) in manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let ld = DescJson::from_value(l.clone(), &format!("layer {i}"))?;
+            let info = ctx
+                .inspect(&ld.to_oci()?)
+                .with_context(|| format!("layer {i} ({})", ld.digest()))?;
+            layers.push((ld, info));
+        }
+        report.push((platform, mdesc, layers));
+    }
+    let mut out = io::stdout().lock();
+    if a.json {
+        let v: Vec<Value> = report
+            .iter()
+            .map(|(platform, m, layers)| {
+                json!({
+                    "manifest": m.digest(),
+                    "platform": platform,
+                    "layers": layers.iter().enumerate().map(|(i, (d, info))| json!({
+                        "index": i,
+                        "mediaType": d.media_type(),
+                        "digest": d.digest(),
+                        "size": d.size(),
+                        "encryption": info,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &json!({ "image": r.to_string(), "manifests": v }))?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "image {r}")?;
+    for (platform, m, layers) in &report {
+        let p = platform
+            .as_ref()
+            .map(|p| format!(" ({})", platform_string(p)))
+            .unwrap_or_default();
+        writeln!(out, "manifest {}{p}", m.digest())?;
+        for (i, (d, info)) in layers.iter().enumerate() {
+            writeln!(out, "  layer {i}: {} {} ({} bytes)", d.media_type(), d.digest(), d.size())?;
+            layer::print_info(&mut out, info, "    ")?;
+        }
+    }
+    Ok(())
+}
+
+fn platform_string(p: &Value) -> String {
+    let f = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    let mut s = format!("{}/{}", f("os"), f("architecture"));
+    if let Some(v) = p.get("variant").and_then(Value::as_str) {
+        s.push('/');
+        s.push_str(v);
+    }
+    s
+}
+
+/// Every image manifest below `desc`, with its platform from the index entry.
+fn collect_images(
+    layout: &Layout,
+    desc: &DescJson,
+    platform: Option<Value>,
+    out: &mut Vec<(Option<Value>, DescJson)>,
+) -> Result<()> {
+    match desc.media_type() {
+        MANIFEST_MT => out.push((platform, desc.clone())),
+        INDEX_MT => {
+            let index: Value = serde_json::from_slice(&layout.read_blob(desc)?)
+                .with_context(|| format!("image index {} is not valid JSON", desc.digest()))?;
+            for e in index
+                .get("manifests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let child = DescJson::from_value(e.clone(), "an image index entry")?;
+                collect_images(layout, &child, e.get("platform").cloned(), out)?;
+            }
+        }
+        other => bail!("{}: unsupported manifest media type {other:?}", desc.digest()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(layers: &[i64]) -> Selection {
+        Selection {
+            layers: layers.to_vec(),
+            platforms: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn layer_selection() {
+        assert_eq!(selected_layers(&sel(&[]), 3).unwrap(), vec![true; 3]);
+        assert_eq!(selected_layers(&sel(&[-1]), 3).unwrap(), vec![false, false, true]);
+        assert_eq!(selected_layers(&sel(&[0, -1]), 3).unwrap(), vec![true, false, true]);
+        assert!(selected_layers(&sel(&[3]), 3).is_err());
+        assert!(selected_layers(&sel(&[-4]), 3).is_err());
+    }
+
+    #[test]
+    fn platforms() {
+        let s = Selection {
+            layers: Vec::new(),
+            platforms: vec!["linux/arm64/v8".into()],
+        };
+        let p = json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
+        assert!(platform_matches(&s, Some(&p)));
+        let p = json!({"os": "linux", "architecture": "amd64"});
+        assert!(!platform_matches(&s, Some(&p)));
+        assert!(parse_platform("linux").is_err());
+        assert!(parse_platform("linux/").is_err());
+    }
+}

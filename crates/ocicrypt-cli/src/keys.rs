@@ -1,0 +1,216 @@
+//! Turning `-r SPEC` and `-k KEY` arguments into encryption and decryption configs.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ocicrypt::keywrap::secrecy::SecretString;
+use ocicrypt::{DecryptConfig, EncryptConfig, PrivateKey, SecretBytes};
+use zeroize::Zeroizing;
+
+/// Adds one `-r/--recipient` to `ec`: `SCHEME:VALUE`.
+pub(crate) fn add_recipient(ec: &mut EncryptConfig, spec: &str) -> Result<()> {
+    let Some((scheme, value)) = spec.split_once(':') else {
+        bail!("invalid recipient {spec:?}: expected SCHEME:VALUE, for example jwe:public.pem");
+    };
+    match scheme {
+        "jwe" => {
+            let data = read_file(value, "recipient key")?;
+            check_public_key(value, &data)?;
+            ec.jwe_public_keys.push(data);
+        }
+        "pkcs7" | "pgp" | "pkcs11" | "provider" => {
+            bail!("recipient scheme {scheme:?} is not supported by this build yet");
+        }
+        _ => bail!(
+            "unknown recipient scheme {scheme:?} in {spec:?}: expected jwe, pkcs7, pgp, pkcs11 or provider"
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(feature = "jwe")]
+fn check_public_key(path: &str, data: &[u8]) -> Result<()> {
+    if ocicrypt::jwe::keys::is_public_key(data) {
+        Ok(())
+    } else if ocicrypt::jwe::keys::is_private_key(data) {
+        bail!("{path}: is a private key; a recipient is given by its public key")
+    } else {
+        bail!("{path}: is not a public key (expected PEM, DER or JWK)")
+    }
+}
+
+#[cfg(not(feature = "jwe"))]
+fn check_public_key(_path: &str, _data: &[u8]) -> Result<()> {
+    bail!("recipient scheme \"jwe\" is not supported by this build (feature jwe is off)")
+}
+
+/// Adds one `-k/--key` to `dc`: `FILE[:PASSWORD]`.
+pub(crate) fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<()> {
+    let (path, password) = split_key_spec(spec)?;
+    let data = SecretBytes::new(read_file(&path.to_string_lossy(), "key")?);
+    let shown = path.display();
+    match classify(data.expose()) {
+        KeyKind::Certificate => dc.certificates.push(data.expose().to_vec()),
+        KeyKind::PrivateKey => dc.private_keys.push(match password {
+            Some(p) => PrivateKey::with_password(data, p),
+            None => PrivateKey::new(data),
+        }),
+        KeyKind::PublicKey => {
+            bail!("{shown}: is a public key; decryption needs the private key")
+        }
+        KeyKind::Unknown => bail!(
+            "{shown}: is not a private key or certificate this build understands \
+             (PEM, DER or JWK)"
+        ),
+    }
+    Ok(())
+}
+
+// Without any scheme compiled in, only certificates can be recognised.
+#[cfg_attr(not(feature = "jwe"), allow(dead_code))]
+enum KeyKind {
+    Certificate,
+    PrivateKey,
+    PublicKey,
+    Unknown,
+}
+
+fn classify(data: &[u8]) -> KeyKind {
+    if is_certificate(data) {
+        return KeyKind::Certificate;
+    }
+    #[cfg(feature = "jwe")]
+    {
+        if ocicrypt::jwe::keys::is_private_key(data) {
+            return KeyKind::PrivateKey;
+        }
+        if ocicrypt::jwe::keys::is_public_key(data) {
+            return KeyKind::PublicKey;
+        }
+    }
+    KeyKind::Unknown
+}
+
+fn is_certificate(data: &[u8]) -> bool {
+    openssl::x509::X509::from_pem(data).is_ok() || openssl::x509::X509::from_der(data).is_ok()
+}
+
+/// Splits `FILE[:PASSWORD]`. A spec that names an existing file as a whole has no
+/// password (so paths with `:` work); otherwise the part after the first `:` is the
+/// password: `pass=PW`, `file=PATH`, `fd=N`, `env=VAR`, or the password itself.
+fn split_key_spec(spec: &str) -> Result<(PathBuf, Option<SecretString>)> {
+    if Path::new(spec).exists() {
+        return Ok((PathBuf::from(spec), None));
+    }
+    let Some((file, pw)) = spec.split_once(':') else {
+        return Ok((PathBuf::from(spec), None));
+    };
+    Ok((PathBuf::from(file), Some(password(pw)?)))
+}
+
+fn password(spec: &str) -> Result<SecretString> {
+    let raw: Zeroizing<String> = if let Some(pw) = spec.strip_prefix("pass=") {
+        Zeroizing::new(pw.to_owned())
+    } else if let Some(path) = spec.strip_prefix("file=") {
+        let bytes = Zeroizing::new(
+            fs::read(path).with_context(|| format!("cannot read password file {path}"))?,
+        );
+        Zeroizing::new(first_line(&bytes, &format!("password file {path}"))?)
+    } else if let Some(fd) = spec.strip_prefix("fd=") {
+        let n: u32 = fd
+            .parse()
+            .with_context(|| format!("fd={fd}: not a file descriptor number"))?;
+        let mut buf = Zeroizing::new(Vec::new());
+        fs::File::open(format!("/dev/fd/{n}"))
+            .with_context(|| format!("cannot open file descriptor {n}"))?
+            .take(4096)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("cannot read file descriptor {n}"))?;
+        Zeroizing::new(first_line(&buf, &format!("file descriptor {n}"))?)
+    } else if let Some(var) = spec.strip_prefix("env=") {
+        Zeroizing::new(
+            std::env::var(var)
+                .with_context(|| format!("environment variable {var} is not set or not UTF-8"))?,
+        )
+    } else {
+        Zeroizing::new(spec.to_owned())
+    };
+    Ok(SecretString::from(raw.as_str()))
+}
+
+/// The password in `bytes`: everything up to a trailing newline (as `echo pw > file`
+/// writes it).
+fn first_line(bytes: &[u8], what: &str) -> Result<String> {
+    let text = std::str::from_utf8(bytes).with_context(|| format!("{what}: not UTF-8"))?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
+}
+
+fn read_file(path: &str, what: &str) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("cannot read {what} file {path}"))
+}
+
+/// Builds the encryption config from `-r` specs and (for adding recipients to already
+/// encrypted layers) `-k` specs.
+pub(crate) fn encrypt_config(recipients: &[String], keys: &[String]) -> Result<EncryptConfig> {
+    let mut ec = EncryptConfig::default();
+    for r in recipients {
+        add_recipient(&mut ec, r)?;
+    }
+    ec.decrypt = decrypt_config(keys)?;
+    Ok(ec)
+}
+
+/// Builds the decryption config from `-k` specs.
+pub(crate) fn decrypt_config(keys: &[String]) -> Result<DecryptConfig> {
+    let mut dc = DecryptConfig::default();
+    for k in keys {
+        add_key(&mut dc, k)?;
+    }
+    Ok(dc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocicrypt::keywrap::secrecy::ExposeSecret;
+
+    #[test]
+    fn password_specs() {
+        assert_eq!(password("pass=a:b").unwrap().expose_secret(), "a:b");
+        assert_eq!(password("literal").unwrap().expose_secret(), "literal");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        fs::write(&f, "from-file\n").unwrap();
+        let spec = format!("file={}", f.display());
+        assert_eq!(password(&spec).unwrap().expose_secret(), "from-file");
+        assert!(password("env=OCICRYPT_TEST_SURELY_UNSET_VAR").is_err());
+        assert!(password("fd=notanumber").is_err());
+    }
+
+    #[test]
+    fn key_spec_prefers_existing_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("odd:name.pem");
+        fs::write(&f, "x").unwrap();
+        let (p, pw) = split_key_spec(&f.to_string_lossy()).unwrap();
+        assert_eq!(p, f);
+        assert!(pw.is_none());
+        let (p, pw) = split_key_spec("/nonexistent/key.pem:pass=x").unwrap();
+        assert_eq!(p, PathBuf::from("/nonexistent/key.pem"));
+        assert_eq!(pw.unwrap().expose_secret(), "x");
+    }
+
+    #[test]
+    fn bad_recipients_are_clear_errors() {
+        let mut ec = EncryptConfig::default();
+        let e = add_recipient(&mut ec, "nocolon").unwrap_err().to_string();
+        assert!(e.contains("SCHEME:VALUE"), "{e}");
+        let e = add_recipient(&mut ec, "foo:bar").unwrap_err().to_string();
+        assert!(e.contains("unknown recipient scheme"), "{e}");
+        let e = add_recipient(&mut ec, "jwe:/nonexistent.pem").unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent.pem"), "{e:#}");
+    }
+}

@@ -1,0 +1,79 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod descriptor;
+mod digest;
+mod fsx;
+mod image;
+mod keys;
+mod layer;
+mod layout;
+mod progress;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Encrypt, decrypt and inspect OCI image layers, compatible with skopeo, containerd
+/// imgcrypt and everything else built on Go's containers/ocicrypt.
+#[derive(Debug, Parser)]
+#[command(name = "ocicrypt", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work on one layer blob and its descriptor.
+    #[command(subcommand)]
+    Layer(layer::LayerCommand),
+    /// Work on whole images in OCI layouts (oci:PATH[:TAG]).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+}
+
+/// Runs the command line `args` (the first is the program name) and returns an error
+/// instead of exiting. Used by `main` and by in-process tests.
+///
+/// # Errors
+/// Usage errors (as clap errors) and every failure of the command.
+pub fn run<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    match cli.command {
+        Command::Layer(c) => layer::run(c),
+        Command::Image(c) => image::run(c),
+    }
+}
+
+/// The `ocicrypt` binary: runs `args`, prints one clear line on stderr on failure and
+/// returns the exit status (0 success, 1 failure, 2 usage error).
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(clap_err) = e.downcast_ref::<clap::Error>() {
+                let _ = clap_err.print();
+                return match clap_err.kind() {
+                    clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                    _ => ExitCode::from(2),
+                };
+            }
+            // One line: the context chain joined with ": ".
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("ocicrypt: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,89 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod layer;
+mod registry;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use error::Error;
+pub use layer::{Encrypted, LayerDecryptor, LayerEncryptor, LayerInfo, SchemeInfo};
+pub use registry::Registry;
+
+pub use oci_spec;
+pub use oci_spec::image::Descriptor;
+pub use ocicrypt_blockcipher as blockcipher;
+pub use ocicrypt_keywrap as keywrap;
+pub use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper, PrivateKey, SecretBytes};
+#[cfg(feature = "jwe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwe")))]
+pub use ocicrypt_keywrap_jwe as jwe;
+pub use ocicrypt_spec as spec;
+
+/// Encryption annotations to merge into a layer descriptor (sorted by key).
+pub type Annotations = BTreeMap<String, String>;
+
+/// Encrypts and decrypts layers with the key wrappers of one [`Registry`].
+///
+/// Cheap to clone; share one per process. [`Ocicrypt::default()`] uses every scheme
+/// compiled in.
+#[derive(Clone, Debug)]
+pub struct Ocicrypt {
+    registry: Registry,
+}
+
+impl Default for Ocicrypt {
+    fn default() -> Self {
+        Self {
+            registry: Registry::default(),
+        }
+    }
+}
+
+impl Ocicrypt {
+    /// Uses the schemes of `registry`, after checking it once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRegistry`] if the registry is inconsistent.
+    pub fn new(registry: Registry) -> Result<Self, Error> {
+        registry.validate()?;
+        Ok(Self { registry })
+    }
+
+    /// The registry in use.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// A descriptor's annotations as a map (empty if it has none).
+fn annotations_of(desc: &Descriptor) -> HashMap<String, String> {
+    desc.annotations().clone().unwrap_or_default()
+}
+
+/// Encrypts with [`Ocicrypt::default()`]; see [`Ocicrypt::encrypt_layer`].
+///
+/// # Errors
+/// As [`Ocicrypt::encrypt_layer`].
+pub fn encrypt_layer<R: std::io::Read>(
+    ec: &EncryptConfig,
+    reader: R,
+    desc: &Descriptor,
+) -> Result<Encrypted<R>, Error> {
+    Ocicrypt::default().encrypt_layer(ec, reader, desc)
+}
+
+/// Decrypts with [`Ocicrypt::default()`]; see [`Ocicrypt::decrypt_layer`].
+///
+/// # Errors
+/// As [`Ocicrypt::decrypt_layer`].
+pub fn decrypt_layer<R: std::io::Read>(
+    dc: &DecryptConfig,
+    reader: R,
+    desc: &Descriptor,
+) -> Result<LayerDecryptor<R>, Error> {
+    Ocicrypt::default().decrypt_layer(dc, reader, desc)
+}
