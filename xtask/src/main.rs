@@ -1,3 +1,92 @@
-//! Project chores.
+//! Project chores, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! One subcommand per chore, plain [`std::process::Command`] underneath, in the style of
+//! rust-analyzer's xtask. Every command runs from the repository root.
 
-fn main() {}
+mod ci;
+mod demo;
+mod features;
+mod fuzz;
+mod sh;
+mod system;
+
+use anyhow::{Result, bail};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  ci                 everything CI runs, in order: system tools, cargo tools, fmt, clippy,
+                     feature matrix, tests, cargo-deny, fuzz smoke; ends with a timing summary
+  features           the feature matrix alone: clippy per package with no default features,
+                     each feature alone, and all features
+  fuzz [SECONDS]     run every fuzz target for SECONDS each (default 10)
+  demo               encrypt, inspect and decrypt examples/image with the ocicrypt CLI
+  vectors [ARGS]     regenerate tests/vectors/skopeo (runs make-vectors.sh ARGS)
+  help               this text
+";
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nxtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_else(|| "help".to_owned());
+    let rest: Vec<String> = args.collect();
+    std::env::set_current_dir(sh::project_root())?;
+    match command.as_str() {
+        "ci" => {
+            no_args(&command, &rest)?;
+            ci::run()
+        }
+        "features" => {
+            no_args(&command, &rest)?;
+            features::run()
+        }
+        "fuzz" => {
+            let seconds = match rest.as_slice() {
+                [] => fuzz::DEFAULT_SECONDS,
+                [s] => s
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("fuzz: SECONDS must be a number, not {s:?}"))?,
+                _ => bail!("usage: cargo xtask fuzz [SECONDS]"),
+            };
+            fuzz::run(seconds)
+        }
+        "demo" => {
+            no_args(&command, &rest)?;
+            demo::run()
+        }
+        "vectors" => {
+            system::ensure_installed()?;
+            sh::run(
+                sh::cmd("bash")
+                    .arg("tests/vectors/skopeo/make-vectors.sh")
+                    .args(&rest),
+            )
+        }
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => {
+            eprint!("{HELP}");
+            bail!("unknown command {other:?}")
+        }
+    }
+}
+
+fn no_args(command: &str, rest: &[String]) -> Result<()> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        bail!("`cargo xtask {command}` takes no arguments, got {rest:?}")
+    }
+}

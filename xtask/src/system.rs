@@ -1,0 +1,136 @@
+//! System tools (Debian packages) that builds, tests and the demo need, and installing them.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::sh;
+
+/// How to tell that a system tool is there.
+#[derive(Clone, Copy, Debug)]
+enum Check {
+    /// An executable of this name on `PATH`.
+    Command(&'static str),
+    /// `pkg-config --exists <name>` succeeds.
+    PkgConfig(&'static str),
+    /// A `libclang*.so*` under `/usr/lib/llvm-*/lib` or `/usr/lib/<multiarch>` (for bindgen).
+    LibClang,
+}
+
+/// Everything we need from Debian: (how to check, package that provides it).
+///
+/// gpg (pgp scheme tests), softhsm2 (pkcs11 tests) and libclang (bindgen) are for later
+/// crates; they are installed now so a machine is set up once.
+const SYSTEM_TOOLS: &[(Check, &str)] = &[
+    (Check::Command("skopeo"), "skopeo"),
+    (Check::Command("openssl"), "openssl"),
+    (Check::Command("pkg-config"), "pkg-config"),
+    (Check::PkgConfig("openssl"), "libssl-dev"),
+    (Check::Command("gpg"), "gnupg"),
+    (Check::Command("softhsm2-util"), "softhsm2"),
+    (Check::LibClang, "libclang-dev"),
+];
+
+impl Check {
+    fn describe(self) -> String {
+        match self {
+            Check::Command(name) => format!("command `{name}`"),
+            Check::PkgConfig(name) => format!("`pkg-config --exists {name}`"),
+            Check::LibClang => {
+                "libclang*.so* (under /usr/lib/llvm-*/lib or /usr/lib/*-linux-gnu)".to_owned()
+            }
+        }
+    }
+
+    fn is_met(self) -> bool {
+        match self {
+            Check::Command(name) => sh::on_path(name),
+            Check::PkgConfig(name) => {
+                sh::on_path("pkg-config")
+                    && sh::succeeds(sh::cmd("pkg-config").args(["--exists", name]))
+            }
+            Check::LibClang => has_libclang(),
+        }
+    }
+}
+
+fn has_libclang() -> bool {
+    let Ok(entries) = std::fs::read_dir("/usr/lib") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("llvm-") {
+            dir_has_libclang(&entry.path().join("lib"))
+        } else if name.ends_with("-linux-gnu") {
+            dir_has_libclang(&entry.path())
+        } else {
+            false
+        }
+    })
+}
+
+fn dir_has_libclang(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libclang") && name.contains(".so")
+        })
+    })
+}
+
+/// The Debian packages whose tools are missing, each once, in list order.
+fn missing_packages() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    for &(check, package) in SYSTEM_TOOLS {
+        if !check.is_met() {
+            eprintln!("missing: {} (Debian package {package})", check.describe());
+            if !missing.contains(&package) {
+                missing.push(package);
+            }
+        }
+    }
+    missing
+}
+
+fn is_root() -> bool {
+    sh::read(sh::cmd("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+/// Makes sure every system tool is there: installs what is missing with apt-get when we are
+/// root, otherwise fails with the exact command to run.
+pub(crate) fn ensure_installed() -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        eprintln!("all {} system tools present", SYSTEM_TOOLS.len());
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {}\nInstall them as root:\n  {install}",
+            missing.join(" ")
+        );
+    }
+    sh::run(sh::cmd("apt-get").arg("update"))?;
+    sh::run(
+        sh::cmd("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    let still = missing_packages();
+    if !still.is_empty() {
+        bail!(
+            "still missing after apt-get install: {} (does the package provide what the check looks for?)",
+            still.join(" ")
+        );
+    }
+    eprintln!("installed: {}", missing.join(" "));
+    Ok(())
+}
