@@ -1,1 +1,316 @@
-//! Work in progress.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod content;
+mod jwk;
+pub mod keys;
+mod pem;
+mod rsa_oaep;
+mod serialization;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use josekit::jwe::alg::ecdh_es::EcdhEsJweAlgorithm;
+use josekit::jwe::{
+    JweDecrypter, JweEncrypter, JweHeader, JweHeaderSet, serialize_flattened_json,
+    serialize_general_json,
+};
+use ocicrypt_keywrap::{
+    BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey as KeyFile, SecretBytes,
+};
+use zeroize::Zeroizing;
+
+use crate::keys::{KeyAlgorithm, PrivateKey, PublicKey};
+use crate::serialization::{Jwe, Recipient};
+
+/// The scheme name.
+const SCHEME: &str = "jwe";
+
+/// The content encryption this crate writes (as Go ocicrypt does).
+const CONTENT_ENCRYPTION: &str = "A256GCM";
+
+/// Base64url as go-jose reads it: padding optional, non-zero trailing bits tolerated.
+const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Why one key or recipient could not be used; becomes an [`Error`] or a `causes` line.
+#[derive(Debug)]
+struct Failure {
+    reason: String,
+    source: Option<BoxError>,
+}
+
+impl Failure {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    fn with_source(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    fn recipient(self) -> Error {
+        Error::InvalidRecipient {
+            scheme: SCHEME.to_owned(),
+            reason: self.reason,
+            source: self.source,
+        }
+    }
+
+    fn private(self) -> Error {
+        Error::InvalidPrivateKey {
+            scheme: SCHEME.to_owned(),
+            reason: self.reason,
+            source: self.source,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+fn backend(context: &str, source: impl Into<BoxError>) -> Error {
+    Error::Backend {
+        scheme: SCHEME.to_owned(),
+        context: context.to_owned(),
+        source: source.into(),
+    }
+}
+
+/// The `jwe` key-wrap scheme: the layer's private options are encrypted as one JWE
+/// (A256GCM content encryption) with a recipient per public key in
+/// [`EncryptConfig::jwe_public_keys`], and decrypted with
+/// [`DecryptConfig::private_keys`]. See the crate documentation for the details.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct JweKeyWrapper;
+
+impl KeyWrapper for JweKeyWrapper {
+    fn scheme(&self) -> &str {
+        SCHEME
+    }
+
+    fn wrap_keys(&self, ec: &EncryptConfig, opts_data: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        wrap(&ec.jwe_public_keys, opts_data)
+    }
+
+    fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
+        unwrap(&dc.private_keys, blob)
+    }
+
+    fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
+        !dc.private_keys.is_empty()
+    }
+
+    fn has_recipients(&self, ec: &EncryptConfig) -> bool {
+        !ec.jwe_public_keys.is_empty()
+    }
+
+    /// `["[jwe]"]`, as Go answers, unless a recipient names its key with `kid`: then one
+    /// entry per recipient, `kid:<kid> alg:<alg>` or, for a recipient without `kid`,
+    /// `[jwe] alg:<alg>`. Control characters in the blob's strings are escaped.
+    fn recipients(&self, blob: &[u8]) -> Result<Vec<String>, Error> {
+        let jwe = serialization::parse(blob)?;
+        if jwe.recipients.iter().all(|r| r.kid.is_none()) {
+            return Ok(vec![format!("[{SCHEME}]")]);
+        }
+        Ok(jwe
+            .recipients
+            .iter()
+            .map(|r| match &r.kid {
+                Some(kid) => format!("kid:{} alg:{}", printable(kid), printable(&r.alg)),
+                None => format!("[{SCHEME}] alg:{}", printable(&r.alg)),
+            })
+            .collect())
+    }
+}
+
+/// `s` with control characters escaped, for display.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn ecdh_algorithm(alg: KeyAlgorithm) -> Option<EcdhEsJweAlgorithm> {
+    match alg {
+        KeyAlgorithm::EcdhEsA128kw => Some(EcdhEsJweAlgorithm::EcdhEsA128kw),
+        KeyAlgorithm::EcdhEsA192kw => Some(EcdhEsJweAlgorithm::EcdhEsA192kw),
+        KeyAlgorithm::EcdhEsA256kw => Some(EcdhEsJweAlgorithm::EcdhEsA256kw),
+        _ => None,
+    }
+}
+
+/// One recipient's josekit encrypter.
+fn encrypter(key: &PublicKey) -> Result<Box<dyn JweEncrypter>, Error> {
+    let alg = key.key_algorithm()?;
+    let kid = key.key_id().map(str::to_owned);
+    if let Some(rsa) = rsa_oaep::RsaOaepEncrypter::new(alg, key.pkey().clone(), kid.clone()) {
+        return Ok(Box::new(rsa));
+    }
+    let ecdh = ecdh_algorithm(alg).ok_or_else(|| Error::UnsupportedAlgorithm {
+        scheme: SCHEME.to_owned(),
+        algorithm: alg.name().to_owned(),
+    })?;
+    let mut enc = ecdh
+        .encrypter_from_der(key.to_spki_der()?)
+        .map_err(|e| Failure::with_source("EC key cannot be used for ECDH-ES", e).recipient())?;
+    if let Some(kid) = kid {
+        enc.set_key_id(kid);
+    }
+    Ok(Box::new(enc))
+}
+
+/// Encrypts `payload` for every key, as go-jose's `NewMultiEncrypter(A256GCM, ...)` and
+/// `FullSerialize` do: flattened JSON for one recipient, general JSON for more.
+fn wrap(public_keys: &[Vec<u8>], payload: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    if public_keys.is_empty() {
+        return Ok(None);
+    }
+    let encrypters = public_keys
+        .iter()
+        .map(|k| encrypter(&keys::parse_public_key(k)?))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut shared = JweHeaderSet::new();
+    shared.set_content_encryption(CONTENT_ENCRYPTION, true);
+    let json = match encrypters.as_slice() {
+        [single] => serialize_flattened_json(payload, Some(&shared), None, None, single.as_ref()),
+        many => {
+            let recipients: Vec<(Option<&JweHeader>, &dyn JweEncrypter)> =
+                many.iter().map(|e| (None, e.as_ref())).collect();
+            serialize_general_json(payload, Some(&shared), &recipients, None)
+        }
+    }
+    .map_err(|e| backend("JWE encryption failed", e))?;
+    Ok(Some(json.into_bytes()))
+}
+
+/// Decrypts `blob` with the first key that opens any of its recipients.
+fn unwrap(key_files: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
+    let jwe = serialization::parse(blob)?;
+    let mut causes = Vec::new();
+    let mut usable = Vec::new();
+    for (i, r) in jwe.recipients.iter().enumerate() {
+        match KeyAlgorithm::from_name(&r.alg) {
+            Some(alg) => usable.push((i + 1, alg, r)),
+            None => causes.push(format!(
+                "recipient {}: unsupported algorithm {}",
+                i + 1,
+                printable(&r.alg)
+            )),
+        }
+    }
+    if usable.is_empty() {
+        let algorithm = jwe
+            .recipients
+            .first()
+            .map(|r| r.alg.clone())
+            .unwrap_or_default();
+        return Err(Error::UnsupportedAlgorithm {
+            scheme: SCHEME.to_owned(),
+            algorithm,
+        });
+    }
+    if key_files.is_empty() {
+        causes.push("no private key was given".to_owned());
+    }
+    for (k, file) in key_files.iter().enumerate() {
+        let k = k + 1;
+        let key = match keys::parse_private_key(file.data().expose(), file.password()) {
+            Ok(key) => key,
+            // Go aborts the scheme on a password problem.
+            Err(e) if e.is_password_error() => return Err(e),
+            Err(e) => {
+                causes.push(format!("private key {k}: skipped: {e}"));
+                continue;
+            }
+        };
+        let mut tried = false;
+        for (r, alg, recipient) in &usable {
+            if !alg.fits(key.kind()) {
+                continue;
+            }
+            tried = true;
+            match open(&jwe, *alg, recipient, &key) {
+                Ok(mut plaintext) => return Ok(SecretBytes::new(std::mem::take(&mut *plaintext))),
+                Err(f) => causes.push(format!(
+                    "private key {k} ({}), recipient {r} ({alg}): {f}",
+                    key.kind()
+                )),
+            }
+        }
+        if !tried {
+            causes.push(format!(
+                "private key {k} ({}): no recipient uses an algorithm for this key type",
+                key.kind()
+            ));
+        }
+    }
+    Err(Error::NoMatchingKey {
+        scheme: SCHEME.to_owned(),
+        causes,
+    })
+}
+
+/// Unwraps one recipient's content key with `key` and decrypts the content.
+fn open(
+    jwe: &Jwe,
+    alg: KeyAlgorithm,
+    recipient: &Recipient,
+    key: &PrivateKey,
+) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let encrypted_key = recipient
+        .encrypted_key
+        .as_deref()
+        .ok_or_else(|| Failure::new("no encrypted_key"))?;
+    let cek = if let Some(ecdh) = ecdh_algorithm(alg) {
+        // AES key wrap adds 8 bytes; josekit panics on fewer than 8.
+        if encrypted_key.len() != jwe.enc.key_len() + 8 {
+            return Err(Failure::new("encrypted_key has the wrong length"));
+        }
+        let der = keys::pkcs8_der(key).map_err(|e| Failure::with_source("EC key", e))?;
+        let decrypter = ecdh
+            .decrypter_from_der(&*der)
+            .map_err(|e| Failure::with_source("EC key cannot be used for ECDH-ES", e))?;
+        let cek = decrypter
+            .decrypt(Some(encrypted_key), jwe.enc.josekit(), &recipient.header)
+            .map_err(|e| Failure::with_source("key unwrapping failed", e))?;
+        Zeroizing::new(cek.into_owned())
+    } else {
+        rsa_oaep::decrypt(alg, key.pkey(), encrypted_key)
+            .map_err(|e| Failure::with_source("key decryption failed", e))?
+    };
+    if cek.len() != jwe.enc.key_len() {
+        return Err(Failure::new("unwrapped content key has the wrong length"));
+    }
+    jwe.enc
+        .decrypt(&cek, &jwe.iv, &jwe.ciphertext, &jwe.aad, &jwe.tag)
+}

@@ -1,0 +1,479 @@
+//! Parsing of the key files the `jwe` scheme accepts, following Go ocicrypt's
+//! `utils.ParsePublicKey` and `utils.ParsePrivateKey` (with a few documented extensions).
+//!
+//! The CLI also uses these functions to tell what kind of key a file holds.
+
+use std::cell::Cell;
+use std::fmt;
+
+use ocicrypt_keywrap::Error;
+use ocicrypt_keywrap::secrecy::{ExposeSecret, SecretString};
+use openssl::error::ErrorStack;
+use openssl::nid::Nid;
+use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
+use openssl::rsa::Rsa;
+use zeroize::Zeroizing;
+
+use crate::jwk::{self, JwkKey};
+use crate::{Failure, SCHEME, pem};
+
+/// The smallest RSA modulus accepted, in bits (Go's `crypto/rsa` minimum).
+pub const MIN_RSA_BITS: u32 = 1024;
+
+/// An elliptic curve usable with `ECDH-ES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Curve {
+    /// NIST P-256 (`prime256v1`).
+    P256,
+    /// NIST P-384 (`secp384r1`).
+    P384,
+    /// NIST P-521 (`secp521r1`).
+    P521,
+}
+
+impl Curve {
+    /// The JOSE name (`P-256`, `P-384`, `P-521`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::P256 => "P-256",
+            Self::P384 => "P-384",
+            Self::P521 => "P-521",
+        }
+    }
+}
+
+/// What kind of key a [`PublicKey`] or [`PrivateKey`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// An RSA key with a modulus of `bits` bits.
+    Rsa {
+        /// The modulus size.
+        bits: u32,
+    },
+    /// An elliptic-curve key.
+    Ec(Curve),
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Rsa { bits } => write!(f, "RSA-{bits}"),
+            Self::Ec(curve) => write!(f, "EC {}", curve.name()),
+        }
+    }
+}
+
+/// A JWE key-management algorithm (`alg`) this crate wraps and unwraps with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// `RSA-OAEP`: RSAES-OAEP with SHA-1 and MGF1-SHA-1 (Go's default for RSA keys).
+    RsaOaep,
+    /// `RSA-OAEP-256`: RSAES-OAEP with SHA-256 and MGF1-SHA-256.
+    RsaOaep256,
+    /// `ECDH-ES+A128KW`.
+    EcdhEsA128kw,
+    /// `ECDH-ES+A192KW`.
+    EcdhEsA192kw,
+    /// `ECDH-ES+A256KW` (Go's default for EC keys).
+    EcdhEsA256kw,
+}
+
+impl KeyAlgorithm {
+    /// Every algorithm, in the order Go ocicrypt lists them.
+    pub const ALL: [Self; 5] = [
+        Self::RsaOaep,
+        Self::RsaOaep256,
+        Self::EcdhEsA128kw,
+        Self::EcdhEsA192kw,
+        Self::EcdhEsA256kw,
+    ];
+
+    /// The JOSE name (`RSA-OAEP`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RsaOaep => "RSA-OAEP",
+            Self::RsaOaep256 => "RSA-OAEP-256",
+            Self::EcdhEsA128kw => "ECDH-ES+A128KW",
+            Self::EcdhEsA192kw => "ECDH-ES+A192KW",
+            Self::EcdhEsA256kw => "ECDH-ES+A256KW",
+        }
+    }
+
+    /// The algorithm with this JOSE name, if it is one of ours.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Whether this algorithm needs an RSA key (otherwise an EC key).
+    pub fn is_rsa(self) -> bool {
+        matches!(self, Self::RsaOaep | Self::RsaOaep256)
+    }
+
+    /// Whether a key of `kind` can be used with this algorithm.
+    pub fn fits(self, kind: KeyKind) -> bool {
+        match kind {
+            KeyKind::Rsa { .. } => self.is_rsa(),
+            KeyKind::Ec(_) => !self.is_rsa(),
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A recipient's public key.
+pub struct PublicKey {
+    key: PKey<Public>,
+    kind: KeyKind,
+    jwk: Option<JwkMeta>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct JwkMeta {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+impl PublicKey {
+    /// The key's type and size.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// Whether the key was given as a JWK.
+    pub fn is_jwk(&self) -> bool {
+        self.jwk.is_some()
+    }
+
+    /// The JWK's `alg` member, if the key is a JWK that has one.
+    pub fn jwk_algorithm(&self) -> Option<&str> {
+        self.jwk.as_ref().and_then(|j| j.alg.as_deref())
+    }
+
+    /// The JWK's `kid` member, if the key is a JWK that has one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.jwk.as_ref().and_then(|j| j.kid.as_deref())
+    }
+
+    /// The algorithm the key is wrapped with: `RSA-OAEP` for RSA keys, `ECDH-ES+A256KW` for
+    /// EC keys, and a JWK's own `alg` when it has one.
+    ///
+    /// A JWK without `alg` gets its key type's default. (Go ocicrypt picks `RSA-OAEP` for
+    /// every JWK without `alg`, so it cannot use an EC JWK without `alg`; this crate can.)
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedAlgorithm`] for a JWK `alg` that is not one of
+    /// [`KeyAlgorithm::ALL`]; [`Error::InvalidRecipient`] if `alg` does not fit the key type.
+    pub fn key_algorithm(&self) -> Result<KeyAlgorithm, Error> {
+        let Some(name) = self.jwk_algorithm() else {
+            return Ok(match self.kind {
+                KeyKind::Rsa { .. } => KeyAlgorithm::RsaOaep,
+                KeyKind::Ec(_) => KeyAlgorithm::EcdhEsA256kw,
+            });
+        };
+        let alg = KeyAlgorithm::from_name(name).ok_or_else(|| Error::UnsupportedAlgorithm {
+            scheme: SCHEME.to_owned(),
+            algorithm: name.to_owned(),
+        })?;
+        if !alg.fits(self.kind) {
+            return Err(Failure::new(format!(
+                "JWK algorithm {alg} cannot be used with a {} key",
+                self.kind
+            ))
+            .recipient());
+        }
+        Ok(alg)
+    }
+
+    /// The key as DER SubjectPublicKeyInfo.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if OpenSSL cannot encode it.
+    pub fn to_spki_der(&self) -> Result<Vec<u8>, Error> {
+        self.key
+            .public_key_to_der()
+            .map_err(|e| crate::backend("encoding a public key", e))
+    }
+
+    pub(crate) fn pkey(&self) -> &PKey<Public> {
+        &self.key
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("kind", &self.kind)
+            .field("jwk_algorithm", &self.jwk_algorithm())
+            .field("key_id", &self.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A private key that can unwrap JWE keys. OpenSSL wipes the key material when it is
+/// dropped; `Debug` shows only the key's kind.
+pub struct PrivateKey {
+    key: PKey<Private>,
+    kind: KeyKind,
+    kid: Option<String>,
+}
+
+impl PrivateKey {
+    /// The key's type and size.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The JWK's `kid` member, if the key was a JWK that has one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The matching public key (not a JWK: it has no `alg` or `kid`).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if OpenSSL cannot convert the key.
+    pub fn public_key(&self) -> Result<PublicKey, Error> {
+        let der = self
+            .key
+            .public_key_to_der()
+            .map_err(|e| crate::backend("encoding a public key", e))?;
+        let key = PKey::public_key_from_der(&der)
+            .map_err(|e| crate::backend("decoding a public key", e))?;
+        Ok(PublicKey {
+            key,
+            kind: self.kind,
+            jwk: None,
+        })
+    }
+
+    pub(crate) fn pkey(&self) -> &PKey<Private> {
+        &self.key
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("kind", &self.kind)
+            .field("key_id", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kind of an OpenSSL key, or why it cannot be used with JWE.
+fn kind_of<T: HasPublic>(key: &PKeyRef<T>) -> Result<KeyKind, Failure> {
+    match key.id() {
+        Id::RSA => {
+            let bits = key.bits();
+            if bits < MIN_RSA_BITS {
+                return Err(Failure::new(format!(
+                    "RSA key of {bits} bits is too small (minimum {MIN_RSA_BITS})"
+                )));
+            }
+            Ok(KeyKind::Rsa { bits })
+        }
+        Id::EC => {
+            let ec = key
+                .ec_key()
+                .map_err(|e| Failure::with_source("invalid EC key", e))?;
+            match ec.group().curve_name() {
+                Some(Nid::X9_62_PRIME256V1) => Ok(KeyKind::Ec(Curve::P256)),
+                Some(Nid::SECP384R1) => Ok(KeyKind::Ec(Curve::P384)),
+                Some(Nid::SECP521R1) => Ok(KeyKind::Ec(Curve::P521)),
+                _ => Err(Failure::new(
+                    "EC key is not on a supported curve (P-256, P-384, P-521)",
+                )),
+            }
+        }
+        _ => Err(Failure::new(
+            "key type is not supported by JWE (only RSA and EC P-256/P-384/P-521 keys)",
+        )),
+    }
+}
+
+/// DER SubjectPublicKeyInfo, then DER PKCS#1 `RSAPublicKey`.
+fn public_from_der(der: &[u8]) -> Option<PKey<Public>> {
+    PKey::public_key_from_der(der).ok().or_else(|| {
+        Rsa::public_key_from_der_pkcs1(der)
+            .ok()
+            .and_then(|rsa| PKey::from_rsa(rsa).ok())
+    })
+}
+
+/// Parses a recipient's public key: DER or PEM SubjectPublicKeyInfo (any PEM label, as in
+/// Go), DER or PEM PKCS#1 `RSA PUBLIC KEY` (an extension: Go rejects those), or a public
+/// JWK (RSA or EC) with optional `alg` and `kid`. Only RSA (at least
+/// [`MIN_RSA_BITS`] bits) and EC P-256/P-384/P-521 keys are accepted.
+///
+/// # Errors
+/// [`Error::InvalidRecipient`] when `data` is none of those, or the key type is not
+/// supported.
+pub fn parse_public_key(data: &[u8]) -> Result<PublicKey, Error> {
+    parse_public(data).map_err(Failure::recipient)
+}
+
+fn parse_public(data: &[u8]) -> Result<PublicKey, Failure> {
+    let (key, jwk) = load_public(data)?;
+    let kind = kind_of(&key)?;
+    Ok(PublicKey { key, kind, jwk })
+}
+
+/// Reads any public key OpenSSL knows, without checking that JWE can use it.
+fn load_public(data: &[u8]) -> Result<(PKey<Public>, Option<JwkMeta>), Failure> {
+    if let Some(key) = public_from_der(data) {
+        return Ok((key, None));
+    }
+    if let Some(block) = pem::first_block(data) {
+        let key = public_from_der(&block.der).ok_or_else(|| {
+            Failure::new(format!(
+                "PEM block {:?} does not hold a public key",
+                block.label
+            ))
+        })?;
+        return Ok((key, None));
+    }
+    if jwk::looks_like_json(data) {
+        let jwk = jwk::parse(data)?;
+        let JwkKey::Public(key) = jwk.key else {
+            return Err(Failure::new("JWK is not a public key"));
+        };
+        let meta = JwkMeta {
+            alg: jwk.alg.clone(),
+            kid: jwk.kid.clone(),
+        };
+        return Ok((key, Some(meta)));
+    }
+    Err(Failure::new("not a PEM, DER or JWK public key"))
+}
+
+/// Parses a private key, as Go ocicrypt's `utils.ParsePrivateKey` does:
+///
+/// 1. DER: PKCS#8 `PrivateKeyInfo`, PKCS#1 `RSAPrivateKey` or SEC1 `ECPrivateKey`, and
+///    (an extension) a password-protected PKCS#8 `EncryptedPrivateKeyInfo`;
+/// 2. otherwise the first PEM block: legacy OpenSSL encryption (`Proc-Type: 4,ENCRYPTED`
+///    with `DEK-Info`) and PKCS#8 `ENCRYPTED PRIVATE KEY` (PBES2; an extension) need
+///    `password`; the body may be any of the DER forms above (Go does not accept SEC1 in
+///    PEM, i.e. `EC PRIVATE KEY`; this crate does);
+/// 3. otherwise a private JWK (RSA or EC).
+///
+/// # Errors
+/// [`Error::MissingPassword`] for an encrypted key without `password`,
+/// [`Error::WrongPassword`] when `password` does not decrypt it, and
+/// [`Error::InvalidPrivateKey`] when `data` is not a private key or not one JWE can use.
+pub fn parse_private_key(
+    data: &[u8],
+    password: Option<&SecretString>,
+) -> Result<PrivateKey, Error> {
+    let (key, kid) = load_private(data, password)?;
+    let kind = kind_of(&key).map_err(Failure::private)?;
+    Ok(PrivateKey { key, kind, kid })
+}
+
+/// Reads any private key OpenSSL knows, without checking that JWE can use it.
+fn load_private(
+    data: &[u8],
+    password: Option<&SecretString>,
+) -> Result<(PKey<Private>, Option<String>), Error> {
+    if let Ok(key) = PKey::private_key_from_der(data) {
+        return Ok((key, None));
+    }
+    if let Some(key) = encrypted_pkcs8_der(data, password)? {
+        return Ok((key, None));
+    }
+    if let Some(block) = pem::first_block(data) {
+        let key = if block.is_encrypted() {
+            let Some(password) = password else {
+                return Err(Error::MissingPassword {
+                    scheme: SCHEME.to_owned(),
+                });
+            };
+            PKey::private_key_from_pem_callback(&block.text, |buf| give_password(password, buf))
+                .map_err(|_| Error::WrongPassword {
+                    scheme: SCHEME.to_owned(),
+                })?
+        } else {
+            PKey::private_key_from_der(&block.der).map_err(|e| {
+                Failure::with_source(
+                    format!("PEM block {:?} does not hold a private key", block.label),
+                    e,
+                )
+                .private()
+            })?
+        };
+        return Ok((key, None));
+    }
+    if jwk::looks_like_json(data) {
+        let jwk = jwk::parse(data).map_err(Failure::private)?;
+        let JwkKey::Private(key) = jwk.key else {
+            return Err(Failure::new("JWK is not a private key").private());
+        };
+        return Ok((key, jwk.kid.clone()));
+    }
+    Err(Failure::new("not a PEM, DER or JWK private key").private())
+}
+
+/// A DER `EncryptedPrivateKeyInfo`, decrypted with `password`. `Ok(None)` if `data` is not
+/// one (OpenSSL asks for the password only after it has parsed the structure).
+fn encrypted_pkcs8_der(
+    data: &[u8],
+    password: Option<&SecretString>,
+) -> Result<Option<PKey<Private>>, Error> {
+    let asked = Cell::new(false);
+    let result = PKey::private_key_from_pkcs8_callback(data, |buf| {
+        asked.set(true);
+        match password {
+            Some(p) => give_password(p, buf),
+            None => Err(ErrorStack::get()),
+        }
+    });
+    match (result, asked.get(), password) {
+        (Ok(key), _, _) => Ok(Some(key)),
+        (Err(_), false, _) => Ok(None),
+        (Err(_), true, None) => Err(Error::MissingPassword {
+            scheme: SCHEME.to_owned(),
+        }),
+        (Err(_), true, Some(_)) => Err(Error::WrongPassword {
+            scheme: SCHEME.to_owned(),
+        }),
+    }
+}
+
+/// Copies the password into OpenSSL's buffer.
+fn give_password(password: &SecretString, buf: &mut [u8]) -> Result<usize, ErrorStack> {
+    let pw = password.expose_secret().as_bytes();
+    let dst = buf.get_mut(..pw.len()).ok_or_else(ErrorStack::get)?;
+    dst.copy_from_slice(pw);
+    Ok(pw.len())
+}
+
+/// Whether `data` is a private key file: any private key [`parse_private_key`] can read,
+/// including encrypted ones (whose password is not known here) and, as in Go, keys of a
+/// type JWE cannot use (Ed25519, other curves). Certificates, public keys and OpenPGP keys
+/// are not.
+pub fn is_private_key(data: &[u8]) -> bool {
+    match load_private(data, None) {
+        Ok(_) | Err(Error::MissingPassword { .. }) => true,
+        Err(_) => false,
+    }
+}
+
+/// Whether `data` is a public key file that [`parse_public_key`] can read, as in Go also
+/// when JWE cannot use the key type (Ed25519, other curves).
+pub fn is_public_key(data: &[u8]) -> bool {
+    load_public(data).is_ok()
+}
+
+/// DER PKCS#8 of a private key, for josekit's ECDH-ES decrypter.
+pub(crate) fn pkcs8_der(key: &PrivateKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+    key.key
+        .private_key_to_pkcs8()
+        .map(Zeroizing::new)
+        .map_err(|e| crate::backend("encoding a private key", e))
+}
