@@ -1,0 +1,198 @@
+//! JWE interop with Debian's skopeo (Go ocicrypt inside), both directions.
+//!
+//! - Committed vectors that skopeo made (tests/vectors/skopeo, see make-vectors.sh there)
+//!   are decrypted by us and must give the original layers.
+//! - Images we encrypt are decrypted by the installed skopeo, and images the installed
+//!   skopeo encrypts are decrypted by us.
+
+use ocicrypt_tests::{layer_ids, layers, oci, ocicrypt, path, read_json, skopeo, tool_fails};
+
+const VECTORS: &[&str] = &[
+    "jwe-rsa2048",
+    "jwe-rsa4096",
+    "jwe-p256",
+    "jwe-p384",
+    "jwe-p521",
+    "jwe-two-recipients",
+    "jwe-layer-top",
+];
+
+fn original() -> Vec<(String, String)> {
+    layer_ids(&path("examples/image"), "latest")
+}
+
+fn key(name: &str) -> String {
+    path(&format!("tests/vectors/skopeo/keys/{name}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn we_decrypt_committed_skopeo_vectors() {
+    for v in VECTORS {
+        let dir = path(&format!("tests/vectors/skopeo/{v}"));
+        let expected = read_json(&dir.join("expected.json"));
+        // The vector really is encrypted the way expected.json says.
+        let enc = layers(&dir, "latest");
+        for (l, e) in enc.iter().zip(expected["layers"].as_array().unwrap()) {
+            assert_eq!(l["mediaType"], e["media_type"], "{v}");
+            assert_eq!(l["digest"], e["digest"], "{v}");
+        }
+        // Every listed decryption key alone decrypts it.
+        for k in expected["decryption_keys"].as_array().unwrap() {
+            let k = dir.parent().unwrap().join(k.as_str().unwrap());
+            let out = tempfile::tempdir().unwrap();
+            let dst = out.path().join("plain");
+            ocicrypt(&[
+                "image",
+                "decrypt",
+                "-k",
+                k.to_str().unwrap(),
+                &oci(&dir, "latest"),
+                &oci(&dst, "latest"),
+            ])
+            .unwrap_or_else(|e| panic!("{v} with {}: {e}", k.display()));
+            assert_eq!(layer_ids(&dst, "latest"), original(), "{v}");
+            for e in expected["layers"].as_array().unwrap() {
+                assert!(
+                    layer_ids(&dst, "latest")
+                        .iter()
+                        .any(|(_, d)| d == e["plaintext_digest"].as_str().unwrap()),
+                    "{v}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn committed_vectors_refuse_the_wrong_key() {
+    let dir = path("tests/vectors/skopeo/jwe-rsa2048");
+    let out = tempfile::tempdir().unwrap();
+    let dst = out.path().join("plain");
+    let err = ocicrypt(&[
+        "image",
+        "decrypt",
+        "-k",
+        &key("rsa4096-private.pem"),
+        &oci(&dir, "latest"),
+        &oci(&dst, "latest"),
+    ])
+    .unwrap_err();
+    assert!(err.contains("none of the private keys"), "{err}");
+    assert!(!dst.exists(), "a failed decryption must not create its destination");
+}
+
+/// We encrypt with `recipients`, skopeo decrypts with each of `keys`.
+fn skopeo_decrypts_ours(recipients: &[&str], keys: &[&str], layer: Option<&str>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = tmp.path().join("enc");
+    let mut args = vec!["image".to_owned(), "encrypt".to_owned()];
+    for r in recipients {
+        args.push("-r".into());
+        args.push(format!("jwe:{}", key(r)));
+    }
+    if let Some(l) = layer {
+        args.push(format!("--layer={l}"));
+    }
+    args.push(oci(&path("examples/image"), "latest"));
+    args.push(oci(&enc, "latest"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ocicrypt(&args).unwrap();
+    let encrypted = layer_ids(&enc, "latest");
+    let n_enc = encrypted.iter().filter(|(mt, _)| mt.ends_with("+encrypted")).count();
+    assert_eq!(n_enc, if layer.is_some() { 1 } else { original().len() });
+
+    for k in keys {
+        let dec = tmp.path().join(format!("dec-{k}"));
+        skopeo(&[
+            "copy",
+            "--quiet",
+            "--decryption-key",
+            &key(k),
+            &oci(&enc, "latest"),
+            &oci(&dec, "latest"),
+        ]);
+        assert_eq!(layer_ids(&dec, "latest"), original(), "skopeo with {k}");
+    }
+    // And skopeo refuses a key that is not a recipient.
+    let wrong = if keys.contains(&"rsa4096-private.pem") {
+        "p384-private.pem"
+    } else {
+        "rsa4096-private.pem"
+    };
+    let dec = tmp.path().join("dec-wrong");
+    tool_fails(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--decryption-key",
+            &key(wrong),
+            &oci(&enc, "latest"),
+            &oci(&dec, "latest"),
+        ],
+    );
+}
+
+#[test]
+fn skopeo_decrypts_rsa2048() {
+    skopeo_decrypts_ours(&["rsa2048-public.pem"], &["rsa2048-private.pem"], None);
+}
+
+#[test]
+fn skopeo_decrypts_rsa4096() {
+    skopeo_decrypts_ours(&["rsa4096-public.pem"], &["rsa4096-private.pem"], None);
+}
+
+#[test]
+fn skopeo_decrypts_ec_curves() {
+    for c in ["p256", "p384", "p521"] {
+        skopeo_decrypts_ours(
+            &[&format!("{c}-public.pem")],
+            &[&format!("{c}-private.pem")],
+            None,
+        );
+    }
+}
+
+#[test]
+fn skopeo_decrypts_two_recipients() {
+    skopeo_decrypts_ours(
+        &["rsa2048-public.pem", "p256-public.pem"],
+        &["rsa2048-private.pem", "p256-private.pem"],
+        None,
+    );
+}
+
+#[test]
+fn skopeo_decrypts_top_layer_only() {
+    skopeo_decrypts_ours(&["p256-public.pem"], &["p256-private.pem"], Some("-1"));
+}
+
+/// skopeo encrypts now (with the installed version), we decrypt.
+#[test]
+fn we_decrypt_what_installed_skopeo_encrypts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = tmp.path().join("enc");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--encryption-key",
+        &format!("jwe:{}", key("rsa2048-public.pem")),
+        "--encryption-key",
+        &format!("jwe:{}", key("p521-public.pem")),
+        &oci(&path("examples/image"), "latest"),
+        &oci(&enc, "latest"),
+    ]);
+    assert!(layer_ids(&enc, "latest").iter().all(|(mt, _)| mt.ends_with("+encrypted")));
+    for k in ["rsa2048-private.pem", "p521-private.pem"] {
+        let dec = tmp.path().join(format!("dec-{k}"));
+        ocicrypt(&["image", "decrypt", "-k", &key(k), &oci(&enc, "latest"), &oci(&dec, "latest")])
+            .unwrap();
+        assert_eq!(layer_ids(&dec, "latest"), original());
+    }
+    // Inspect sees the JWE recipients.
+    ocicrypt(&["image", "inspect", &oci(&enc, "latest")]).unwrap();
+}
