@@ -16,7 +16,8 @@ impl DescJson {
         match v {
             Value::Object(m) => {
                 let d = Self(m);
-                d.to_oci().with_context(|| format!("{what} is not a valid OCI descriptor"))?;
+                d.to_oci()
+                    .with_context(|| format!("{what} is not a valid OCI descriptor"))?;
                 Ok(d)
             }
             _ => bail!("{what} is not a JSON object"),
@@ -36,15 +37,24 @@ impl DescJson {
     }
 
     pub(crate) fn media_type(&self) -> &str {
-        self.0.get("mediaType").and_then(Value::as_str).unwrap_or_default()
+        self.0
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     pub(crate) fn digest(&self) -> &str {
-        self.0.get("digest").and_then(Value::as_str).unwrap_or_default()
+        self.0
+            .get("digest")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     pub(crate) fn size(&self) -> u64 {
-        self.0.get("size").and_then(Value::as_u64).unwrap_or_default()
+        self.0
+            .get("size")
+            .and_then(Value::as_u64)
+            .unwrap_or_default()
     }
 
     pub(crate) fn annotations(&self) -> BTreeMap<String, String> {
@@ -74,7 +84,10 @@ impl DescJson {
         if annotations.is_empty() {
             self.0.remove("annotations");
         } else {
-            let m: Map<String, Value> = annotations.into_iter().map(|(k, v)| (k, v.into())).collect();
+            let m: Map<String, Value> = annotations
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect();
             self.0.insert("annotations".into(), Value::Object(m));
         }
     }

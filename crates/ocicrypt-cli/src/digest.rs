@@ -23,7 +23,11 @@ impl<T> Hashing<T> {
     /// `sha256:<hex>` of the bytes so far, and their count.
     pub(crate) fn finish(self) -> (String, u64, T) {
         let d = self.ctx.finish();
-        (format!("sha256:{}", hex::encode(d.as_ref())), self.count, self.inner)
+        (
+            format!("sha256:{}", hex::encode(d.as_ref())),
+            self.count,
+            self.inner,
+        )
     }
 }
 
@@ -55,7 +59,11 @@ pub(crate) fn sha256_hex(digest: &str) -> anyhow::Result<&str> {
     let hex = digest
         .strip_prefix("sha256:")
         .ok_or_else(|| anyhow::anyhow!("digest {digest:?} is not a sha256 digest"))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         anyhow::bail!("digest {digest:?} is malformed");
     }
     Ok(hex)

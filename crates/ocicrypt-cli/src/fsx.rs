@@ -48,9 +48,9 @@ impl Staged {
         tmp.as_file()
             .sync_all()
             .with_context(|| format!("cannot write {}", dest.display()))?;
-        tmp.persist(dest)
-            .map_err(|e| e.error)
-            .with_context(|| format!("cannot rename the output into place at {}", dest.display()))?;
+        tmp.persist(dest).map_err(|e| e.error).with_context(|| {
+            format!("cannot rename the output into place at {}", dest.display())
+        })?;
         Ok(())
     }
 }
@@ -76,8 +76,12 @@ pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
 /// Reads a JSON file into a value, naming the file in errors.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("{what} {} is not valid JSON of the expected shape", path.display()))
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{what} {} is not valid JSON of the expected shape",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]

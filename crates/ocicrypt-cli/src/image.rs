@@ -122,7 +122,11 @@ fn transform(src: &str, dst: &str, select: &Selection, op: &Op) -> Result<()> {
     // The index entry keeps everything but the tag, which the writer sets.
     let mut ann = top.annotations();
     ann.remove(crate::layout::REF_NAME);
-    let (mt, d, s) = (entry.media_type().to_owned(), entry.digest().to_owned(), entry.size());
+    let (mt, d, s) = (
+        entry.media_type().to_owned(),
+        entry.digest().to_owned(),
+        entry.size(),
+    );
     entry.set(&mt, &d, s, ann);
     let changed = job.changed;
     job.dst.commit(entry, &dst_ref.tag)?;
@@ -201,7 +205,10 @@ impl Job<'_> {
                  first (skopeo copy --format oci)",
                 desc.digest()
             ),
-            other => bail!("{}: unsupported manifest media type {other:?}", desc.digest()),
+            other => bail!(
+                "{}: unsupported manifest media type {other:?}",
+                desc.digest()
+            ),
         }
     }
 
@@ -247,7 +254,12 @@ impl Job<'_> {
             .into_iter()
             .flatten()
             .chain(v.get("config"))
-            .chain(v.get("layers").and_then(Value::as_array).into_iter().flatten());
+            .chain(
+                v.get("layers")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten(),
+            );
         for c in children {
             let c = DescJson::from_value(c.clone(), "a referenced descriptor")?;
             match c.media_type() {
@@ -265,8 +277,10 @@ impl Job<'_> {
             .get("config")
             .cloned()
             .with_context(|| format!("image manifest {} has no config", desc.digest()))?;
-        self.dst
-            .copy_blob(self.src, &DescJson::from_value(config, "the config descriptor")?)?;
+        self.dst.copy_blob(
+            self.src,
+            &DescJson::from_value(config, "the config descriptor")?,
+        )?;
         let layers = manifest
             .get_mut("layers")
             .and_then(Value::as_array_mut)
@@ -300,7 +314,8 @@ impl Job<'_> {
             }
             Op::Decrypt(dc) => {
                 let bar = progress::bar(desc.size(), &format!("layer {}/{n}", i + 1));
-                let mut input = crate::digest::Hashing::new(bar.wrap_read(self.src.open_blob(desc)?));
+                let mut input =
+                    crate::digest::Hashing::new(bar.wrap_read(self.src.open_blob(desc)?));
                 let mut staged = self.dst.stage()?;
                 {
                     let mut dec = self.ctx.decrypt_layer(dc, &mut input, &desc.to_oci()?)?;
@@ -314,7 +329,12 @@ impl Job<'_> {
                 let (digest, size) = self.dst.commit_blob(staged)?;
                 let mut out = desc.clone();
                 let ann = annotations::filter_out(&desc.annotations());
-                out.set(media_types::to_decrypted(desc.media_type()), &digest, size, ann);
+                out.set(
+                    media_types::to_decrypted(desc.media_type()),
+                    &digest,
+                    size,
+                    ann,
+                );
                 self.changed += 1;
                 Ok(out)
             }
@@ -336,7 +356,12 @@ impl Job<'_> {
                         let (digest, size) = self.dst.commit_blob(staged)?;
                         let mut ann = annotations::filter_out(&desc.annotations());
                         ann.extend(enc_ann);
-                        out.set(&media_types::to_encrypted(desc.media_type()), &digest, size, ann);
+                        out.set(
+                            &media_types::to_encrypted(desc.media_type()),
+                            &digest,
+                            size,
+                            ann,
+                        );
                     }
                     Encrypted::RecipientsAdded(enc_ann) => {
                         self.dst.copy_blob(self.src, desc)?;
@@ -410,7 +435,13 @@ fn inspect(a: &InspectArgs) -> Result<()> {
             .unwrap_or_default();
         writeln!(out, "manifest {}{p}", m.digest())?;
         for (i, (d, info)) in layers.iter().enumerate() {
-            writeln!(out, "  layer {i}: {} {} ({} bytes)", d.media_type(), d.digest(), d.size())?;
+            writeln!(
+                out,
+                "  layer {i}: {} {} ({} bytes)",
+                d.media_type(),
+                d.digest(),
+                d.size()
+            )?;
             layer::print_info(&mut out, info, "    ")?;
         }
     }
@@ -449,7 +480,10 @@ fn collect_images(
                 collect_images(layout, &child, e.get("platform").cloned(), out)?;
             }
         }
-        other => bail!("{}: unsupported manifest media type {other:?}", desc.digest()),
+        other => bail!(
+            "{}: unsupported manifest media type {other:?}",
+            desc.digest()
+        ),
     }
     Ok(())
 }
@@ -468,8 +502,14 @@ mod tests {
     #[test]
     fn layer_selection() {
         assert_eq!(selected_layers(&sel(&[]), 3).unwrap(), vec![true; 3]);
-        assert_eq!(selected_layers(&sel(&[-1]), 3).unwrap(), vec![false, false, true]);
-        assert_eq!(selected_layers(&sel(&[0, -1]), 3).unwrap(), vec![true, false, true]);
+        assert_eq!(
+            selected_layers(&sel(&[-1]), 3).unwrap(),
+            vec![false, false, true]
+        );
+        assert_eq!(
+            selected_layers(&sel(&[0, -1]), 3).unwrap(),
+            vec![true, false, true]
+        );
         assert!(selected_layers(&sel(&[3]), 3).is_err());
         assert!(selected_layers(&sel(&[-4]), 3).is_err());
     }

@@ -135,7 +135,10 @@ fn encrypt(a: EncryptArgs) -> Result<()> {
                     io::copy(&mut r, &mut out).context("copying the layer failed")?;
                     let (digest, _, _) = r.finish();
                     if digest != base.digest() {
-                        bail!("{} does not match its descriptor's digest", a.input.display());
+                        bail!(
+                            "{} does not match its descriptor's digest",
+                            a.input.display()
+                        );
                     }
                     (base, ann, false)
                 }
@@ -202,7 +205,12 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
     if let Some(p) = &a.descriptor_out {
         let mut plain = desc.clone();
         let ann = annotations::filter_out(&desc.annotations());
-        plain.set(media_types::to_decrypted(desc.media_type()), &pt_digest, size, ann);
+        plain.set(
+            media_types::to_decrypted(desc.media_type()),
+            &pt_digest,
+            size,
+            ann,
+        );
         write_atomic(p, &plain.to_pretty())?;
     }
     Ok(())
@@ -233,7 +241,11 @@ pub(crate) fn print_info(w: &mut impl Write, info: &LayerInfo, indent: &str) -> 
         info.cipher.as_deref().unwrap_or("(no pubopts annotation)")
     )?;
     for s in &info.schemes {
-        let support = if s.supported { "" } else { " (not supported by this build)" };
+        let support = if s.supported {
+            ""
+        } else {
+            " (not supported by this build)"
+        };
         writeln!(
             w,
             "{indent}scheme {}: {} wrapped key(s){support}",

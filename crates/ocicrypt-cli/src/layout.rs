@@ -70,7 +70,11 @@ fn blob_path(root: &Path, digest: &str) -> Result<PathBuf> {
         "sha512" => 128,
         _ => bail!("unsupported digest algorithm in {digest:?}"),
     };
-    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != len
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         bail!("malformed digest {digest:?}");
     }
     Ok(root.join("blobs").join(alg).join(hex))
@@ -85,12 +89,17 @@ pub(crate) struct Layout {
 impl Layout {
     pub(crate) fn open(root: &Path) -> Result<Self> {
         let marker = root.join("oci-layout");
-        let v: Value = serde_json::from_slice(
-            &fs::read(&marker)
-                .with_context(|| format!("{} is not an OCI layout (no oci-layout file)", root.display()))?,
-        )
+        let v: Value = serde_json::from_slice(&fs::read(&marker).with_context(|| {
+            format!(
+                "{} is not an OCI layout (no oci-layout file)",
+                root.display()
+            )
+        })?)
         .with_context(|| format!("{} is not valid JSON", marker.display()))?;
-        if v.get("imageLayoutVersion").and_then(Value::as_str).is_none() {
+        if v.get("imageLayoutVersion")
+            .and_then(Value::as_str)
+            .is_none()
+        {
             bail!("{} has no imageLayoutVersion", marker.display());
         }
         Ok(Self {
@@ -142,14 +151,20 @@ impl Layout {
     /// Reads a small blob (manifest, index, config) and checks its digest.
     pub(crate) fn read_blob(&self, desc: &DescJson) -> Result<Vec<u8>> {
         if desc.size() > 64 * 1024 * 1024 {
-            bail!("blob {} is too large for a manifest or config", desc.digest());
+            bail!(
+                "blob {} is too large for a manifest or config",
+                desc.digest()
+            );
         }
         let mut r = Hashing::new(self.open_blob(desc)?);
         let mut buf = Vec::new();
         r.read_to_end(&mut buf)?;
         let (digest, _, _) = r.finish();
         if desc.digest().starts_with("sha256:") && digest != desc.digest() {
-            bail!("blob {} is corrupt: its content hashes to {digest}", desc.digest());
+            bail!(
+                "blob {} is corrupt: its content hashes to {digest}",
+                desc.digest()
+            );
         }
         Ok(buf)
     }
@@ -262,11 +277,13 @@ impl LayoutWriter {
             return Ok(());
         }
         let mut s = self.stage()?;
-        io::copy(&mut r, &mut s)
-            .with_context(|| format!("cannot copy blob {}", desc.digest()))?;
+        io::copy(&mut r, &mut s).with_context(|| format!("cannot copy blob {}", desc.digest()))?;
         let (digest, _, staged) = s.finish();
         if digest != desc.digest() {
-            bail!("blob {} is corrupt: its content hashes to {digest}", desc.digest());
+            bail!(
+                "blob {} is corrupt: its content hashes to {digest}",
+                desc.digest()
+            );
         }
         let path = blob_path(&self.work, &digest)?;
         staged.commit_as(&path)?;
@@ -311,7 +328,9 @@ impl LayoutWriter {
             let path = tmp.keep();
             if let Err(e) = fs::rename(&path, &self.dest) {
                 let _ = fs::remove_dir_all(&path);
-                return Err(e).with_context(|| format!("cannot move the new layout to {}", self.dest.display()));
+                return Err(e).with_context(|| {
+                    format!("cannot move the new layout to {}", self.dest.display())
+                });
             }
         }
         self.committed = true;
@@ -337,11 +356,20 @@ mod tests {
     #[test]
     fn image_refs() {
         let r = ImageRef::parse("oci:/tmp/x").unwrap();
-        assert_eq!((r.path.to_str().unwrap(), r.tag.as_str()), ("/tmp/x", "latest"));
+        assert_eq!(
+            (r.path.to_str().unwrap(), r.tag.as_str()),
+            ("/tmp/x", "latest")
+        );
         let r = ImageRef::parse("oci:/tmp/a:b:v1.2").unwrap();
-        assert_eq!((r.path.to_str().unwrap(), r.tag.as_str()), ("/tmp/a:b", "v1.2"));
+        assert_eq!(
+            (r.path.to_str().unwrap(), r.tag.as_str()),
+            ("/tmp/a:b", "v1.2")
+        );
         let r = ImageRef::parse("oci:rel/dir:tag").unwrap();
-        assert_eq!((r.path.to_str().unwrap(), r.tag.as_str()), ("rel/dir", "tag"));
+        assert_eq!(
+            (r.path.to_str().unwrap(), r.tag.as_str()),
+            ("rel/dir", "tag")
+        );
         assert!(ImageRef::parse("docker://x").is_err());
         assert!(ImageRef::parse("oci:").is_err());
         assert!(ImageRef::parse("oci:/x:bad tag").is_err());

@@ -1,0 +1,758 @@
+//! End-to-end tests of the `ocicrypt` binary: exit status, one-line errors, untouched
+//! destinations, the layer and image commands, and every bad-input path.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data(rel: &str) -> String {
+    root().join(rel).to_string_lossy().into_owned()
+}
+
+const PUB: &str = "examples/keys/TEST-ONLY-rsa-public.pem";
+const PRIV: &str = "examples/keys/TEST-ONLY-rsa-private.pem";
+const OTHER_PRIV: &str = "tests/vectors/skopeo/keys/p256-private.pem";
+const OTHER_PUB: &str = "tests/vectors/skopeo/keys/p256-public.pem";
+const ENC_KEY: &str = "crates/ocicrypt-keywrap-jwe/tests/data/rsa2048-legacy-enc.pem";
+const ENC_KEY_PUB: &str = "crates/ocicrypt-keywrap-jwe/tests/data/rsa2048.pub.pem";
+const PBES2_KEY: &str = "crates/ocicrypt-keywrap-jwe/tests/data/rsa2048-pbes2.pem";
+
+fn run(args: &[&str]) -> Output {
+    run_stdin(args, b"")
+}
+
+fn run_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with status 1 and one line on stderr; returns the line.
+fn fails(args: &[&str]) -> String {
+    fails_stdin(args, b"")
+}
+
+fn fails_stdin(args: &[&str], stdin: &[u8]) -> String {
+    let out = run_stdin(args, stdin);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("ocicrypt: error: "), "{err}");
+    err
+}
+
+struct Layer {
+    dir: tempfile::TempDir,
+}
+
+impl Layer {
+    /// A plain layer blob of `len` bytes and its descriptor.
+    fn new(len: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let blob: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(dir.path().join("plain"), &blob).unwrap();
+        let digest = format!("sha256:{}", hex(&openssl::sha::sha256(&blob)));
+        let desc = json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest,
+            "size": len,
+            "annotations": {"org.example.keep": "me"}
+        });
+        fs::write(dir.path().join("plain.json"), desc.to_string()).unwrap();
+        Self { dir }
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn json(&self, name: &str) -> Value {
+        serde_json::from_slice(&fs::read(self.p(name)).unwrap()).unwrap()
+    }
+
+    fn encrypt(&self, recipient: &str) {
+        ok(&[
+            "layer",
+            "encrypt",
+            "-r",
+            &format!("jwe:{}", data(recipient)),
+            "--in",
+            &self.p("plain"),
+            "--out",
+            &self.p("enc"),
+            "--descriptor",
+            &self.p("plain.json"),
+            "--descriptor-out",
+            &self.p("enc.json"),
+        ]);
+    }
+
+    fn decrypt_args(&self, key: &str) -> Vec<String> {
+        [
+            "layer",
+            "decrypt",
+            "-k",
+            key,
+            "--descriptor",
+            &self.p("enc.json"),
+            "--in",
+            &self.p("enc"),
+            "--out",
+            &self.p("dec"),
+            "--descriptor-out",
+            &self.p("dec.json"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn layer_round_trip_and_descriptors() {
+    let l = Layer::new(300_000);
+    l.encrypt(PUB);
+    let enc = l.json("enc.json");
+    assert_eq!(
+        enc["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"
+    );
+    let ct = fs::read(l.p("enc")).unwrap();
+    assert_eq!(
+        enc["digest"],
+        format!("sha256:{}", hex(&openssl::sha::sha256(&ct)))
+    );
+    assert_eq!(enc["size"], 300_000);
+    assert_eq!(enc["annotations"]["org.example.keep"], "me");
+    assert!(enc["annotations"]["org.opencontainers.image.enc.keys.jwe"].is_string());
+    assert!(enc["annotations"]["org.opencontainers.image.enc.pubopts"].is_string());
+
+    ok(&strs(&l.decrypt_args(&data(PRIV))));
+    assert_eq!(
+        fs::read(l.p("dec")).unwrap(),
+        fs::read(l.p("plain")).unwrap()
+    );
+    let dec = l.json("dec.json");
+    let plain = l.json("plain.json");
+    assert_eq!(dec, plain, "decrypting gives back the plain descriptor");
+
+    let text = ok(&["layer", "inspect", "--descriptor", &l.p("enc.json")]);
+    assert!(text.contains("scheme jwe: 1 wrapped key"), "{text}");
+    let j: Value = serde_json::from_str(&ok(&[
+        "layer",
+        "inspect",
+        "--json",
+        "--descriptor",
+        &l.p("enc.json"),
+    ]))
+    .unwrap();
+    assert_eq!(j["encrypted"], true);
+    assert_eq!(j["schemes"][0]["scheme"], "jwe");
+    let j: Value = serde_json::from_str(&ok(&[
+        "layer",
+        "inspect",
+        "--json",
+        "--descriptor",
+        &l.p("plain.json"),
+    ]))
+    .unwrap();
+    assert_eq!(j["encrypted"], false);
+}
+
+#[test]
+fn layer_encrypt_without_descriptor() {
+    let l = Layer::new(1000);
+    ok(&[
+        "layer",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        "--media-type",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "--in",
+        &l.p("plain"),
+        "--out",
+        &l.p("enc"),
+        "--descriptor-out",
+        &l.p("enc.json"),
+    ]);
+    assert_eq!(
+        l.json("enc.json")["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd+encrypted"
+    );
+    ok(&strs(&l.decrypt_args(&data(PRIV))));
+    assert_eq!(l.json("dec.json")["digest"], l.json("plain.json")["digest"]);
+    assert_eq!(
+        l.json("dec.json")["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+}
+
+#[test]
+fn tampered_truncated_and_extended_blobs_leave_no_output() {
+    let l = Layer::new(50_000);
+    l.encrypt(PUB);
+    let ct = fs::read(l.p("enc")).unwrap();
+    let desc = l.json("enc.json");
+    fs::write(l.p("dec"), "previous content").unwrap();
+
+    // A flipped bit, with the descriptor's digest and size adjusted so that only the HMAC
+    // can notice it.
+    let mut bad = ct.clone();
+    bad[40_000] ^= 0x10;
+    for (name, blob) in [
+        ("flipped", bad),
+        ("truncated", ct[..49_000].to_vec()),
+        ("extended", [ct.clone(), vec![0; 10]].concat()),
+    ] {
+        fs::write(l.p("enc"), &blob).unwrap();
+        let mut d = desc.clone();
+        d["digest"] = json!(format!("sha256:{}", hex(&openssl::sha::sha256(&blob))));
+        d["size"] = json!(blob.len());
+        fs::write(l.p("enc.json"), d.to_string()).unwrap();
+        let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+        assert!(
+            err.contains("authentication failed") || err.contains("HMAC"),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            fs::read_to_string(l.p("dec")).unwrap(),
+            "previous content",
+            "{name}"
+        );
+        assert!(!Path::new(&l.p("dec.json")).exists(), "{name}");
+    }
+
+    // A blob that does not match its descriptor is refused before decrypting.
+    fs::write(l.p("enc"), &ct[..100]).unwrap();
+    fs::write(l.p("enc.json"), desc.to_string()).unwrap();
+    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    assert!(err.contains("bytes but its descriptor says"), "{err}");
+    let mut other = ct.clone();
+    other[0] ^= 1;
+    fs::write(l.p("enc"), &other).unwrap();
+    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    assert!(
+        err.contains("does not match its descriptor") || err.contains("authentication"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(l.p("dec")).unwrap(), "previous content");
+}
+
+#[test]
+fn key_errors() {
+    let l = Layer::new(100);
+    l.encrypt(PUB);
+    let err = fails(&strs(&l.decrypt_args(&data(OTHER_PRIV))));
+    assert!(
+        err.contains("none of the private keys could be used"),
+        "{err}"
+    );
+    let err = fails(&strs(&l.decrypt_args(&data(PUB))));
+    assert!(err.contains("is a public key"), "{err}");
+    let err = fails(&strs(&l.decrypt_args("/nonexistent/key.pem")));
+    assert!(err.contains("/nonexistent/key.pem"), "{err}");
+    let err = fails(&strs(&l.decrypt_args(&l.p("plain"))));
+    assert!(err.contains("not a private key"), "{err}");
+    assert!(!Path::new(&l.p("dec")).exists());
+
+    // Garbage in the descriptor's annotations.
+    let mut d = l.json("enc.json");
+    d["annotations"]["org.opencontainers.image.enc.keys.jwe"] = json!("!!!notbase64");
+    fs::write(l.p("enc.json"), d.to_string()).unwrap();
+    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    assert!(err.contains("base64"), "{err}");
+    fs::write(l.p("enc.json"), "{not json").unwrap();
+    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    assert!(err.contains("not valid JSON"), "{err}");
+
+    // Recipients that are not public keys.
+    let err = fails(&[
+        "layer",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PRIV)),
+        "--in",
+        &l.p("plain"),
+        "--out",
+        &l.p("x"),
+        "--descriptor-out",
+        &l.p("x.json"),
+    ]);
+    assert!(err.contains("is a private key"), "{err}");
+    let err = fails(&[
+        "layer",
+        "encrypt",
+        "-r",
+        "rot13:x",
+        "--in",
+        &l.p("plain"),
+        "--out",
+        &l.p("x"),
+        "--descriptor-out",
+        &l.p("x.json"),
+    ]);
+    assert!(err.contains("unknown recipient scheme"), "{err}");
+    assert!(!Path::new(&l.p("x")).exists());
+}
+
+#[test]
+fn passwords() {
+    let l = Layer::new(100);
+    l.encrypt(ENC_KEY_PUB);
+    let key = data(ENC_KEY);
+    let err = fails(&strs(&l.decrypt_args(&key)));
+    assert!(err.contains("missing password"), "{err}");
+    let err = fails(&strs(&l.decrypt_args(&format!("{key}:pass=wrong"))));
+    assert!(err.contains("wrong password"), "{err}");
+    ok(&strs(&l.decrypt_args(&format!("{key}:pass=password"))));
+    ok(&strs(&l.decrypt_args(&format!("{key}:password"))));
+    let pwfile = l.p("pw");
+    fs::write(&pwfile, "password\n").unwrap();
+    ok(&strs(&l.decrypt_args(&format!("{key}:file={pwfile}"))));
+    let out = run_stdin(
+        &strs(&l.decrypt_args(&format!("{key}:fd=0"))),
+        b"password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = fails_stdin(&strs(&l.decrypt_args(&format!("{key}:fd=0"))), b"nope\n");
+    assert!(err.contains("wrong password"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+        .args(l.decrypt_args(&format!("{}:env=OCICRYPT_TEST_PW", data(PBES2_KEY))))
+        .env("OCICRYPT_TEST_PW", "password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(l.p("dec")).unwrap(),
+        fs::read(l.p("plain")).unwrap()
+    );
+}
+
+#[test]
+fn adding_recipients_to_an_encrypted_layer() {
+    let l = Layer::new(5000);
+    l.encrypt(PUB);
+    let before = fs::read(l.p("enc")).unwrap();
+    let err = fails(&[
+        "layer",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(OTHER_PUB)),
+        "--in",
+        &l.p("enc"),
+        "--out",
+        &l.p("enc2"),
+        "--descriptor",
+        &l.p("enc.json"),
+        "--descriptor-out",
+        &l.p("enc2.json"),
+    ]);
+    assert!(err.contains("missing private key"), "{err}");
+    ok(&[
+        "layer",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(OTHER_PUB)),
+        "-k",
+        &data(PRIV),
+        "--in",
+        &l.p("enc"),
+        "--out",
+        &l.p("enc2"),
+        "--descriptor",
+        &l.p("enc.json"),
+        "--descriptor-out",
+        &l.p("enc2.json"),
+    ]);
+    assert_eq!(fs::read(l.p("enc2")).unwrap(), before, "data untouched");
+    let d2 = l.json("enc2.json");
+    assert_eq!(d2["digest"], l.json("enc.json")["digest"]);
+    assert_eq!(
+        d2["annotations"]["org.opencontainers.image.enc.keys.jwe"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .count(),
+        2
+    );
+    fs::copy(l.p("enc2.json"), l.p("enc.json")).unwrap();
+    for k in [PRIV, OTHER_PRIV] {
+        ok(&strs(&l.decrypt_args(&data(k))));
+        assert_eq!(
+            fs::read(l.p("dec")).unwrap(),
+            fs::read(l.p("plain")).unwrap()
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run(&["layer", "decrypt"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(run(&["--help"]).status.success());
+}
+
+fn image_ids(layout: &Path, tag: &str) -> Vec<(String, String)> {
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()
+        .clone();
+    let blob = |d: &str| {
+        fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let top: Value = serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+    let manifests: Vec<Value> = if top["manifests"].is_array() {
+        top["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::from_slice(&blob(m["digest"].as_str().unwrap())).unwrap())
+            .collect()
+    } else {
+        vec![top]
+    };
+    manifests
+        .iter()
+        .flat_map(|m| {
+            m["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    (
+                        l["mediaType"].as_str().unwrap().to_owned(),
+                        l["digest"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn image_failures_leave_destination_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = format!("oci:{}:latest", data("examples/image"));
+    let enc = tmp.path().join("enc");
+    ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        &src,
+        &format!("oci:{}:latest", enc.display()),
+    ]);
+
+    // Wrong key: no destination appears.
+    let dst = tmp.path().join("dec");
+    let err = fails(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(OTHER_PRIV),
+        &format!("oci:{}:latest", enc.display()),
+        &format!("oci:{}:latest", dst.display()),
+    ]);
+    assert!(err.contains("layer"), "{err}");
+    assert!(!dst.exists());
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "no temporary directory left behind"
+    );
+
+    // Into an existing layout: a failure leaves its index and blobs as they were.
+    let before: Vec<_> = walk(&enc);
+    let index_before = fs::read(enc.join("index.json")).unwrap();
+    let err = fails(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(OTHER_PRIV),
+        &format!("oci:{}:latest", enc.display()),
+        &format!("oci:{}:plain", enc.display()),
+    ]);
+    assert!(err.contains("none of the private keys"), "{err}");
+    assert_eq!(walk(&enc), before);
+    assert_eq!(fs::read(enc.join("index.json")).unwrap(), index_before);
+
+    // A tampered layer blob: decryption fails, nothing written.
+    let layer = image_ids(&enc, "latest")[1].1.clone();
+    let blob_path = enc
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut blob = fs::read(&blob_path).unwrap();
+    blob[10] ^= 1;
+    fs::write(&blob_path, &blob).unwrap();
+    let err = fails(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(PRIV),
+        &format!("oci:{}:latest", enc.display()),
+        &format!("oci:{}:latest", dst.display()),
+    ]);
+    assert!(
+        err.contains("authentication failed") || err.contains("corrupt"),
+        "{err}"
+    );
+    assert!(!dst.exists());
+
+    // A directory that is not a layout is never overwritten.
+    let junk = tmp.path().join("junk");
+    fs::create_dir(&junk).unwrap();
+    fs::write(junk.join("file"), "x").unwrap();
+    let err = fails(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        &src,
+        &format!("oci:{}:latest", junk.display()),
+    ]);
+    assert!(err.contains("not an OCI layout"), "{err}");
+
+    // Missing tag, missing layout.
+    let err = fails(&[
+        "image",
+        "inspect",
+        &format!("oci:{}:nosuchtag", data("examples/image")),
+    ]);
+    assert!(err.contains("nosuchtag"), "{err}");
+    let err = fails(&["image", "inspect", "oci:/nonexistent/layout"]);
+    assert!(err.contains("not an OCI layout"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            let bytes = fs::read(&p).unwrap();
+            out.push((p, bytes));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn image_into_same_layout_and_layer_selection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("img");
+    ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        "--layer",
+        "0",
+        &format!("oci:{}:latest", data("examples/image")),
+        &format!("oci:{}:enc", layout.display()),
+    ]);
+    let orig = image_ids(Path::new(&data("examples/image")), "latest");
+    let enc = image_ids(&layout, "enc");
+    assert!(enc[0].0.ends_with("+encrypted") && !enc[1].0.ends_with("+encrypted"));
+    assert_eq!(enc[1], orig[1]);
+    // Decrypt into the same layout under another tag.
+    ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(PRIV),
+        &format!("oci:{}:enc", layout.display()),
+        &format!("oci:{}:plain", layout.display()),
+    ]);
+    assert_eq!(image_ids(&layout, "plain"), orig);
+    assert_eq!(image_ids(&layout, "enc"), enc, "the other tag is kept");
+    // Encrypting an encrypted layer again needs a key; with one, recipients are added.
+    let err = fails(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(OTHER_PUB)),
+        &format!("oci:{}:enc", layout.display()),
+        &format!("oci:{}:enc2", layout.display()),
+    ]);
+    assert!(err.contains("already encrypted"), "{err}");
+    ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(OTHER_PUB)),
+        "-k",
+        &data(PRIV),
+        &format!("oci:{}:enc", layout.display()),
+        &format!("oci:{}:enc2", layout.display()),
+    ]);
+    ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(OTHER_PRIV),
+        &format!("oci:{}:enc2", layout.display()),
+        &format!("oci:{}:plain2", layout.display()),
+    ]);
+    assert_eq!(image_ids(&layout, "plain2"), orig);
+    let err = fails(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        "--layer",
+        "5",
+        &format!("oci:{}:plain", layout.display()),
+        &format!("oci:{}:x", layout.display()),
+    ]);
+    assert!(err.contains("--layer 5"), "{err}");
+}
+
+#[test]
+fn multi_platform_index() {
+    // Build a layout whose tag points at an index of two platform images (both using the
+    // example image's manifest content, with distinct config annotations to differ).
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("multi");
+    ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(PRIV),
+        &format!("oci:{}:latest", data("examples/image")),
+        &format!("oci:{}:base", layout.display()),
+    ]);
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let base = index["manifests"][0].clone();
+    let blobs = layout.join("blobs/sha256");
+    let manifest: Value = serde_json::from_slice(
+        &fs::read(
+            blobs.join(
+                base["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut entries = Vec::new();
+    for (os, arch) in [("linux", "amd64"), ("linux", "arm64")] {
+        let mut m = manifest.clone();
+        m["annotations"] = json!({"test.platform": format!("{os}/{arch}")});
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let d = hex(&openssl::sha::sha256(&bytes));
+        fs::write(blobs.join(&d), &bytes).unwrap();
+        entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{d}"), "size": bytes.len(), "platform": {"os": os, "architecture": arch}}));
+    }
+    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries})).unwrap();
+    let d = hex(&openssl::sha::sha256(&idx));
+    fs::write(blobs.join(&d), &idx).unwrap();
+    let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{d}"), "size": idx.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    fs::write(layout.join("index.json"), top.to_string()).unwrap();
+
+    let multi = format!("oci:{}:multi", layout.display());
+    let enc = format!("oci:{}:enc", layout.display());
+    ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        "--platform",
+        "linux/arm64",
+        &multi,
+        &enc,
+    ]);
+    let ids = image_ids(&layout, "enc");
+    assert_eq!(ids.len(), 4);
+    assert!(
+        !ids[0].0.ends_with("+encrypted") && !ids[1].0.ends_with("+encrypted"),
+        "amd64 untouched"
+    );
+    assert!(
+        ids[2].0.ends_with("+encrypted") && ids[3].0.ends_with("+encrypted"),
+        "arm64 encrypted"
+    );
+    let j: Value = serde_json::from_str(&ok(&["image", "inspect", "--json", &enc])).unwrap();
+    assert_eq!(j["manifests"].as_array().unwrap().len(), 2);
+    assert_eq!(j["manifests"][1]["platform"]["architecture"], "arm64");
+    assert_eq!(
+        j["manifests"][1]["layers"][0]["encryption"]["encrypted"],
+        true
+    );
+    let err = fails(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        "--platform",
+        "linux/s390x",
+        &multi,
+        &enc,
+    ]);
+    assert!(err.contains("no image in the index matches"), "{err}");
+    ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(PRIV),
+        &enc,
+        &format!("oci:{}:dec", layout.display()),
+    ]);
+    assert_eq!(image_ids(&layout, "dec"), image_ids(&layout, "multi"));
+}
