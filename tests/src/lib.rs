@@ -38,12 +38,15 @@ pub fn ocicrypt(args: &[&str]) -> Result<(), String> {
 /// Runs a third-party tool and returns its stdout; panics (failing the test) with its
 /// stderr if it fails, and with an install hint if it is missing.
 pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {program}: {e}. The interop tests need it: \
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {program}: {e}. The interop tests need it: \
              apt-get install {program} (cargo xtask ci installs it when run as root)"
-        )
-    });
+            )
+        });
     assert!(
         out.status.success(),
         "{program} {} failed ({}):\n{}",

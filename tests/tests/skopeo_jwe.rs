@@ -80,7 +80,10 @@ fn committed_vectors_refuse_the_wrong_key() {
     ])
     .unwrap_err();
     assert!(err.contains("none of the private keys"), "{err}");
-    assert!(!dst.exists(), "a failed decryption must not create its destination");
+    assert!(
+        !dst.exists(),
+        "a failed decryption must not create its destination"
+    );
 }
 
 /// We encrypt with `recipients`, skopeo decrypts with each of `keys`.
@@ -100,7 +103,10 @@ fn skopeo_decrypts_ours(recipients: &[&str], keys: &[&str], layer: Option<&str>)
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ocicrypt(&args).unwrap();
     let encrypted = layer_ids(&enc, "latest");
-    let n_enc = encrypted.iter().filter(|(mt, _)| mt.ends_with("+encrypted")).count();
+    let n_enc = encrypted
+        .iter()
+        .filter(|(mt, _)| mt.ends_with("+encrypted"))
+        .count();
     assert_eq!(n_enc, if layer.is_some() { 1 } else { original().len() });
 
     for k in keys {
@@ -186,11 +192,22 @@ fn we_decrypt_what_installed_skopeo_encrypts() {
         &oci(&path("examples/image"), "latest"),
         &oci(&enc, "latest"),
     ]);
-    assert!(layer_ids(&enc, "latest").iter().all(|(mt, _)| mt.ends_with("+encrypted")));
+    assert!(
+        layer_ids(&enc, "latest")
+            .iter()
+            .all(|(mt, _)| mt.ends_with("+encrypted"))
+    );
     for k in ["rsa2048-private.pem", "p521-private.pem"] {
         let dec = tmp.path().join(format!("dec-{k}"));
-        ocicrypt(&["image", "decrypt", "-k", &key(k), &oci(&enc, "latest"), &oci(&dec, "latest")])
-            .unwrap();
+        ocicrypt(&[
+            "image",
+            "decrypt",
+            "-k",
+            &key(k),
+            &oci(&enc, "latest"),
+            &oci(&dec, "latest"),
+        ])
+        .unwrap();
         assert_eq!(layer_ids(&dec, "latest"), original());
     }
     // Inspect sees the JWE recipients.

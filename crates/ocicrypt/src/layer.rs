@@ -77,7 +77,9 @@ impl Ocicrypt {
     ) -> Result<Encrypted<R>, Error> {
         let ann = annotations_of(desc);
         if self.is_encrypted(&ann) {
-            return self.add_recipients(ec, &ann).map(Encrypted::RecipientsAdded);
+            return self
+                .add_recipients(ec, &ann)
+                .map(Encrypted::RecipientsAdded);
         }
         let mut enc = self.encrypt_stream(ec, reader)?;
         enc.digest = Some(desc.digest().to_string());
@@ -108,7 +110,12 @@ impl Ocicrypt {
     }
 
     fn check_recipients(&self, ec: &EncryptConfig) -> Result<(), Error> {
-        if let Some(scheme) = self.registry.unavailable_recipient_schemes(ec).into_iter().next() {
+        if let Some(scheme) = self
+            .registry
+            .unavailable_recipient_schemes(ec)
+            .into_iter()
+            .next()
+        {
             return Err(Error::SchemeNotAvailable { scheme });
         }
         if !self.registry.wrappers().any(|w| w.has_recipients(ec)) {
@@ -258,7 +265,10 @@ impl Ocicrypt {
                 return Err(Error::SchemeNotAvailable { scheme });
             }
             return Err(Error::MissingPrivateKey {
-                schemes: present.iter().map(|(w, ..)| w.scheme().to_owned()).collect(),
+                schemes: present
+                    .iter()
+                    .map(|(w, ..)| w.scheme().to_owned())
+                    .collect(),
             });
         }
         Err(Error::NoKeyUnwrapped { causes })

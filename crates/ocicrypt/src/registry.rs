@@ -104,9 +104,14 @@ impl Registry {
         let mut seen = Vec::new();
         for w in self.wrappers() {
             let s = w.scheme();
-            if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            if s.is_empty()
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
             {
-                return bad(format!("scheme name {s:?} is not a valid annotation suffix"));
+                return bad(format!(
+                    "scheme name {s:?} is not a valid annotation suffix"
+                ));
             }
             if seen.contains(&s) {
                 return bad(format!("scheme {s} is registered twice"));

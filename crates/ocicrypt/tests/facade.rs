@@ -7,9 +7,7 @@ use std::sync::Arc;
 use ocicrypt::keywrap::{self, KeyWrapper};
 use ocicrypt::oci_spec::image::{Descriptor, MediaType, Sha256Digest};
 use ocicrypt::spec::annotations::{KEYS_PREFIX, PUBOPTS};
-use ocicrypt::{
-    DecryptConfig, EncryptConfig, Encrypted, Error, Ocicrypt, Registry, SecretBytes,
-};
+use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, Error, Ocicrypt, Registry, SecretBytes};
 
 /// A stand-in key provider `provider.test`: its "wrapping" XORs with a one-byte key taken
 /// from the provider arguments. It is not cryptography; it only routes bytes so that the
@@ -25,8 +23,14 @@ impl KeyWrapper for TestScheme {
     fn scheme(&self) -> &str {
         "provider.test"
     }
-    fn wrap_keys(&self, ec: &EncryptConfig, opts: &[u8]) -> Result<Option<Vec<u8>>, keywrap::Error> {
-        let Some(args) = ec.key_providers.get("test") else { return Ok(None) };
+    fn wrap_keys(
+        &self,
+        ec: &EncryptConfig,
+        opts: &[u8],
+    ) -> Result<Option<Vec<u8>>, keywrap::Error> {
+        let Some(args) = ec.key_providers.get("test") else {
+            return Ok(None);
+        };
         let k = args.first().and_then(|a| a.first()).copied().unwrap_or(0);
         let mut blob = vec![k];
         blob.extend(xor(opts, k));
@@ -41,7 +45,10 @@ impl KeyWrapper for TestScheme {
         if keys.iter().any(|a| a.first() == Some(&k)) {
             Ok(SecretBytes::new(xor(rest, k)))
         } else {
-            Err(keywrap::Error::NoMatchingKey { scheme: "provider.test".into(), causes: vec!["wrong key".into()] })
+            Err(keywrap::Error::NoMatchingKey {
+                scheme: "provider.test".into(),
+                causes: vec!["wrong key".into()],
+            })
         }
     }
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
@@ -57,7 +64,10 @@ fn ctx() -> Ocicrypt {
 }
 
 fn sha256(data: &[u8]) -> Sha256Digest {
-    let hex: String = openssl::sha::sha256(data).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = openssl::sha::sha256(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     hex.parse().unwrap()
 }
 
@@ -73,7 +83,8 @@ fn ec_for(key: u8) -> EncryptConfig {
 
 fn dc_for(keys: &[u8]) -> DecryptConfig {
     let mut dc = DecryptConfig::default();
-    dc.key_providers.insert("test".into(), keys.iter().map(|k| vec![*k]).collect());
+    dc.key_providers
+        .insert("test".into(), keys.iter().map(|k| vec![*k]).collect());
     dc
 }
 
@@ -90,7 +101,12 @@ fn encrypt(ctx: &Ocicrypt, ec: &EncryptConfig, data: &[u8]) -> (Vec<u8>, Descrip
     (ct, out)
 }
 
-fn decrypt(ctx: &Ocicrypt, dc: &DecryptConfig, ct: &[u8], desc: &Descriptor) -> std::io::Result<Vec<u8>> {
+fn decrypt(
+    ctx: &Ocicrypt,
+    dc: &DecryptConfig,
+    ct: &[u8],
+    desc: &Descriptor,
+) -> std::io::Result<Vec<u8>> {
     let mut dec = ctx.decrypt_layer(dc, ct, desc).unwrap();
     let mut out = Vec::new();
     dec.read_to_end(&mut out)?;
@@ -119,8 +135,13 @@ fn encrypt_checks_the_descriptor_digest() {
     let ctx = ctx();
     let data = b"the real data";
     let wrong = plain_desc(b"other data");
-    let wrong = Descriptor::new(MediaType::ImageLayerGzip, data.len() as u64, wrong.digest().clone());
-    let Encrypted::Stream(mut enc) = ctx.encrypt_layer(&ec_for(1), &data[..], &wrong).unwrap() else {
+    let wrong = Descriptor::new(
+        MediaType::ImageLayerGzip,
+        data.len() as u64,
+        wrong.digest().clone(),
+    );
+    let Encrypted::Stream(mut enc) = ctx.encrypt_layer(&ec_for(1), &data[..], &wrong).unwrap()
+    else {
         panic!()
     };
     std::io::copy(&mut enc, &mut std::io::sink()).unwrap();
@@ -137,7 +158,10 @@ fn encrypt_checks_the_descriptor_digest() {
     desc.set_annotations(Some(enc.finalize().unwrap().into_iter().collect()));
     let err = decrypt(&ctx, &dc_for(&[1]), &ct, &desc).unwrap_err();
     let inner = ocicrypt::blockcipher::Error::from_io(&err).unwrap();
-    assert!(matches!(inner, ocicrypt::blockcipher::Error::DigestMismatch { .. }), "{inner:?}");
+    assert!(
+        matches!(inner, ocicrypt::blockcipher::Error::DigestMismatch { .. }),
+        "{inner:?}"
+    );
 }
 
 #[test]
@@ -148,7 +172,10 @@ fn tampered_ciphertext_fails_at_the_end() {
     ct[500] ^= 1;
     let err = decrypt(&ctx, &dc_for(&[3]), &ct, &desc).unwrap_err();
     let inner = ocicrypt::blockcipher::Error::from_io(&err).unwrap();
-    assert!(matches!(inner, ocicrypt::blockcipher::Error::Authentication), "{inner:?}");
+    assert!(
+        matches!(inner, ocicrypt::blockcipher::Error::Authentication),
+        "{inner:?}"
+    );
 }
 
 #[test]
@@ -178,19 +205,28 @@ fn adding_recipients_keeps_data_and_old_keys() {
 fn configuration_errors() {
     let ctx = ctx();
     let desc = plain_desc(b"x");
-    let err = ctx.encrypt_layer(&EncryptConfig::default(), &b"x"[..], &desc).unwrap_err();
+    let err = ctx
+        .encrypt_layer(&EncryptConfig::default(), &b"x"[..], &desc)
+        .unwrap_err();
     assert!(matches!(err, Error::NoRecipients), "{err}");
 
     let mut ec = EncryptConfig::default();
-    ec.key_providers.insert("nosuch".into(), vec![b"Enabled".to_vec()]);
+    ec.key_providers
+        .insert("nosuch".into(), vec![b"Enabled".to_vec()]);
     let err = ctx.encrypt_layer(&ec, &b"x"[..], &desc).unwrap_err();
-    assert!(matches!(&err, Error::SchemeNotAvailable { scheme } if scheme == "provider.nosuch"), "{err}");
+    assert!(
+        matches!(&err, Error::SchemeNotAvailable { scheme } if scheme == "provider.nosuch"),
+        "{err}"
+    );
 
     let empty = Ocicrypt::new(Registry::empty()).unwrap();
     let mut ec = EncryptConfig::default();
     ec.jwe_public_keys.push(b"pk".to_vec());
     let err = empty.encrypt_layer(&ec, &b"x"[..], &desc).unwrap_err();
-    assert!(matches!(&err, Error::SchemeNotAvailable { scheme } if scheme == "jwe"), "{err}");
+    assert!(
+        matches!(&err, Error::SchemeNotAvailable { scheme } if scheme == "jwe"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -199,11 +235,23 @@ fn decryption_errors() {
     let data = b"abc";
     let (ct, desc) = encrypt(&ctx, &ec_for(2), data);
 
-    let err = ctx.decrypt_layer(&dc_for(&[4]), &ct[..], &desc).unwrap_err();
-    assert!(matches!(&err, Error::NoKeyUnwrapped { causes } if causes.len() == 1), "{err}");
-    let err = ctx.decrypt_layer(&DecryptConfig::default(), &ct[..], &desc).unwrap_err();
-    assert!(matches!(&err, Error::MissingPrivateKey { schemes } if schemes == &["provider.test"]), "{err}");
-    let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &plain_desc(data)).unwrap_err();
+    let err = ctx
+        .decrypt_layer(&dc_for(&[4]), &ct[..], &desc)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NoKeyUnwrapped { causes } if causes.len() == 1),
+        "{err}"
+    );
+    let err = ctx
+        .decrypt_layer(&DecryptConfig::default(), &ct[..], &desc)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingPrivateKey { schemes } if schemes == &["provider.test"]),
+        "{err}"
+    );
+    let err = ctx
+        .decrypt_layer(&dc_for(&[2]), &ct[..], &plain_desc(data))
+        .unwrap_err();
     assert!(matches!(err, Error::NotEncrypted), "{err}");
 
     let with = |k: &str, v: &str| {
@@ -214,20 +262,38 @@ fn decryption_errors() {
         d
     };
     let key = format!("{KEYS_PREFIX}provider.test");
-    let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &with(&key, "***")).unwrap_err();
+    let err = ctx
+        .decrypt_layer(&dc_for(&[2]), &ct[..], &with(&key, "***"))
+        .unwrap_err();
     assert!(matches!(err, Error::Spec(_)), "{err}");
-    let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &with(PUBOPTS, "e30=")).unwrap_err();
-    assert!(matches!(err, Error::BlockCipher(ocicrypt::blockcipher::Error::NoCipher)), "{err}");
-    let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &with(PUBOPTS, "!!")).unwrap_err();
+    let err = ctx
+        .decrypt_layer(&dc_for(&[2]), &ct[..], &with(PUBOPTS, "e30="))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BlockCipher(ocicrypt::blockcipher::Error::NoCipher)
+        ),
+        "{err}"
+    );
+    let err = ctx
+        .decrypt_layer(&dc_for(&[2]), &ct[..], &with(PUBOPTS, "!!"))
+        .unwrap_err();
     assert!(matches!(err, Error::Spec(_)), "{err}");
 
     // A layer encrypted only for a scheme this registry lacks.
     let mut d = plain_desc(data);
     let mut a = std::collections::HashMap::new();
-    a.insert(format!("{KEYS_PREFIX}provider.elsewhere"), "AAAA".to_owned());
+    a.insert(
+        format!("{KEYS_PREFIX}provider.elsewhere"),
+        "AAAA".to_owned(),
+    );
     d.set_annotations(Some(a));
     let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &d).unwrap_err();
-    assert!(matches!(&err, Error::SchemeNotAvailable { scheme } if scheme == "provider.elsewhere"), "{err}");
+    assert!(
+        matches!(&err, Error::SchemeNotAvailable { scheme } if scheme == "provider.elsewhere"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -235,9 +301,18 @@ fn registry_validation() {
     let twice = Registry::empty().with(Arc::new(TestScheme));
     let mut twice2 = twice.clone();
     twice2.others.push(Arc::new(TestScheme));
-    assert!(matches!(Ocicrypt::new(twice2), Err(Error::InvalidRegistry { .. })));
-    let wrong_field = Registry { pgp: Some(Arc::new(TestScheme)), ..Registry::empty() };
-    assert!(matches!(Ocicrypt::new(wrong_field), Err(Error::InvalidRegistry { .. })));
+    assert!(matches!(
+        Ocicrypt::new(twice2),
+        Err(Error::InvalidRegistry { .. })
+    ));
+    let wrong_field = Registry {
+        pgp: Some(Arc::new(TestScheme)),
+        ..Registry::empty()
+    };
+    assert!(matches!(
+        Ocicrypt::new(wrong_field),
+        Err(Error::InvalidRegistry { .. })
+    ));
     assert!(Ocicrypt::new(twice).is_ok());
 }
 
@@ -250,7 +325,10 @@ fn inspect_lists_schemes() {
     assert_eq!(info.cipher.as_deref(), Some("AES_256_CTR_HMAC_SHA256"));
     assert_eq!(info.schemes.len(), 1);
     assert_eq!(info.schemes[0].scheme, "provider.test");
-    assert_eq!(info.schemes[0].recipients, vec!["[provider.test]".to_owned()]);
+    assert_eq!(
+        info.schemes[0].recipients,
+        vec!["[provider.test]".to_owned()]
+    );
     assert!(!ctx.inspect(&plain_desc(b"x")).unwrap().encrypted);
 }
 
@@ -270,7 +348,8 @@ mod jwe {
         let ann = desc.annotations().clone().unwrap();
         assert!(ann.contains_key(ocicrypt::spec::annotations::KEYS_JWE));
         let mut dc = DecryptConfig::default();
-        dc.private_keys.push(PrivateKey::new(rsa.private_key_to_pem().unwrap()));
+        dc.private_keys
+            .push(PrivateKey::new(rsa.private_key_to_pem().unwrap()));
         assert_eq!(decrypt(&ctx, &dc, &ct, &desc).unwrap(), data);
         assert_eq!(decrypt(&ctx, &dc_for(&[8]), &ct, &desc).unwrap(), data);
     }
