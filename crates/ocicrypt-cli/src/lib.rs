@@ -70,8 +70,11 @@ where
                     _ => ExitCode::from(2),
                 };
             }
-            // One line: the context chain joined with ": ".
-            let msg = format!("{e:#}").replace('\n', " ");
+            // One line: the context chain joined with ": ", lists of causes with "; ".
+            let msg = format!("{e:#}")
+                .replace(":\n- ", ": ")
+                .replace("\n- ", "; ")
+                .replace('\n', " ");
             eprintln!("ocicrypt: error: {msg}");
             ExitCode::FAILURE
         }
