@@ -1,0 +1,518 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod asn1;
+mod content;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::CmsVersion;
+use cms::enveloped_data::{
+    KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
+};
+use const_oid::db::rfc5911::{ID_AES_128_GCM, ID_DATA, ID_ENVELOPED_DATA};
+use const_oid::db::rfc5912::{ID_MGF_1, ID_P_SPECIFIED, ID_RSAES_OAEP, RSA_ENCRYPTION};
+use der::asn1::{OctetString, SetOfVec};
+use der::{Decode, Encode};
+use ocicrypt_keywrap::{
+    BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey as KeyFile, SecretBytes,
+};
+use openssl::encrypt::{Decrypter, Encrypter};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Private};
+use openssl::rsa::Padding;
+use spki::AlgorithmIdentifierOwned;
+use zeroize::Zeroizing;
+
+use crate::asn1::{
+    AlgorithmId, ContentInfo, EncryptedContentInfo, EnvelopedData, OaepParameters, RawTlv,
+};
+use crate::content::ContentCipher;
+use crate::keys::Cert;
+
+/// The scheme name.
+const SCHEME: &str = "pkcs7";
+
+/// Why one key, certificate or recipient could not be used; becomes an [`Error`] or a
+/// `causes` line.
+#[derive(Debug)]
+struct Failure {
+    reason: String,
+    source: Option<BoxError>,
+}
+
+impl Failure {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    fn with_source(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    fn recipient(self) -> Error {
+        Error::InvalidRecipient {
+            scheme: SCHEME.to_owned(),
+            reason: self.reason,
+            source: self.source,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+fn backend(context: &str, source: impl Into<BoxError>) -> Error {
+    Error::Backend {
+        scheme: SCHEME.to_owned(),
+        context: context.to_owned(),
+        source: source.into(),
+    }
+}
+
+fn malformed(reason: impl fmt::Display) -> Error {
+    Error::MalformedBlob {
+        scheme: SCHEME.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The `pkcs7` key-wrap scheme: the layer's private options are encrypted as one CMS
+/// EnvelopedData with a recipient per X.509 certificate in
+/// [`EncryptConfig::pkcs7_certificates`], and decrypted with
+/// [`DecryptConfig::private_keys`] (and, to pick the recipient, the optional
+/// [`DecryptConfig::certificates`]). See the crate documentation for the details.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Pkcs7KeyWrapper;
+
+impl KeyWrapper for Pkcs7KeyWrapper {
+    fn scheme(&self) -> &str {
+        SCHEME
+    }
+
+    fn wrap_keys(&self, ec: &EncryptConfig, opts_data: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        wrap(&ec.pkcs7_certificates, opts_data, GcmEncoding::Go)
+    }
+
+    fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
+        unwrap(&dc.private_keys, &dc.certificates, blob)
+    }
+
+    fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
+        !dc.private_keys.is_empty()
+    }
+
+    fn has_recipients(&self, ec: &EncryptConfig) -> bool {
+        !ec.pkcs7_certificates.is_empty()
+    }
+
+    /// One entry per recipient: `issuer=<RFC 4514 name> serial=<hex>` for a recipient
+    /// named by issuer and serial number, `subjectKeyIdentifier=<hex>` for one named by
+    /// key identifier, `[pkcs7] <kind>` for the other kinds. (Go answers `["[pkcs7]"]`.)
+    /// Control characters are escaped.
+    fn recipients(&self, blob: &[u8]) -> Result<Vec<String>, Error> {
+        let ci = parse_content_info(blob)?;
+        let ed = parse_enveloped_data(&ci)?;
+        Ok(ed
+            .recipient_infos
+            .0
+            .iter()
+            .map(|ri| match ri {
+                RecipientInfo::Ktri(k) => describe_rid(&k.rid),
+                RecipientInfo::Kari(_) => format!("[{SCHEME}] key agreement recipient"),
+                RecipientInfo::Kekri(_) => format!("[{SCHEME}] key-encryption-key recipient"),
+                RecipientInfo::Pwri(_) => format!("[{SCHEME}] password recipient"),
+                RecipientInfo::Ori(_) => format!("[{SCHEME}] other recipient"),
+            })
+            .collect())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn describe_rid(rid: &RecipientIdentifier) -> String {
+    match rid {
+        RecipientIdentifier::IssuerAndSerialNumber(ias) => format!(
+            "issuer={} serial={}",
+            printable(&ias.issuer.to_string()),
+            hex(ias.serial_number.as_bytes())
+        ),
+        RecipientIdentifier::SubjectKeyIdentifier(ski) => {
+            format!("subjectKeyIdentifier={}", hex(ski.0.as_bytes()))
+        }
+    }
+}
+
+/// `s` with control characters escaped, for display.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// How the AES-GCM parameters are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GcmEncoding {
+    /// Go's (smallstep/pkcs7) non-standard encoding, which Go ocicrypt requires.
+    Go,
+    /// RFC 5084 `GCMParameters`.
+    #[cfg(test)]
+    Rfc5084,
+}
+
+/// Encrypts `payload` for every certificate, as smallstep/pkcs7's `Encrypt` does with
+/// `ContentEncryptionAlgorithm = AES128GCM`.
+fn wrap(
+    certificates: &[Vec<u8>],
+    payload: &[u8],
+    encoding: GcmEncoding,
+) -> Result<Option<Vec<u8>>, Error> {
+    if certificates.is_empty() {
+        return Ok(None);
+    }
+    let certs = certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            keys::parse_recipient_certificate(c).map_err(|f| {
+                Failure {
+                    reason: format!("certificate {}: {}", i + 1, f.reason),
+                    source: f.source,
+                }
+                .recipient()
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+
+    let cipher = ContentCipher::aes128_gcm_random()?;
+    let content = cipher.encrypt(payload)?;
+    let parameters = cipher.gcm_parameters_der(encoding)?;
+
+    let infos = certs
+        .iter()
+        .map(|cert| recipient_info(cert, cipher.key()))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let recipient_infos = RecipientInfos(
+        SetOfVec::try_from(infos).map_err(|e| backend("encoding the recipients", e))?,
+    );
+    let ed = EnvelopedData {
+        version: CmsVersion::V0,
+        recipient_infos,
+        encrypted_content: EncryptedContentInfo {
+            content_type: ID_DATA,
+            algorithm: AlgorithmId {
+                oid: ID_AES_128_GCM,
+                parameters: Some(
+                    RawTlv::from_der(&parameters)
+                        .map_err(|e| backend("encoding the GCM parameters", e))?,
+                ),
+            },
+            content: Some(content),
+        },
+    }
+    .to_der()
+    .map_err(|e| backend("encoding the EnvelopedData", e))?;
+    let blob = ContentInfo {
+        content_type: ID_ENVELOPED_DATA,
+        content: &ed,
+    }
+    .to_der()
+    .map_err(|e| backend("encoding the ContentInfo", e))?;
+    Ok(Some(blob))
+}
+
+/// One KeyTransRecipientInfo: the content key encrypted with RSA PKCS#1 v1.5, the
+/// recipient named by the certificate's issuer and serial number, `rsaEncryption` without
+/// parameters (as Go writes it).
+fn recipient_info(cert: &Cert, content_key: &[u8]) -> Result<RecipientInfo, Error> {
+    let encrypt = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+        let mut enc = Encrypter::new(&cert.public_key)?;
+        enc.set_rsa_padding(Padding::PKCS1)?;
+        let mut out = vec![0; enc.encrypt_len(content_key)?];
+        let n = enc.encrypt(content_key, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    };
+    let encrypted_key = encrypt().map_err(|e| backend("RSA encryption of the content key", e))?;
+    let tbs = &cert.parsed.tbs_certificate;
+    Ok(RecipientInfo::Ktri(KeyTransRecipientInfo {
+        version: CmsVersion::V0,
+        rid: RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: tbs.issuer.clone(),
+            serial_number: tbs.serial_number.clone(),
+        }),
+        key_enc_alg: AlgorithmIdentifierOwned {
+            oid: RSA_ENCRYPTION,
+            parameters: None,
+        },
+        enc_key: OctetString::new(encrypted_key)
+            .map_err(|e| backend("encoding the encrypted key", e))?,
+    }))
+}
+
+fn parse_content_info(blob: &[u8]) -> Result<ContentInfo<'_>, Error> {
+    let ci = ContentInfo::from_der(blob)
+        .map_err(|e| malformed(format!("not a DER ContentInfo: {e}")))?;
+    if ci.content_type != ID_ENVELOPED_DATA {
+        return Err(malformed(format!(
+            "content type {} is not envelopedData ({ID_ENVELOPED_DATA})",
+            ci.content_type
+        )));
+    }
+    Ok(ci)
+}
+
+fn parse_enveloped_data<'a>(ci: &ContentInfo<'a>) -> Result<EnvelopedData<'a>, Error> {
+    EnvelopedData::from_der(ci.content)
+        .map_err(|e| malformed(format!("not a DER EnvelopedData: {e}")))
+}
+
+/// Decrypts `blob` with the first private key that opens one of its recipients.
+fn unwrap(
+    key_files: &[KeyFile],
+    certificates: &[Vec<u8>],
+    blob: &[u8],
+) -> Result<SecretBytes, Error> {
+    let ci = parse_content_info(blob)?;
+    let ed = parse_enveloped_data(&ci)?;
+    let eci = &ed.encrypted_content;
+    if eci.content_type != ID_DATA {
+        return Err(malformed(format!(
+            "encrypted content type {} is not data ({ID_DATA})",
+            eci.content_type
+        )));
+    }
+    let cipher = ContentCipher::from_algorithm(&eci.algorithm)?;
+    let content = eci
+        .content
+        .as_deref()
+        .ok_or_else(|| malformed("the encrypted content is missing"))?;
+
+    let mut causes = Vec::new();
+    let ktris: Vec<(usize, &KeyTransRecipientInfo)> = ed
+        .recipient_infos
+        .0
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ri)| match ri {
+            RecipientInfo::Ktri(k) => Some((i + 1, k)),
+            _ => {
+                causes.push(format!(
+                    "recipient {}: not a key transport recipient",
+                    i + 1
+                ));
+                None
+            }
+        })
+        .collect();
+
+    let mut certs = Vec::new();
+    for (i, c) in certificates.iter().enumerate() {
+        match keys::parse_certificate(c) {
+            Ok(cert) => certs.push(cert),
+            Err(f) => causes.push(format!("certificate {}: skipped: {f}", i + 1)),
+        }
+    }
+    if key_files.is_empty() {
+        causes.push("no private key was given".to_owned());
+    }
+    for (k, file) in key_files.iter().enumerate() {
+        let k = k + 1;
+        // Go aborts the scheme on a password problem: `?` does the same.
+        let key = match keys::parse_private_key(file.data().expose(), file.password())? {
+            Ok(key) if key.id() == Id::RSA => key,
+            Ok(_) => {
+                causes.push(format!("private key {k}: skipped: not an RSA key"));
+                continue;
+            }
+            Err(f) => {
+                causes.push(format!("private key {k}: skipped: {f}"));
+                continue;
+            }
+        };
+        for (r, ktri) in candidates(&ktris, &certs, &key, k, &mut causes) {
+            match open(ktri, &key, &cipher, content) {
+                Ok(plaintext) => return Ok(plaintext),
+                Err(f) => causes.push(format!("private key {k}, recipient {r}: {f}")),
+            }
+        }
+    }
+    Err(Error::NoMatchingKey {
+        scheme: SCHEME.to_owned(),
+        causes,
+    })
+}
+
+/// The recipients to try `key` on: those named by a given certificate of `key`'s public
+/// key, or all of them when no given certificate belongs to `key` (Go needs the
+/// certificate; this crate does not).
+fn candidates<'r, 'k>(
+    ktris: &'r [(usize, &'k KeyTransRecipientInfo)],
+    certs: &[Cert],
+    key: &PKey<Private>,
+    k: usize,
+    causes: &mut Vec<String>,
+) -> Vec<&'r (usize, &'k KeyTransRecipientInfo)> {
+    let own: Vec<&Cert> = certs
+        .iter()
+        .filter(|c| c.public_key.public_eq(key))
+        .collect();
+    if own.is_empty() {
+        if !certs.is_empty() {
+            causes.push(format!(
+                "private key {k}: no given certificate has its public key; trying every recipient"
+            ));
+        }
+        return ktris.iter().collect();
+    }
+    let named: Vec<_> = ktris
+        .iter()
+        .filter(|(_, ktri)| {
+            own.iter().any(|c| match &ktri.rid {
+                RecipientIdentifier::IssuerAndSerialNumber(ias) => {
+                    ias.issuer == c.parsed.tbs_certificate.issuer
+                        && ias.serial_number == c.parsed.tbs_certificate.serial_number
+                }
+                RecipientIdentifier::SubjectKeyIdentifier(_) => false,
+            })
+        })
+        .collect();
+    if named.is_empty() {
+        causes.push(format!(
+            "private key {k}: no recipient names its certificate (issuer and serial number)"
+        ));
+    }
+    named
+}
+
+/// Decrypts the content key of one recipient with `key`, then the content.
+fn open(
+    ktri: &KeyTransRecipientInfo,
+    key: &PKey<Private>,
+    cipher: &ContentCipher,
+    content: &[u8],
+) -> Result<SecretBytes, Failure> {
+    let content_key = decrypt_key(&ktri.key_enc_alg, key, ktri.enc_key.as_bytes())?;
+    cipher.decrypt(&content_key, content)
+}
+
+fn digest(alg: &AlgorithmIdentifierOwned) -> Result<MessageDigest, Failure> {
+    use const_oid::db::rfc5912::{ID_SHA_1, ID_SHA_224, ID_SHA_256, ID_SHA_384, ID_SHA_512};
+    match alg.oid {
+        o if o == ID_SHA_1 => Ok(MessageDigest::sha1()),
+        o if o == ID_SHA_224 => Ok(MessageDigest::sha224()),
+        o if o == ID_SHA_256 => Ok(MessageDigest::sha256()),
+        o if o == ID_SHA_384 => Ok(MessageDigest::sha384()),
+        o if o == ID_SHA_512 => Ok(MessageDigest::sha512()),
+        o => Err(Failure::new(format!("unsupported OAEP hash algorithm {o}"))),
+    }
+}
+
+/// RSA decryption of a content key: `rsaEncryption` (PKCS#1 v1.5) or `id-RSAES-OAEP`.
+fn decrypt_key(
+    alg: &AlgorithmIdentifierOwned,
+    key: &PKey<Private>,
+    encrypted: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let rsa_failed = |e| Failure::with_source("RSA decryption of the content key failed", e);
+    let mut dec = Decrypter::new(key).map_err(rsa_failed)?;
+    if alg.oid == RSA_ENCRYPTION {
+        dec.set_rsa_padding(Padding::PKCS1).map_err(rsa_failed)?;
+    } else if alg.oid == ID_RSAES_OAEP {
+        let params = match &alg.parameters {
+            None => None,
+            Some(any) => Some(
+                any.to_der()
+                    .and_then(|der| OaepParameters::from_der(&der))
+                    .map_err(|e| Failure::with_source("malformed RSAES-OAEP parameters", e))?,
+            ),
+        };
+        let params = params.unwrap_or(OaepParameters {
+            hash: None,
+            mask_gen: None,
+            label_source: None,
+        });
+        let hash = params
+            .hash
+            .as_ref()
+            .map(digest)
+            .transpose()?
+            .unwrap_or_else(MessageDigest::sha1);
+        let mgf1 = match &params.mask_gen {
+            None => MessageDigest::sha1(),
+            Some(mgf) if mgf.oid == ID_MGF_1 => {
+                let inner = mgf
+                    .parameters
+                    .as_ref()
+                    .ok_or_else(|| Failure::new("MGF1 without a hash algorithm"))?
+                    .to_der()
+                    .and_then(|der| AlgorithmIdentifierOwned::from_der(&der))
+                    .map_err(|e| Failure::with_source("malformed MGF1 parameters", e))?;
+                digest(&inner)?
+            }
+            Some(mgf) => {
+                return Err(Failure::new(format!(
+                    "unsupported mask generation function {}",
+                    mgf.oid
+                )));
+            }
+        };
+        dec.set_rsa_padding(Padding::PKCS1_OAEP)
+            .map_err(rsa_failed)?;
+        dec.set_rsa_oaep_md(hash).map_err(rsa_failed)?;
+        dec.set_rsa_mgf1_md(mgf1).map_err(rsa_failed)?;
+        if let Some(source) = &params.label_source {
+            if source.oid != ID_P_SPECIFIED {
+                return Err(Failure::new(format!(
+                    "unsupported OAEP label source {}",
+                    source.oid
+                )));
+            }
+            let label = source
+                .parameters
+                .as_ref()
+                .map(|any| any.decode_as::<OctetString>())
+                .transpose()
+                .map_err(|e| Failure::with_source("malformed OAEP label", e))?;
+            if let Some(label) = label.filter(|l| !l.as_bytes().is_empty()) {
+                dec.set_rsa_oaep_label(label.as_bytes())
+                    .map_err(rsa_failed)?;
+            }
+        }
+    } else {
+        return Err(Failure::new(format!(
+            "unsupported key encryption algorithm {}",
+            alg.oid
+        )));
+    }
+    let mut out = Zeroizing::new(vec![0; dec.decrypt_len(encrypted).map_err(rsa_failed)?]);
+    let n = dec.decrypt(encrypted, &mut out).map_err(rsa_failed)?;
+    out.truncate(n);
+    Ok(out)
+}

@@ -1,0 +1,349 @@
+//! Wrap/unwrap tests. Keys, certificates and interop blobs come from `tests/data` (made by
+//! `tests/data/make-fixtures.sh` with the OpenSSL CLI and Debian's skopeo 1.9.3).
+
+use ocicrypt_keywrap::secrecy::SecretString;
+use ocicrypt_spec::options::PrivateOptions;
+use openssl::rsa::Rsa;
+
+use super::*;
+
+const OPTS: &[u8] =
+    br#"{"symkey":"c2VjcmV0","digest":"sha256:00","cipheroptions":{"nonce":"bm9uY2U="}}"#;
+/// What `make-fixtures.sh` encrypts with `openssl cms`.
+const OPENSSL_MSG: &[u8] = br#"{"symkey":"openssl-test"}"#;
+const W: Pkcs7KeyWrapper = Pkcs7KeyWrapper;
+
+macro_rules! data {
+    ($name:literal) => {
+        include_bytes!(concat!("../tests/data/", $name)).as_slice()
+    };
+}
+
+const KEY_2048: &[u8] = data!("rsa2048.pem");
+const CERT_2048: &[u8] = data!("rsa2048-self.pem");
+const KEY_4096: &[u8] = data!("rsa4096-pkcs1.der");
+const CERT_4096: &[u8] = data!("rsa4096-leaf.der");
+const CA_CERT: &[u8] = data!("ca.pem");
+
+fn file(data: &[u8]) -> KeyFile {
+    KeyFile::new(data.to_vec())
+}
+
+fn file_pw(data: &[u8], pw: &str) -> KeyFile {
+    KeyFile::with_password(data.to_vec(), SecretString::from(pw))
+}
+
+fn wrap_for(certs: &[&[u8]]) -> Vec<u8> {
+    let ec = EncryptConfig {
+        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
+        ..Default::default()
+    };
+    W.wrap_keys(&ec, OPTS).unwrap().unwrap()
+}
+
+fn unwrap_with(keys: Vec<KeyFile>, certs: &[&[u8]], blob: &[u8]) -> Result<SecretBytes, Error> {
+    let dc = DecryptConfig {
+        private_keys: keys,
+        certificates: certs.iter().map(|c| c.to_vec()).collect(),
+        ..Default::default()
+    };
+    W.unwrap_key(&dc, blob)
+}
+
+fn causes(err: Error) -> Vec<String> {
+    match err {
+        Error::NoMatchingKey { causes, .. } => causes,
+        other => panic!("expected NoMatchingKey, got {other:?}"),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn two_recipients_each_key_alone_with_and_without_certificate() {
+    let blob = wrap_for(&[CERT_2048, CERT_4096]);
+    for (key, cert) in [(KEY_2048, CERT_2048), (KEY_4096, CERT_4096)] {
+        assert_eq!(
+            unwrap_with(vec![file(key)], &[], &blob).unwrap().expose(),
+            OPTS
+        );
+        assert_eq!(
+            unwrap_with(vec![file(key)], &[cert], &blob)
+                .unwrap()
+                .expose(),
+            OPTS
+        );
+        // All certificates given: the one of the key's public key picks the recipient.
+        let opts = unwrap_with(vec![file(key)], &[CERT_2048, CERT_4096, CA_CERT], &blob);
+        assert_eq!(opts.unwrap().expose(), OPTS);
+    }
+    assert_eq!(W.recipients(&blob).unwrap().len(), 2);
+}
+
+#[test]
+fn same_serial_different_issuer_is_told_apart() {
+    // Self-signed CERT_2048 and CA-issued CERT_4096 both have serial 1.
+    let blob = wrap_for(&[CERT_4096]);
+    let mut recipients = W.recipients(&blob).unwrap();
+    assert_eq!(recipients, vec!["issuer=CN=ocicrypt-test CA serial=01"]);
+    recipients = W.recipients(&wrap_for(&[CERT_2048])).unwrap();
+    assert_eq!(
+        recipients,
+        vec!["issuer=O=Example,CN=ocicrypt-test self-signed serial=01"]
+    );
+    // The CA certificate has the same key as the leaf but another issuer and serial: with
+    // it, the recipient (named by the leaf) is not picked.
+    let err = unwrap_with(vec![file(KEY_4096)], &[CA_CERT], &blob).unwrap_err();
+    let c = causes(err);
+    assert!(
+        c.iter()
+            .any(|c| c.contains("no recipient names its certificate")),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn certificate_of_another_key_falls_back_to_every_recipient() {
+    let blob = wrap_for(&[CERT_4096]);
+    let opts = unwrap_with(vec![file(KEY_4096)], &[CERT_2048], &blob).unwrap();
+    assert_eq!(opts.expose(), OPTS);
+}
+
+#[test]
+fn encrypted_private_keys_need_the_right_password() {
+    let blob = wrap_for(&[CERT_2048]);
+    for data in [
+        data!("rsa2048-legacy-enc.pem"),
+        data!("rsa2048-pbes2.pem"),
+        data!("rsa2048-pbes2.der"),
+    ] {
+        let ok = unwrap_with(vec![file_pw(data, "password")], &[CERT_2048], &blob);
+        assert_eq!(ok.unwrap().expose(), OPTS);
+        let missing = unwrap_with(vec![file(data)], &[], &blob).unwrap_err();
+        assert!(
+            matches!(missing, Error::MissingPassword { .. }),
+            "{missing:?}"
+        );
+        assert!(missing.is_password_error());
+        let wrong = unwrap_with(vec![file_pw(data, "wrong")], &[], &blob).unwrap_err();
+        assert!(matches!(wrong, Error::WrongPassword { .. }), "{wrong:?}");
+    }
+}
+
+#[test]
+fn writes_go_algorithm_identifiers_byte_for_byte() {
+    let blob = wrap_for(&[CERT_2048]);
+    let ci = parse_content_info(&blob).unwrap();
+    let ed = parse_enveloped_data(&ci).unwrap();
+    assert_eq!(ed.version, CmsVersion::V0);
+    let [RecipientInfo::Ktri(ktri)] = ed.recipient_infos.0.as_slice() else {
+        panic!("one key transport recipient expected");
+    };
+    assert_eq!(ktri.version, CmsVersion::V0);
+    // rsaEncryption with the parameters absent (no NULL).
+    assert_eq!(
+        ktri.key_enc_alg.to_der().unwrap(),
+        [
+            0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01
+        ]
+    );
+    assert_eq!(ktri.enc_key.as_bytes().len(), 256);
+    // id-aes128-GCM, then Go's parameters: 10 13 30 11 84 0c <nonce> 02 01 10.
+    let alg = ed.encrypted_content.algorithm.to_der().unwrap();
+    let head = [
+        0x30, 0x20, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x06, 0x10, 0x13,
+        0x30, 0x11, 0x84, 0x0c,
+    ];
+    assert_eq!(alg.len(), head.len() + 12 + 3);
+    assert!(alg.starts_with(&head), "{alg:02x?}");
+    assert!(alg.ends_with(&[0x02, 0x01, 0x10]), "{alg:02x?}");
+    // encryptedContent right after it, [0] IMPLICIT primitive: ciphertext and 16-byte tag.
+    let at = find(&blob, &alg).unwrap() + alg.len();
+    assert_eq!(blob[at], 0x80);
+    assert_eq!(usize::from(blob[at + 1]), OPTS.len() + 16);
+    assert_eq!(blob.len(), at + 2 + OPTS.len() + 16);
+    // Two blobs never share key or nonce.
+    let other = wrap_for(&[CERT_2048]);
+    let ci2 = parse_content_info(&other).unwrap();
+    let alg2 = parse_enveloped_data(&ci2)
+        .unwrap()
+        .encrypted_content
+        .algorithm
+        .to_der()
+        .unwrap();
+    assert_ne!(alg, alg2);
+}
+
+#[test]
+fn unwraps_skopeo_blobs() {
+    for blob in [data!("skopeo-1.der"), data!("skopeo-2.der")] {
+        // Go 1.0.3 / mozilla pkcs7: encryptedContent in the constructed form.
+        let ci = parse_content_info(blob).unwrap();
+        let ed = parse_enveloped_data(&ci).unwrap();
+        let alg = ed.encrypted_content.algorithm.to_der().unwrap();
+        assert_eq!(alg[13], 0x10, "Go's GCM parameters expected");
+        let at = find(blob, &alg).unwrap() + alg.len();
+        assert_eq!(blob[at..at + 4], [0xa0, 0x81, blob[at + 2], 0x04]);
+        assert_eq!(
+            ed.encrypted_content.content.as_ref().unwrap().len(),
+            usize::from(blob[at + 5])
+        );
+        for certs in [&[CERT_2048][..], &[]] {
+            let json = unwrap_with(vec![file(KEY_2048)], certs, blob).unwrap();
+            let opts = PrivateOptions::from_json(json.expose()).unwrap();
+            assert_eq!(opts.symkey.expose().len(), 32);
+        }
+        assert_eq!(
+            W.recipients(blob).unwrap(),
+            vec!["issuer=O=Example,CN=ocicrypt-test self-signed serial=01"]
+        );
+        // The wrong key does not open it.
+        let err = unwrap_with(vec![file(KEY_4096)], &[], blob).unwrap_err();
+        assert_eq!(causes(err).len(), 1);
+    }
+}
+
+#[test]
+fn unwraps_openssl_cms_blobs() {
+    let cases: [(&[u8], &[u8], &[u8]); 3] = [
+        (data!("openssl-aes256cbc.der"), KEY_2048, CERT_2048),
+        (data!("openssl-oaep.der"), KEY_2048, CERT_2048),
+        (data!("openssl-oaep-sha256.der"), KEY_4096, CERT_4096),
+    ];
+    for (blob, key, cert) in cases {
+        assert_eq!(
+            unwrap_with(vec![file(key)], &[cert], blob)
+                .unwrap()
+                .expose(),
+            OPENSSL_MSG
+        );
+        assert_eq!(
+            unwrap_with(vec![file(key)], &[], blob).unwrap().expose(),
+            OPENSSL_MSG
+        );
+    }
+    // OpenSSL 3.0 writes AES-GCM only as AuthEnvelopedData, which Go does not read either.
+    let err = unwrap_with(
+        vec![file(KEY_2048)],
+        &[],
+        data!("openssl-aes128gcm-authenveloped.der"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::MalformedBlob { .. }), "{err:?}");
+    assert!(err.to_string().contains("not envelopedData"), "{err}");
+}
+
+#[test]
+fn reads_rfc5084_gcm_parameters() {
+    let blob = wrap(&[CERT_2048.to_vec()], OPTS, GcmEncoding::Rfc5084)
+        .unwrap()
+        .unwrap();
+    let params = [0x30, 0x11, 0x04, 0x0c];
+    assert!(find(&blob, &params).is_some());
+    assert_eq!(
+        unwrap_with(vec![file(KEY_2048)], &[], &blob)
+            .unwrap()
+            .expose(),
+        OPTS
+    );
+}
+
+#[test]
+fn recipient_errors() {
+    let ec = |certs: &[&[u8]]| EncryptConfig {
+        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
+        ..Default::default()
+    };
+    assert!(W.wrap_keys(&ec(&[]), OPTS).unwrap().is_none());
+    let err = W
+        .wrap_keys(&ec(&[CERT_2048, data!("ec-p256-cert.pem")]), OPTS)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRecipient { .. }), "{err:?}");
+    assert!(err.to_string().contains("certificate 2"), "{err}");
+    assert!(err.to_string().contains("an EC key"), "{err}");
+    let err = W.wrap_keys(&ec(&[KEY_2048]), OPTS).unwrap_err();
+    assert!(err.to_string().contains("not a PEM or DER X.509"), "{err}");
+}
+
+#[test]
+fn has_keys_and_recipients() {
+    assert!(!W.has_possible_keys(&DecryptConfig::default()));
+    let dc = DecryptConfig {
+        private_keys: vec![file(KEY_2048)],
+        ..Default::default()
+    };
+    assert!(W.has_possible_keys(&dc));
+    assert!(!W.has_recipients(&EncryptConfig::default()));
+    let ec = EncryptConfig {
+        pkcs7_certificates: vec![CERT_2048.to_vec()],
+        ..Default::default()
+    };
+    assert!(W.has_recipients(&ec));
+    assert_eq!(W.scheme(), "pkcs7");
+    assert_eq!(
+        W.annotation_key(),
+        "org.opencontainers.image.enc.keys.pkcs7"
+    );
+}
+
+#[test]
+fn malformed_blobs() {
+    let blob = wrap_for(&[CERT_2048]);
+    for bad in [&b"garbage"[..], &[], &blob[..blob.len() - 1], &blob[..40]] {
+        let err = unwrap_with(vec![file(KEY_2048)], &[], bad).unwrap_err();
+        assert!(matches!(err, Error::MalformedBlob { .. }), "{err:?}");
+        let err = W.recipients(bad).unwrap_err();
+        assert!(matches!(err, Error::MalformedBlob { .. }), "{err:?}");
+    }
+    // Trailing bytes after the ContentInfo.
+    let mut long = blob.clone();
+    long.push(0);
+    assert!(matches!(
+        unwrap_with(vec![file(KEY_2048)], &[], &long).unwrap_err(),
+        Error::MalformedBlob { .. }
+    ));
+    // GCM tag length 5 instead of 16.
+    let mut bad_icv = blob.clone();
+    let at = find(&bad_icv, &[0x02, 0x01, 0x10]).unwrap();
+    bad_icv[at + 2] = 5;
+    let err = unwrap_with(vec![file(KEY_2048)], &[], &bad_icv).unwrap_err();
+    assert!(err.to_string().contains("tag length 5"), "{err}");
+    // id-aes128-CCM instead of id-aes128-GCM.
+    let mut ccm = blob.clone();
+    let oid = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x06];
+    let at = find(&ccm, &oid).unwrap();
+    ccm[at + 8] = 0x07;
+    let err = unwrap_with(vec![file(KEY_2048)], &[], &ccm).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedAlgorithm { .. }), "{err:?}");
+}
+
+#[test]
+fn no_matching_key() {
+    let blob = wrap_for(&[CERT_2048]);
+    // No key at all.
+    let c = causes(unwrap_with(vec![], &[CERT_2048], &blob).unwrap_err());
+    assert_eq!(c, vec!["no private key was given"]);
+    // An unrelated RSA key, an EC key, something that is no key, a bad certificate.
+    let other = Rsa::generate(2048).unwrap().private_key_to_pem().unwrap();
+    let c = causes(
+        unwrap_with(
+            vec![file(&other), file(data!("ec-p256.pem")), file(b"junk")],
+            &[b"not a cert"],
+            &blob,
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(c.len(), 4, "{c:?}");
+    assert!(c[0].starts_with("certificate 1: skipped"), "{c:?}");
+    assert!(c[1].starts_with("private key 1, recipient 1:"), "{c:?}");
+    assert!(c[2].contains("not an RSA key"), "{c:?}");
+    assert!(c[3].starts_with("private key 3: skipped"), "{c:?}");
+    // The right key on tampered content: one opaque failure.
+    let mut tampered = blob.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let c = causes(unwrap_with(vec![file(KEY_2048)], &[], &tampered).unwrap_err());
+    assert!(c[0].contains("content decryption failed"), "{c:?}");
+}
