@@ -2,6 +2,14 @@
 //! running third-party tools (which must be installed: a missing tool fails the test
 //! loudly, it is never skipped), and reading OCI layouts.
 
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -5,6 +5,14 @@
 //! - Images we encrypt are decrypted by the installed skopeo, and images the installed
 //!   skopeo encrypts are decrypted by us.
 
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use ocicrypt_tests::{layer_ids, layers, oci, ocicrypt, path, read_json, skopeo, tool_fails};
 
 const VECTORS: &[&str] = &[

@@ -25,7 +25,7 @@ pub(crate) enum ImageCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
-    /// Recipient: jwe:PUBLIC-KEY-FILE (repeatable).
+    /// Recipient: jwe:PUBLIC-KEY-FILE or pkcs7:CERT-FILE (repeatable).
     #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
     recipients: Vec<String>,
     /// Private key FILE[:PASSWORD], to add recipients to layers that are already encrypted.

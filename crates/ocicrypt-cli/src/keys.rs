@@ -20,7 +20,19 @@ pub(crate) fn add_recipient(ec: &mut EncryptConfig, spec: &str) -> Result<()> {
             check_public_key(value, &data)?;
             ec.jwe_public_keys.push(data);
         }
-        "pkcs7" | "pgp" | "pkcs11" | "provider" => {
+        "pkcs7" => {
+            if !cfg!(feature = "pkcs7") {
+                bail!(
+                    "recipient scheme \"pkcs7\" is not supported by this build (feature pkcs7 is off)"
+                );
+            }
+            let data = read_file(value, "recipient certificate")?;
+            if !is_certificate(&data) {
+                bail!("{value}: is not an X.509 certificate (expected PEM or DER)");
+            }
+            ec.pkcs7_certificates.push(data);
+        }
+        "pgp" | "pkcs11" | "provider" => {
             bail!("recipient scheme {scheme:?} is not supported by this build yet");
         }
         _ => bail!(
@@ -68,7 +80,8 @@ pub(crate) fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<()> {
     Ok(())
 }
 
-// Without any scheme compiled in, only certificates can be recognised.
+// Without the JWE parser, public keys are not told apart (and without pkcs7 neither are
+// private keys).
 #[cfg_attr(not(feature = "jwe"), allow(dead_code))]
 enum KeyKind {
     Certificate,
@@ -90,7 +103,25 @@ fn classify(data: &[u8]) -> KeyKind {
             return KeyKind::PublicKey;
         }
     }
+    #[cfg(all(feature = "pkcs7", not(feature = "jwe")))]
+    {
+        if looks_like_private_key(data) {
+            return KeyKind::PrivateKey;
+        }
+    }
     KeyKind::Unknown
+}
+
+/// Private keys without the JWE parser: PEM private-key blocks (encrypted or not) or DER
+/// PKCS#8 / PKCS#1 (the forms the pkcs7 scheme reads).
+#[cfg(all(feature = "pkcs7", not(feature = "jwe")))]
+fn looks_like_private_key(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    text.contains("-----BEGIN PRIVATE KEY-----")
+        || text.contains("-----BEGIN RSA PRIVATE KEY-----")
+        || text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || openssl::pkey::PKey::private_key_from_der(data).is_ok()
+        || openssl::rsa::Rsa::private_key_from_der(data).is_ok()
 }
 
 fn is_certificate(data: &[u8]) -> bool {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -28,7 +28,7 @@ pub(crate) enum LayerCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
-    /// Recipient: jwe:PUBLIC-KEY-FILE (repeatable).
+    /// Recipient: jwe:PUBLIC-KEY-FILE or pkcs7:CERT-FILE (repeatable).
     #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
     recipients: Vec<String>,
     /// Private key FILE[:PASSWORD], needed to add recipients to an already encrypted layer.
@@ -89,7 +89,7 @@ pub(crate) fn run(cmd: LayerCommand) -> Result<()> {
     }
 }
 
-fn open_blob(path: &PathBuf) -> Result<(File, u64)> {
+fn open_blob(path: &Path) -> Result<(File, u64)> {
     let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let len = f
         .metadata()
@@ -98,12 +98,12 @@ fn open_blob(path: &PathBuf) -> Result<(File, u64)> {
     Ok((f, len))
 }
 
-fn read_descriptor(path: &PathBuf) -> Result<DescJson> {
+fn read_descriptor(path: &Path) -> Result<DescJson> {
     let what = format!("descriptor {}", path.display());
     DescJson::from_value(read_json(path, "descriptor")?, &what)
 }
 
-fn check_size(desc: &DescJson, len: u64, path: &PathBuf) -> Result<()> {
+fn check_size(desc: &DescJson, len: u64, path: &Path) -> Result<()> {
     if desc.size() != len {
         bail!(
             "{} is {len} bytes but its descriptor says {}",

@@ -1,6 +1,14 @@
 //! End-to-end tests of the `ocicrypt` binary: exit status, one-line errors, untouched
 //! destinations, the layer and image commands, and every bad-input path.
 
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

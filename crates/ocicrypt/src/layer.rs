@@ -13,6 +13,8 @@ use crate::{Annotations, Descriptor, Error, Ocicrypt, Registry, annotations_of};
 
 /// What [`Ocicrypt::encrypt_layer`] returns.
 #[derive(Debug)]
+// `Stream` is the common case and is moved once; boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Encrypted<R: Read> {
     /// The layer was plain: read the ciphertext from this encryptor, then call
     /// [`LayerEncryptor::finalize`] for the annotations.

@@ -21,6 +21,9 @@ pub use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper, PrivateKey,
 #[cfg(feature = "jwe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwe")))]
 pub use ocicrypt_keywrap_jwe as jwe;
+#[cfg(feature = "pkcs7")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs7")))]
+pub use ocicrypt_keywrap_pkcs7 as pkcs7;
 pub use ocicrypt_spec as spec;
 
 /// Encryption annotations to merge into a layer descriptor (sorted by key).
@@ -30,17 +33,9 @@ pub type Annotations = BTreeMap<String, String>;
 ///
 /// Cheap to clone; share one per process. [`Ocicrypt::default()`] uses every scheme
 /// compiled in.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Ocicrypt {
     registry: Registry,
-}
-
-impl Default for Ocicrypt {
-    fn default() -> Self {
-        Self {
-            registry: Registry::default(),
-        }
-    }
 }
 
 impl Ocicrypt {

@@ -34,6 +34,8 @@ pub struct Registry {
     pub others: Vec<Arc<dyn KeyWrapper>>,
 }
 
+// Derivable only when no scheme feature is on.
+#[allow(clippy::derivable_impls)]
 impl Default for Registry {
     fn default() -> Self {
         Self {
@@ -41,6 +43,9 @@ impl Default for Registry {
             jwe: Some(Arc::new(ocicrypt_keywrap_jwe::JweKeyWrapper)),
             #[cfg(not(feature = "jwe"))]
             jwe: None,
+            #[cfg(feature = "pkcs7")]
+            pkcs7: Some(Arc::new(ocicrypt_keywrap_pkcs7::Pkcs7KeyWrapper)),
+            #[cfg(not(feature = "pkcs7"))]
             pkcs7: None,
             pgp: None,
             pkcs11: None,

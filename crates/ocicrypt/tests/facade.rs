@@ -1,6 +1,14 @@
 //! The facade's logic (scheme routing, adding recipients, digests, errors), exercised with
 //! a test scheme so that it runs with any feature set, plus JWE round trips when enabled.
 
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::io::Read;
 use std::sync::Arc;
 
