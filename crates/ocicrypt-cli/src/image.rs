@@ -25,12 +25,8 @@ pub(crate) enum ImageCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
-    /// Recipient: jwe:PUBLIC-KEY-FILE or pkcs7:CERT-FILE (repeatable).
-    #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
-    recipients: Vec<String>,
-    /// Private key FILE[:PASSWORD], to add recipients to layers that are already encrypted.
-    #[arg(short = 'k', long = "key", value_name = "KEY")]
-    keys: Vec<String>,
+    #[command(flatten)]
+    recipients: keys::RecipientArgs,
     #[command(flatten)]
     select: Selection,
     /// Source image, oci:PATH[:TAG] (tag defaults to latest).
@@ -41,9 +37,8 @@ pub(crate) struct EncryptArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DecryptArgs {
-    /// Private key FILE[:PASSWORD] (repeatable).
-    #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
-    keys: Vec<String>,
+    #[command(flatten)]
+    keys: keys::KeyArgs,
     #[command(flatten)]
     select: Selection,
     /// Source image, oci:PATH[:TAG].
@@ -76,11 +71,11 @@ struct Selection {
 pub(crate) fn run(cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Encrypt(a) => {
-            let ec = keys::encrypt_config(&a.recipients, &a.keys)?;
+            let ec = a.recipients.config()?;
             transform(&a.src, &a.dst, &a.select, &Op::Encrypt(ec))
         }
         ImageCommand::Decrypt(a) => {
-            let dc = keys::decrypt_config(&a.keys)?;
+            let dc = a.keys.config()?;
             transform(&a.src, &a.dst, &a.select, &Op::Decrypt(dc))
         }
         ImageCommand::Inspect(a) => inspect(&a),

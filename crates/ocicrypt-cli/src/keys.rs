@@ -5,9 +5,45 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use ocicrypt::keywrap::secrecy::SecretString;
 use ocicrypt::{DecryptConfig, EncryptConfig, PrivateKey, SecretBytes};
 use zeroize::Zeroizing;
+
+/// `-r` and `-k` of the encrypt commands.
+#[derive(Debug, Args)]
+pub(crate) struct RecipientArgs {
+    /// Recipient: jwe:PUBLIC-KEY-FILE or pkcs7:CERT-FILE (repeatable).
+    #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
+    recipients: Vec<String>,
+    /// Private key FILE[:PASSWORD] that opens layers already encrypted, to add recipients to
+    /// them (repeatable).
+    #[arg(short = 'k', long = "key", value_name = "KEY")]
+    keys: Vec<String>,
+}
+
+impl RecipientArgs {
+    /// The encryption config these arguments describe.
+    pub(crate) fn config(&self) -> Result<EncryptConfig> {
+        encrypt_config(&self.recipients, &self.keys)
+    }
+}
+
+/// `-k` of the decrypt commands.
+#[derive(Debug, Args)]
+pub(crate) struct KeyArgs {
+    /// Private key FILE[:PASSWORD] (repeatable); PASSWORD is pass=PW, file=PATH, fd=N,
+    /// env=VAR or the password itself.
+    #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
+    keys: Vec<String>,
+}
+
+impl KeyArgs {
+    /// The decryption config these arguments describe.
+    pub(crate) fn config(&self) -> Result<DecryptConfig> {
+        decrypt_config(&self.keys)
+    }
+}
 
 /// Adds one `-r/--recipient` to `ec`: `SCHEME:VALUE`.
 pub(crate) fn add_recipient(ec: &mut EncryptConfig, spec: &str) -> Result<()> {

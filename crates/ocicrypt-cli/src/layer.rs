@@ -28,12 +28,8 @@ pub(crate) enum LayerCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
-    /// Recipient: jwe:PUBLIC-KEY-FILE or pkcs7:CERT-FILE (repeatable).
-    #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
-    recipients: Vec<String>,
-    /// Private key FILE[:PASSWORD], needed to add recipients to an already encrypted layer.
-    #[arg(short = 'k', long = "key", value_name = "KEY")]
-    keys: Vec<String>,
+    #[command(flatten)]
+    recipients: keys::RecipientArgs,
     /// The layer blob to encrypt.
     #[arg(long = "in", value_name = "FILE")]
     input: PathBuf,
@@ -53,10 +49,8 @@ pub(crate) struct EncryptArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DecryptArgs {
-    /// Private key FILE[:PASSWORD] (repeatable); PASSWORD is pass=PW, file=PATH, fd=N,
-    /// env=VAR or the password itself.
-    #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
-    keys: Vec<String>,
+    #[command(flatten)]
+    keys: keys::KeyArgs,
     /// The encrypted blob's descriptor.
     #[arg(long, value_name = "FILE")]
     descriptor: PathBuf,
@@ -115,7 +109,7 @@ fn check_size(desc: &DescJson, len: u64, path: &Path) -> Result<()> {
 }
 
 fn encrypt(a: EncryptArgs) -> Result<()> {
-    let ec = keys::encrypt_config(&a.recipients, &a.keys)?;
+    let ec = a.recipients.config()?;
     let ctx = Ocicrypt::default();
     let (file, len) = open_blob(&a.input)?;
     let bar = progress::bar(len, "encrypting");
@@ -173,7 +167,7 @@ fn encrypt(a: EncryptArgs) -> Result<()> {
 }
 
 fn decrypt(a: DecryptArgs) -> Result<()> {
-    let dc = keys::decrypt_config(&a.keys)?;
+    let dc = a.keys.config()?;
     let desc = read_descriptor(&a.descriptor)?;
     sha256_hex(desc.digest()).context("the encrypted blob's descriptor")?;
     let (file, len) = open_blob(&a.input)?;
