@@ -1,0 +1,215 @@
+//! Tests that need no token.
+
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, Error, KeyWrapper};
+use openssl::encrypt::Decrypter;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::{Padding, Rsa};
+
+use super::*;
+
+fn rsa() -> PKey<Private> {
+    PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
+}
+
+fn openssl_decrypt(key: &PKey<Private>, hash: OaepHash, ct: &[u8]) -> Vec<u8> {
+    let mut d = Decrypter::new(key).unwrap();
+    d.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+    d.set_rsa_oaep_md(hash.digest()).unwrap();
+    d.set_rsa_mgf1_md(hash.digest()).unwrap();
+    let mut out = vec![0; d.decrypt_len(ct).unwrap()];
+    let n = d.decrypt(ct, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn software_wrap_is_go_json_and_decrypts_with_openssl() {
+    let k1 = rsa();
+    let k2 = rsa();
+    for hash in [OaepHash::Sha1, OaepHash::Sha256] {
+        let mut ec = EncryptConfig::default();
+        ec.pkcs11_public_keys.push(k1.public_key_to_pem().unwrap());
+        // DER and PKCS#1 work too, and either list may hold a plain key.
+        ec.pkcs11_yamls
+            .push(k2.rsa().unwrap().public_key_to_der_pkcs1().unwrap());
+        let blob = Pkcs11KeyWrapper::with_oaep_hash(hash)
+            .wrap_keys(&ec, b"private opts")
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&blob).unwrap();
+        let r = v["recipients"].as_array().unwrap();
+        assert_eq!(r.len(), 2);
+        let b64 = |i: usize| STANDARD.decode(r[i]["blob"].as_str().unwrap()).unwrap();
+        let expected = format!(
+            r#"{{"version":0,"recipients":[{{"version":0,"blob":"{}","hash":"{n}"}},{{"version":0,"blob":"{}","hash":"{n}"}}]}}"#,
+            r[0]["blob"].as_str().unwrap(),
+            r[1]["blob"].as_str().unwrap(),
+            n = hash.name()
+        );
+        assert_eq!(String::from_utf8(blob.clone()).unwrap(), expected);
+        assert_eq!(openssl_decrypt(&k1, hash, &b64(0)), b"private opts");
+        assert_eq!(openssl_decrypt(&k2, hash, &b64(1)), b"private opts");
+    }
+}
+
+#[test]
+fn no_recipients_no_blob() {
+    let w = Pkcs11KeyWrapper::new();
+    assert!(
+        w.wrap_keys(&EncryptConfig::default(), b"x")
+            .unwrap()
+            .is_none()
+    );
+    assert!(!w.has_recipients(&EncryptConfig::default()));
+    assert!(!w.has_possible_keys(&DecryptConfig::default()));
+    assert_eq!(w.scheme(), "pkcs11");
+    assert_eq!(
+        w.annotation_key(),
+        "org.opencontainers.image.enc.keys.pkcs11"
+    );
+    assert_eq!(w.recipients(b"{}").unwrap(), ["[pkcs11]"]);
+}
+
+#[test]
+fn oaep_hash_from_env_values() {
+    assert_eq!(OaepHash::from_env_value(None).unwrap(), OaepHash::Sha256);
+    assert_eq!(
+        OaepHash::from_env_value(Some("")).unwrap(),
+        OaepHash::Sha256
+    );
+    assert_eq!(
+        OaepHash::from_env_value(Some("SHA256")).unwrap(),
+        OaepHash::Sha256
+    );
+    assert_eq!(
+        OaepHash::from_env_value(Some("Sha1")).unwrap(),
+        OaepHash::Sha1
+    );
+    let err = OaepHash::from_env_value(Some("md5")).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedAlgorithm { .. }));
+    assert!(
+        err.to_string().contains("Unsupported OAEP hash 'md5'"),
+        "{err}"
+    );
+    assert_eq!(OaepHash::from_blob(""), Some(OaepHash::Sha1));
+    assert_eq!(OaepHash::from_blob("sha1"), Some(OaepHash::Sha1));
+    assert_eq!(OaepHash::from_blob("sha256"), Some(OaepHash::Sha256));
+    assert_eq!(OaepHash::from_blob("SHA256"), None);
+}
+
+#[test]
+fn bad_recipients() {
+    let ec_with = |k: Vec<u8>| {
+        let mut ec = EncryptConfig::default();
+        ec.pkcs11_public_keys.push(k);
+        ec
+    };
+    let w = Pkcs11KeyWrapper::with_oaep_hash(OaepHash::Sha256);
+    let ec_key = PKey::from_ec_key(
+        openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let err = w
+        .wrap_keys(&ec_with(ec_key.public_key_to_pem().unwrap()), b"x")
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRecipient { .. }), "{err}");
+    assert!(err.to_string().contains("not an RSA key"), "{err}");
+    let err = w
+        .wrap_keys(&ec_with(b"garbage".to_vec()), b"x")
+        .unwrap_err();
+    assert!(err.to_string().contains("neither a public key"), "{err}");
+    let bad_uri = b"pkcs11: {uri: 'pkcs11:object=a;object=b'}".to_vec();
+    let err = w.wrap_keys(&ec_with(bad_uri), b"x").unwrap_err();
+    assert!(matches!(err, Error::InvalidRecipient { .. }), "{err}");
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains("duplicate path attribute"), "{source}");
+    // A key file without a policy cannot be used.
+    let kf = b"pkcs11: {uri: 'pkcs11:token=t;object=k?module-name=softhsm2'}".to_vec();
+    let err = w.wrap_keys(&ec_with(kf.clone()), b"x").unwrap_err();
+    assert!(
+        err.to_string().contains("no PKCS#11 module policy"),
+        "{err}"
+    );
+    // A bad policy is a configuration error.
+    let mut ec = ec_with(kf);
+    ec.decrypt.pkcs11_config = Some(b"module-directories: 3".to_vec());
+    let err = w.wrap_keys(&ec, b"x").unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+}
+
+fn dc_with_key() -> DecryptConfig {
+    let mut dc = DecryptConfig::default();
+    dc.pkcs11_yamls.push(
+        b"pkcs11: {uri: 'pkcs11:token=t;object=k?module-name=softhsm2&pin-value=1'}"
+            .to_vec()
+            .into(),
+    );
+    dc.pkcs11_config = Some(Pkcs11Config::internal().to_yaml());
+    dc
+}
+
+#[test]
+fn malformed_blobs() {
+    let w = Pkcs11KeyWrapper::new();
+    let dc = dc_with_key();
+    for (blob, want) in [
+        (&b"not json"[..], "could not parse the pkcs11 blob"),
+        (b"[]", "could not parse the pkcs11 blob"),
+        (b"{\"version\":-1}", "could not parse the pkcs11 blob"),
+        (
+            br#"{"version":1,"recipients":[]}"#,
+            "version 1 but the maximum supported version is 0",
+        ),
+        (
+            br#"{"version":0,"recipients":[{"version":2,"blob":"AA==","hash":"sha1"}]}"#,
+            "recipient with version 2",
+        ),
+    ] {
+        let err = w.unwrap_key(&dc, blob).unwrap_err();
+        assert!(matches!(err, Error::MalformedBlob { .. }), "{err}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}
+
+#[test]
+fn unusable_recipients_are_causes() {
+    let w = Pkcs11KeyWrapper::new();
+    let err = w
+        .unwrap_key(
+            &dc_with_key(),
+            br#"{"version":0,"recipients":[{"version":0,"blob":"AA==","hash":"md5"},{"version":0,"blob":"!!"},{"version":0,"blob":""}]}"#,
+        )
+        .unwrap_err();
+    let Error::NoMatchingKey { causes, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(causes.len(), 3, "{causes:?}");
+    assert!(
+        causes[0].contains("unsupported OAEP hash 'md5'"),
+        "{causes:?}"
+    );
+    assert!(causes[1].contains("base64"), "{causes:?}");
+    assert!(causes[2].contains("empty blob"), "{causes:?}");
+}
+
+#[test]
+fn unwrap_needs_key_files_that_parse() {
+    let w = Pkcs11KeyWrapper::new();
+    let blob = br#"{"version":0,"recipients":[]}"#;
+    let err = w.unwrap_key(&dc_with_key(), blob).unwrap_err();
+    assert!(
+        err.to_string().contains("the blob has no recipients"),
+        "{err}"
+    );
+    let err = w.unwrap_key(&DecryptConfig::default(), blob).unwrap_err();
+    assert!(err.to_string().contains("no pkcs11 key files"), "{err}");
+    let mut dc = DecryptConfig::default();
+    dc.pkcs11_yamls
+        .push(b"pkcs11: {uri: 'nope'}".to_vec().into());
+    let err = w.unwrap_key(&dc, blob).unwrap_err();
+    assert!(matches!(err, Error::InvalidPrivateKey { .. }), "{err}");
+    assert!(w.has_possible_keys(&dc));
+}
