@@ -13,7 +13,8 @@ use zeroize::Zeroizing;
 /// `-r` and `-k` of the encrypt commands.
 #[derive(Debug, Args)]
 pub(crate) struct RecipientArgs {
-    /// Recipient: jwe:PUBLIC-KEY-FILE or pkcs7:CERT-FILE (repeatable).
+    /// Recipient: jwe:PUBLIC-KEY-FILE, pkcs7:CERT-FILE or pkcs11:KEY-FILE-OR-RSA-PUBLIC-KEY
+    /// (repeatable).
     #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
     recipients: Vec<String>,
     /// Private key FILE[:PASSWORD] that opens layers already encrypted, to add recipients to
@@ -68,13 +69,64 @@ pub(crate) fn add_recipient(ec: &mut EncryptConfig, spec: &str) -> Result<()> {
             }
             ec.pkcs7_certificates.push(data);
         }
-        "pgp" | "pkcs11" | "provider" => {
+        "pkcs11" => add_pkcs11_recipient(ec, value)?,
+        "pgp" | "provider" => {
             bail!("recipient scheme {scheme:?} is not supported by this build yet");
         }
         _ => bail!(
             "unknown recipient scheme {scheme:?} in {spec:?}: expected jwe, pkcs7, pgp, pkcs11 or provider"
         ),
     }
+    Ok(())
+}
+
+#[cfg(feature = "pkcs11")]
+fn add_pkcs11_recipient(ec: &mut EncryptConfig, path: &str) -> Result<()> {
+    let data = read_file(path, "recipient key")?;
+    if ocicrypt::pkcs11::Pkcs11KeyFile::is_key_file(&data) {
+        ec.pkcs11_yamls.push(data);
+    } else if is_rsa_public_key(&data) {
+        ec.pkcs11_public_keys.push(data);
+    } else {
+        bail!(
+            "{path}: is neither a PKCS#11 key file (YAML with a pkcs11: URI) nor an RSA public key"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn add_pkcs11_recipient(_ec: &mut EncryptConfig, _path: &str) -> Result<()> {
+    bail!("recipient scheme \"pkcs11\" is not supported by this build (feature pkcs11 is off)")
+}
+
+#[cfg(feature = "pkcs11")]
+fn is_rsa_public_key(data: &[u8]) -> bool {
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    PKey::public_key_from_pem(data)
+        .or_else(|_| PKey::public_key_from_der(data))
+        .is_ok_and(|k| k.rsa().is_ok())
+        || Rsa::public_key_from_pem_pkcs1(data).is_ok()
+        || Rsa::public_key_from_der_pkcs1(data).is_ok()
+}
+
+/// Adds the user's PKCS#11 module policy (Go's `GetUserPkcs11Config`: `OCICRYPT_CONFIG`,
+/// then `ocicrypt.conf` files) when PKCS#11 key files are in use.
+#[cfg(feature = "pkcs11")]
+fn add_pkcs11_policy(dc: &mut DecryptConfig, needed: bool) -> Result<()> {
+    if needed && dc.pkcs11_config.is_none() {
+        let policy = ocicrypt::pkcs11::Pkcs11Config::from_user_config().context(
+            "PKCS#11 key files need a module policy: set OCICRYPT_CONFIG=internal (built-in \
+             module directories) or to an ocicrypt.conf file",
+        )?;
+        dc.pkcs11_config = Some(policy.to_yaml());
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn add_pkcs11_policy(_dc: &mut DecryptConfig, _needed: bool) -> Result<()> {
     Ok(())
 }
 
@@ -100,6 +152,7 @@ pub(crate) fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<()> {
     let data = SecretBytes::new(read_file(&path.to_string_lossy(), "key")?);
     let shown = path.display();
     match classify(data.expose()) {
+        KeyKind::Pkcs11KeyFile => dc.pkcs11_yamls.push(data),
         KeyKind::Certificate => dc.certificates.push(data.expose().to_vec()),
         KeyKind::PrivateKey => dc.private_keys.push(match password {
             Some(p) => PrivateKey::with_password(data, p),
@@ -116,10 +169,10 @@ pub(crate) fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<()> {
     Ok(())
 }
 
-// Without the JWE parser, public keys are not told apart (and without pkcs7 neither are
-// private keys).
-#[cfg_attr(not(feature = "jwe"), allow(dead_code))]
+// Which kinds can be told apart depends on the scheme features compiled in.
+#[allow(dead_code)]
 enum KeyKind {
+    Pkcs11KeyFile,
     Certificate,
     PrivateKey,
     PublicKey,
@@ -127,6 +180,10 @@ enum KeyKind {
 }
 
 fn classify(data: &[u8]) -> KeyKind {
+    #[cfg(feature = "pkcs11")]
+    if ocicrypt::pkcs11::Pkcs11KeyFile::is_key_file(data) {
+        return KeyKind::Pkcs11KeyFile;
+    }
     if is_certificate(data) {
         return KeyKind::Certificate;
     }
@@ -227,6 +284,8 @@ pub(crate) fn encrypt_config(recipients: &[String], keys: &[String]) -> Result<E
         add_recipient(&mut ec, r)?;
     }
     ec.decrypt = decrypt_config(keys)?;
+    let needed = !ec.pkcs11_yamls.is_empty();
+    add_pkcs11_policy(&mut ec.decrypt, needed)?;
     Ok(ec)
 }
 
@@ -236,6 +295,8 @@ pub(crate) fn decrypt_config(keys: &[String]) -> Result<DecryptConfig> {
     for k in keys {
         add_key(&mut dc, k)?;
     }
+    let needed = !dc.pkcs11_yamls.is_empty();
+    add_pkcs11_policy(&mut dc, needed)?;
     Ok(dc)
 }
 

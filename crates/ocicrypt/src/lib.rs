@@ -24,6 +24,9 @@ pub use ocicrypt_keywrap_jwe as jwe;
 #[cfg(feature = "pkcs7")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs7")))]
 pub use ocicrypt_keywrap_pkcs7 as pkcs7;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub use ocicrypt_keywrap_pkcs11 as pkcs11;
 pub use ocicrypt_spec as spec;
 
 /// Encryption annotations to merge into a layer descriptor (sorted by key).

@@ -48,6 +48,9 @@ impl Default for Registry {
             #[cfg(not(feature = "pkcs7"))]
             pkcs7: None,
             pgp: None,
+            #[cfg(feature = "pkcs11")]
+            pkcs11: Some(Arc::new(ocicrypt_keywrap_pkcs11::Pkcs11KeyWrapper::new())),
+            #[cfg(not(feature = "pkcs11"))]
             pkcs11: None,
             others: Vec::new(),
         }
