@@ -1,0 +1,189 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod compat;
+mod decrypt;
+pub mod gnupg;
+mod keys;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::Write;
+
+use ocicrypt_keywrap::{BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, SecretBytes};
+use sequoia_openpgp as openpgp;
+
+use openpgp::KeyID;
+use openpgp::packet::{PKESK, Packet};
+use openpgp::parse::{PacketParser, PacketParserResult, Parse};
+
+pub use keys::{cert_fingerprints, is_public_key, is_secret_key};
+
+/// The scheme name.
+const SCHEME: &str = "pgp";
+
+fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
+    Error::Backend {
+        scheme: SCHEME.to_owned(),
+        context: context.into(),
+        source: source.into(),
+    }
+}
+
+fn malformed(reason: impl fmt::Display) -> Error {
+    Error::MalformedBlob {
+        scheme: SCHEME.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn invalid_recipient(reason: impl Into<String>, source: Option<BoxError>) -> Error {
+    Error::InvalidRecipient {
+        scheme: SCHEME.to_owned(),
+        reason: reason.into(),
+        source,
+    }
+}
+
+/// The `pgp` key-wrap scheme: the layer's private options are encrypted as one binary
+/// OpenPGP message for the recipients in [`EncryptConfig::gpg_recipients`], looked up in
+/// [`EncryptConfig::gpg_public_keyring`], and decrypted with
+/// [`DecryptConfig::gpg_private_keys`]. See the crate documentation for the details.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PgpKeyWrapper;
+
+impl KeyWrapper for PgpKeyWrapper {
+    fn scheme(&self) -> &str {
+        SCHEME
+    }
+
+    fn wrap_keys(&self, ec: &EncryptConfig, opts_data: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if ec.gpg_recipients.is_empty() {
+            return Ok(None);
+        }
+        let keyring = ec.gpg_public_keyring.as_deref().unwrap_or_default();
+        let certs = keys::select_recipients(keyring, &ec.gpg_recipients)?;
+        encrypt(&certs, opts_data).map(Some)
+    }
+
+    fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
+        decrypt::unwrap(&dc.gpg_private_keys, blob)
+    }
+
+    fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
+        !dc.gpg_private_keys.is_empty()
+    }
+
+    fn has_recipients(&self, ec: &EncryptConfig) -> bool {
+        !ec.gpg_recipients.is_empty()
+    }
+
+    /// One entry per public-key encrypted session key packet: `0x` and the recipient's key
+    /// id in lowercase hex without leading zeros, exactly as Go's `GetRecipients` writes it
+    /// (`0x0` for an anonymous recipient).
+    fn recipients(&self, blob: &[u8]) -> Result<Vec<String>, Error> {
+        Ok(self
+            .key_ids(blob)?
+            .into_iter()
+            .map(|id| format!("0x{id:x}"))
+            .collect())
+    }
+
+    /// The key ids of the public-key encrypted session key packets, in order (`0` for an
+    /// anonymous recipient; a version 6 packet's fingerprint is reduced to its key id).
+    fn key_ids(&self, blob: &[u8]) -> Result<Vec<u64>, Error> {
+        Ok(parse_pkesks(blob)?
+            .iter()
+            .map(|p| match p.recipient() {
+                Some(handle) => KeyID::from(handle).as_u64().unwrap_or(0),
+                None => 0,
+            })
+            .collect())
+    }
+}
+
+/// The PKESK packets at the start of `blob`, up to its encrypted data packet. Fails if
+/// `blob` is not an OpenPGP message or has no encrypted data packet after them.
+fn parse_pkesks(blob: &[u8]) -> Result<Vec<PKESK>, Error> {
+    let fixed = compat::normalize(blob);
+    let blob = fixed.as_deref().unwrap_or(blob);
+    let mut ppr = PacketParser::from_bytes(blob).map_err(malformed)?;
+    let mut pkesks = Vec::new();
+    loop {
+        let pp = match ppr {
+            PacketParserResult::Some(pp) => pp,
+            PacketParserResult::EOF(_) => {
+                return Err(malformed("no encrypted data packet"));
+            }
+        };
+        match &pp.packet {
+            Packet::PKESK(p) => pkesks.push(p.clone()),
+            // Passwords are not supported, but the packets may be there.
+            Packet::SKESK(_) | Packet::Marker(_) => {}
+            Packet::SEIP(_) => return Ok(pkesks),
+            Packet::Unknown(u) => {
+                return Err(malformed(format_args!(
+                    "unreadable {} packet: {}",
+                    u.tag(),
+                    u.error()
+                )));
+            }
+            p => return Err(malformed(format_args!("unexpected {} packet", p.tag()))),
+        }
+        ppr = pp.next().map_err(malformed)?.1;
+    }
+}
+
+/// Encrypts `payload` for every transport- or storage-encryption key of `certs` as a
+/// binary message: PKESK v3 packets, then SEIPD v1 (with MDC) holding one literal data
+/// packet; no compression, no signature.
+fn encrypt(certs: &[keys::Recipient], payload: &[u8]) -> Result<Vec<u8>, Error> {
+    let policy = keys::policy();
+    let sym_algo = keys::cipher_for(certs);
+    let mut recipients = Vec::new();
+    for r in certs {
+        let vc = r.cert.with_policy(&policy, None).map_err(|e| {
+            invalid_recipient(format!("key {} is not valid", r.name), Some(e.into()))
+        })?;
+        let before = recipients.len();
+        for ka in vc
+            .keys()
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_transport_encryption()
+            .for_storage_encryption()
+        {
+            // Features that name only SEIPD v1 force SEIPD v1 and PKESK v3 with the key
+            // id, which is what Go ocicrypt (and skopeo, containerd) can read.
+            recipients.push(openpgp::serialize::stream::Recipient::new(
+                openpgp::types::Features::empty().set_seipdv1(),
+                openpgp::KeyHandle::from(ka.key().keyid()),
+                ka.key(),
+            ));
+        }
+        if recipients.len() == before {
+            return Err(invalid_recipient(
+                format!("key {} has no valid encryption key", r.name),
+                None,
+            ));
+        }
+    }
+
+    use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message};
+    let mut sink = Vec::new();
+    let message = Message::new(&mut sink);
+    let message = Encryptor::for_recipients(message, recipients)
+        .symmetric_algo(sym_algo)
+        .build()
+        .map_err(|e| backend("cannot encrypt", e))?;
+    let mut w = LiteralWriter::new(message)
+        .build()
+        .map_err(|e| backend("cannot encrypt", e))?;
+    w.write_all(payload)
+        .map_err(|e| backend("cannot encrypt", e))?;
+    w.finalize().map_err(|e| backend("cannot encrypt", e))?;
+    Ok(sink)
+}
