@@ -46,15 +46,22 @@ pub fn ocicrypt(args: &[&str]) -> Result<(), String> {
 /// Runs a third-party tool and returns its stdout; panics (failing the test) with its
 /// stderr if it fails, and with an install hint if it is missing.
 pub fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {program}: {e}. The interop tests need it: \
+    tool_env(program, args, &[])
+}
+
+/// [`tool`] with extra environment variables.
+pub fn tool_env(program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {program}: {e}. The interop tests need it: \
              apt-get install {program} (cargo xtask ci installs it when run as root)"
-            )
-        });
+        )
+    });
     assert!(
         out.status.success(),
         "{program} {} failed ({}):\n{}",
@@ -126,4 +133,95 @@ pub fn layer_ids(layout: &Path, tag: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// A throwaway GnuPG home with RSA keys made by the `gpg` binary.
+pub struct Gpg {
+    dir: tempfile::TempDir,
+}
+
+impl Gpg {
+    /// An empty GnuPG home in a temporary directory.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let home = dir.path().join("gnupg");
+        std::fs::create_dir(&home).unwrap_or_else(|e| panic!("{e}"));
+        Self { dir }
+    }
+
+    /// The GnuPG home (`GNUPGHOME`).
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("gnupg")
+    }
+
+    fn gpg(&self, args: &[&str]) -> String {
+        let mut full = vec!["--batch", "--pinentry-mode", "loopback"];
+        full.extend_from_slice(args);
+        tool_env("gpg", &full, &[("GNUPGHOME", &self.home())])
+    }
+
+    /// Makes an RSA-2048 signing key with an RSA-2048 encryption subkey for `email`,
+    /// protected by `passphrase` (empty: none).
+    pub fn generate(&self, email: &str, passphrase: &str) {
+        let uid = format!("Test {email} <{email}>");
+        self.gpg(&[
+            "--passphrase",
+            passphrase,
+            "--quick-gen-key",
+            &uid,
+            "rsa2048",
+            "sign",
+            "never",
+        ]);
+        let fpr = self
+            .gpg(&["--with-colons", "--list-keys", email])
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("fpr:")
+                    .map(|r| r.trim_matches(':').to_owned())
+            })
+            .unwrap_or_else(|| panic!("no fingerprint for {email}"));
+        self.gpg(&[
+            "--passphrase",
+            passphrase,
+            "--quick-add-key",
+            &fpr,
+            "rsa2048",
+            "encr",
+            "never",
+        ]);
+    }
+
+    /// Exports `email`'s public key, ASCII-armored, to a file; returns its path.
+    pub fn export_public(&self, email: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("{email}.pub.asc"));
+        self.gpg(&[
+            "--armor",
+            "--output",
+            p.to_str().unwrap_or_default(),
+            "--export",
+            email,
+        ]);
+        p
+    }
+
+    /// Exports `email`'s secret key, binary (as skopeo needs it), to a file.
+    pub fn export_secret(&self, email: &str, passphrase: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("{email}.sec.gpg"));
+        self.gpg(&[
+            "--passphrase",
+            passphrase,
+            "--output",
+            p.to_str().unwrap_or_default(),
+            "--export-secret-keys",
+            email,
+        ]);
+        p
+    }
+}
+
+impl Default for Gpg {
+    fn default() -> Self {
+        Self::new()
+    }
 }

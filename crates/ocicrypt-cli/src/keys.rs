@@ -13,8 +13,9 @@ use zeroize::Zeroizing;
 /// `-r` and `-k` of the encrypt commands.
 #[derive(Debug, Args)]
 pub(crate) struct RecipientArgs {
-    /// Recipient: jwe:PUBLIC-KEY-FILE, pkcs7:CERT-FILE or pkcs11:KEY-FILE-OR-RSA-PUBLIC-KEY
-    /// (repeatable).
+    /// Recipient (repeatable): jwe:PUBLIC-KEY-FILE, pkcs7:CERT-FILE,
+    /// pgp:NAME-OR-EMAIL (from the GnuPG keyring) or pgp:PUBLIC-KEY-FILE,
+    /// pkcs11:KEY-FILE-OR-RSA-PUBLIC-KEY.
     #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
     recipients: Vec<String>,
     /// Private key FILE[:PASSWORD] that opens layers already encrypted, to add recipients to
@@ -70,7 +71,8 @@ pub(crate) fn add_recipient(ec: &mut EncryptConfig, spec: &str) -> Result<()> {
             ec.pkcs7_certificates.push(data);
         }
         "pkcs11" => add_pkcs11_recipient(ec, value)?,
-        "pgp" | "provider" => {
+        "pgp" => add_pgp_recipient(ec, value)?,
+        "provider" => {
             bail!("recipient scheme {scheme:?} is not supported by this build yet");
         }
         _ => bail!(
@@ -78,6 +80,47 @@ pub(crate) fn add_recipient(ec: &mut EncryptConfig, spec: &str) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `pgp:FILE` (an exported public key, binary or armored: all its certificates are
+/// recipients) or `pgp:NAME-OR-EMAIL` (looked up in the GnuPG keyring through `gpg`, as Go
+/// does; an unknown name is an error when the layer key is wrapped).
+#[cfg(feature = "pgp")]
+fn add_pgp_recipient(ec: &mut EncryptConfig, value: &str) -> Result<()> {
+    use ocicrypt::pgp;
+    if value.is_empty() {
+        bail!("pgp: recipient is empty: expected pgp:NAME-OR-EMAIL or pgp:FILE");
+    }
+    let keyring = ec.gpg_public_keyring.get_or_insert_with(Vec::new);
+    if Path::new(value).is_file() {
+        let data = read_file(value, "OpenPGP public key")?;
+        let certs = pgp::to_binary_keyring(&data)
+            .with_context(|| format!("{value}: is not an OpenPGP public key"))?;
+        keyring.extend_from_slice(&certs);
+        ec.gpg_recipients
+            .extend(pgp::cert_fingerprints(&data).with_context(|| value.to_owned())?);
+    } else {
+        if ec.gpg_recipients.iter().all(|r| is_hex_id(r)) {
+            // The first name or e-mail: bring in the user's GnuPG public keyring once.
+            let exported = pgp::gnupg::export_public_keyring(None).with_context(|| {
+                format!("pgp:{value}: cannot read the GnuPG keyring to find this recipient")
+            })?;
+            keyring.extend_from_slice(&exported);
+        }
+        ec.gpg_recipients.push(value.to_owned());
+    }
+    Ok(())
+}
+
+/// Whether a recipient string is a fingerprint we added for a `pgp:FILE` recipient.
+#[cfg(feature = "pgp")]
+fn is_hex_id(s: &str) -> bool {
+    s.len() >= 16 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(not(feature = "pgp"))]
+fn add_pgp_recipient(_ec: &mut EncryptConfig, _value: &str) -> Result<()> {
+    bail!("recipient scheme \"pgp\" is not supported by this build (feature pgp is off)")
 }
 
 #[cfg(feature = "pkcs11")]
@@ -153,6 +196,13 @@ pub(crate) fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<()> {
     let shown = path.display();
     match classify(data.expose()) {
         KeyKind::Pkcs11KeyFile => dc.pkcs11_yamls.push(data),
+        KeyKind::PgpSecretKey => dc.gpg_private_keys.push(match password {
+            Some(p) => PrivateKey::with_password(data, p),
+            None => PrivateKey::new(data),
+        }),
+        KeyKind::PgpPublicKey => {
+            bail!("{shown}: is an OpenPGP public key; decryption needs the secret key")
+        }
         KeyKind::Certificate => dc.certificates.push(data.expose().to_vec()),
         KeyKind::PrivateKey => dc.private_keys.push(match password {
             Some(p) => PrivateKey::with_password(data, p),
@@ -173,6 +223,8 @@ pub(crate) fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<()> {
 #[allow(dead_code)]
 enum KeyKind {
     Pkcs11KeyFile,
+    PgpSecretKey,
+    PgpPublicKey,
     Certificate,
     PrivateKey,
     PublicKey,
@@ -186,6 +238,15 @@ fn classify(data: &[u8]) -> KeyKind {
     }
     if is_certificate(data) {
         return KeyKind::Certificate;
+    }
+    #[cfg(feature = "pgp")]
+    {
+        if ocicrypt::pgp::is_secret_key(data) {
+            return KeyKind::PgpSecretKey;
+        }
+        if ocicrypt::pgp::is_public_key(data) {
+            return KeyKind::PgpPublicKey;
+        }
     }
     #[cfg(feature = "jwe")]
     {

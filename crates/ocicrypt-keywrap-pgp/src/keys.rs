@@ -43,6 +43,27 @@ pub fn cert_fingerprints(data: &[u8]) -> Result<Vec<String>, Error> {
     Ok(certs.iter().map(|c| c.fingerprint().to_hex()).collect())
 }
 
+/// The certificates in a public key file (binary or ASCII-armored) as a binary keyring,
+/// public parts only, so that several files can be concatenated into one keyring (the CLI
+/// does this for `pgp:FILE` recipients).
+///
+/// # Errors
+/// [`Error::InvalidRecipient`] if `data` is not one or more OpenPGP certificates.
+pub fn to_binary_keyring(data: &[u8]) -> Result<Vec<u8>, Error> {
+    use openpgp::serialize::Serialize as _;
+    let certs = parse_certs(data)
+        .map_err(|e| invalid_recipient("not an OpenPGP public key", Some(e.into())))?;
+    if certs.is_empty() {
+        return Err(invalid_recipient("no OpenPGP certificate found", None));
+    }
+    let mut out = Vec::new();
+    for cert in &certs {
+        cert.serialize(&mut out)
+            .map_err(|e| invalid_recipient("cannot re-serialize a certificate", Some(e.into())))?;
+    }
+    Ok(out)
+}
+
 /// Whether `data` (binary or ASCII-armored) is one or more OpenPGP keys of which at least
 /// one has secret key material, i.e. something to decrypt with.
 pub fn is_secret_key(data: &[u8]) -> bool {

@@ -19,7 +19,7 @@ use openpgp::KeyID;
 use openpgp::packet::{PKESK, Packet};
 use openpgp::parse::{PacketParser, PacketParserResult, Parse};
 
-pub use keys::{cert_fingerprints, is_public_key, is_secret_key};
+pub use keys::{cert_fingerprints, is_public_key, is_secret_key, to_binary_keyring};
 
 /// The scheme name.
 const SCHEME: &str = "pgp";

@@ -21,6 +21,9 @@ pub use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper, PrivateKey,
 #[cfg(feature = "jwe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwe")))]
 pub use ocicrypt_keywrap_jwe as jwe;
+#[cfg(feature = "pgp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pgp")))]
+pub use ocicrypt_keywrap_pgp as pgp;
 #[cfg(feature = "pkcs7")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs7")))]
 pub use ocicrypt_keywrap_pkcs7 as pkcs7;

@@ -47,6 +47,9 @@ impl Default for Registry {
             pkcs7: Some(Arc::new(ocicrypt_keywrap_pkcs7::Pkcs7KeyWrapper)),
             #[cfg(not(feature = "pkcs7"))]
             pkcs7: None,
+            #[cfg(feature = "pgp")]
+            pgp: Some(Arc::new(ocicrypt_keywrap_pgp::PgpKeyWrapper)),
+            #[cfg(not(feature = "pgp"))]
             pgp: None,
             #[cfg(feature = "pkcs11")]
             pkcs11: Some(Arc::new(ocicrypt_keywrap_pkcs11::Pkcs11KeyWrapper::new())),
