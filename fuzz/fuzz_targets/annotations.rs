@@ -9,11 +9,19 @@ use ocicrypt_spec::options::PublicOptions;
 fuzz_target!(|value: &str| {
     let key = annotations::keys_annotation("jwe");
     if let Ok(blobs) = split_blobs(&key, value) {
-        let joined = blobs.iter().map(|b| encode_blob(b)).collect::<Vec<_>>().join(",");
-        assert_eq!(split_blobs(&key, &joined).expect("own encoding splits"), blobs);
+        let joined = blobs
+            .iter()
+            .map(|b| encode_blob(b))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            split_blobs(&key, &joined).expect("own encoding splits"),
+            blobs
+        );
     }
     if let Ok(public) = PublicOptions::from_annotation(value) {
-        let again = PublicOptions::from_annotation(&public.to_annotation()).expect("own value parses");
+        let again =
+            PublicOptions::from_annotation(&public.to_annotation()).expect("own value parses");
         assert_eq!(public, again);
     }
 });

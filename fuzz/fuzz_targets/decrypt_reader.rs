@@ -45,7 +45,8 @@ fuzz_target!(|input: (u8, Vec<u8>, Vec<u8>, Vec<u8>)| {
         .compute_plaintext_digest(true);
     let mut enc = enc;
     let mut ct = Vec::new();
-    enc.read_to_end(&mut ct).expect("encrypting a slice cannot fail");
+    enc.read_to_end(&mut ct)
+        .expect("encrypting a slice cannot fail");
     let done = enc.finalize().expect("read to the end");
     let (pt, ok) = read_all(
         DecryptReader::new(&ct[..], &done.public, &done.private).expect("own options are valid"),

@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
             .wrap_keys(&ec, data)
             .expect("wrapping with a valid key works")
             .expect("one recipient gives a blob");
-        let back = JweKeyWrapper.unwrap_key(&dc, &blob).expect("own blob unwraps");
+        let back = JweKeyWrapper
+            .unwrap_key(&dc, &blob)
+            .expect("own blob unwraps");
         assert_eq!(back.expose(), data);
     }
 });

@@ -18,8 +18,10 @@ pub(crate) fn run() -> Result<()> {
     let mut steps = Steps::default();
     steps.step("system tools (apt)", system::ensure_installed)?;
     steps.step("cargo tools (cargo-deny, cargo-fuzz)", ensure_cargo_tools)?;
-    steps.step("cargo fmt --check", || {
-        sh::run(sh::cargo().args(["fmt", "--all", "--", "--check"]))
+    steps.step("cargo fmt --check (workspace and fuzz/)", || {
+        sh::run(sh::cargo().args(["fmt", "--all", "--", "--check"]))?;
+        // fuzz/ is its own workspace, so `--all` does not reach it.
+        sh::run(sh::cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]))
     })?;
     steps.step("cargo clippy (workspace, all features)", || {
         sh::run(sh::cargo().args([

@@ -136,3 +136,46 @@ impl Steps {
 pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_shows_env_then_short_cargo_then_args() {
+        let mut c = Command::new("/root/.cargo/bin/cargo");
+        c.env("RUSTC_BOOTSTRAP", "1").args(["fuzz", "run", "x"]);
+        assert_eq!(display(&c), "RUSTC_BOOTSTRAP=1 cargo fuzz run x");
+        assert_eq!(
+            display(Command::new("/usr/bin/apt-get").arg("update")),
+            "/usr/bin/apt-get update"
+        );
+    }
+
+    #[test]
+    fn run_names_the_failed_command() {
+        let err = run(Command::new("false").arg("--flag")).unwrap_err();
+        assert!(err.to_string().contains("`false --flag` failed"), "{err}");
+        assert!(run(&mut Command::new("true")).is_ok());
+        assert!(run(&mut Command::new("/nonexistent/tool")).is_err());
+    }
+
+    #[test]
+    fn failed_step_is_named_and_stops() {
+        let mut steps = Steps::default();
+        steps.step("first", || Ok(())).unwrap();
+        let err = steps.step("second", || bail!("boom")).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("step `second` failed after"),
+            "{err:#}"
+        );
+        assert_eq!(steps.done.len(), 2);
+        assert!(steps.done[0].2 && !steps.done[1].2);
+    }
+
+    #[test]
+    fn on_path_finds_sh_only() {
+        assert!(on_path("sh"));
+        assert!(!on_path("ocicrypt-no-such-tool"));
+    }
+}
