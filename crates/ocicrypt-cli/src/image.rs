@@ -110,7 +110,7 @@ fn transform(src: &str, dst: &str, select: &Selection, op: &Op) -> Result<()> {
         dst: LayoutWriter::create(&dst_ref.path)?,
         op,
         select,
-        ctx: Ocicrypt::default(),
+        ctx: crate::context()?,
         changed: 0,
     };
     let mut entry = job.node(&top, true)?;
@@ -377,7 +377,7 @@ fn inspect(a: &InspectArgs) -> Result<()> {
     let r = ImageRef::parse(&a.src)?;
     let layout = Layout::open(&r.path)?;
     let top = layout.resolve(&r.tag)?;
-    let ctx = Ocicrypt::default();
+    let ctx = crate::context()?;
     let mut images = Vec::new();
     collect_images(&layout, &top, None, &mut images)?;
     let mut report = Vec::new();

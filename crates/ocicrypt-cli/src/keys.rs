@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 pub(crate) struct RecipientArgs {
     /// Recipient (repeatable): jwe:PUBLIC-KEY-FILE, pkcs7:CERT-FILE,
     /// pgp:NAME-OR-EMAIL (from the GnuPG keyring) or pgp:PUBLIC-KEY-FILE,
-    /// pkcs11:KEY-FILE-OR-RSA-PUBLIC-KEY.
+    /// pkcs11:KEY-FILE-OR-RSA-PUBLIC-KEY, provider:NAME[:ARGS] (OCICRYPT_KEYPROVIDER_CONFIG).
     #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
     recipients: Vec<String>,
     /// Private key FILE[:PASSWORD] that opens layers already encrypted, to add recipients to
@@ -35,7 +35,7 @@ impl RecipientArgs {
 #[derive(Debug, Args)]
 pub(crate) struct KeyArgs {
     /// Private key FILE[:PASSWORD] (repeatable); PASSWORD is pass=PW, file=PATH, fd=N,
-    /// env=VAR or the password itself.
+    /// env=VAR or the password itself. Or provider:NAME[:ARGS] to ask a key provider.
     #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
     keys: Vec<String>,
 }
@@ -72,9 +72,7 @@ pub(crate) fn add_recipient(ec: &mut EncryptConfig, spec: &str) -> Result<()> {
         }
         "pkcs11" => add_pkcs11_recipient(ec, value)?,
         "pgp" => add_pgp_recipient(ec, value)?,
-        "provider" => {
-            bail!("recipient scheme {scheme:?} is not supported by this build yet");
-        }
+        "provider" => add_provider(&mut ec.key_providers, value, spec)?,
         _ => bail!(
             "unknown recipient scheme {scheme:?} in {spec:?}: expected jwe, pkcs7, pgp, pkcs11 or provider"
         ),
@@ -189,8 +187,35 @@ fn check_public_key(_path: &str, _data: &[u8]) -> Result<()> {
     bail!("recipient scheme \"jwe\" is not supported by this build (feature jwe is off)")
 }
 
-/// Adds one `-k/--key` to `dc`: `FILE[:PASSWORD]`.
+/// `provider:NAME[:ARGS]` as Go's helpers parse it: the provider's parameter list gets
+/// ARGS, or `Enabled` when there are none.
+fn add_provider(
+    providers: &mut std::collections::BTreeMap<String, Vec<Vec<u8>>>,
+    value: &str,
+    spec: &str,
+) -> Result<()> {
+    if !cfg!(any(
+        feature = "keyprovider-cmd",
+        feature = "keyprovider-grpc"
+    )) {
+        bail!("key providers are not supported by this build (features keyprovider-* are off)");
+    }
+    let (name, args) = value.split_once(':').unwrap_or((value, "Enabled"));
+    if name.is_empty() {
+        bail!("invalid key provider {spec:?}: expected provider:NAME[:ARGS]");
+    }
+    providers
+        .entry(name.to_owned())
+        .or_default()
+        .push(args.as_bytes().to_vec());
+    Ok(())
+}
+
+/// Adds one `-k/--key` to `dc`: `FILE[:PASSWORD]`, or `provider:NAME[:ARGS]`.
 pub(crate) fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<()> {
+    if let Some(value) = spec.strip_prefix("provider:") {
+        return add_provider(&mut dc.key_providers, value, spec);
+    }
     let (path, password) = split_key_spec(spec)?;
     let data = SecretBytes::new(read_file(&path.to_string_lossy(), "key")?);
     let shown = path.display();

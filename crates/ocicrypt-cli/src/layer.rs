@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ocicrypt::spec::{annotations, media_types};
-use ocicrypt::{Encrypted, LayerInfo, Ocicrypt};
+use ocicrypt::{Encrypted, LayerInfo};
 
 use crate::descriptor::DescJson;
 use crate::digest::{Hashing, sha256_hex};
@@ -110,7 +110,7 @@ fn check_size(desc: &DescJson, len: u64, path: &Path) -> Result<()> {
 
 fn encrypt(a: EncryptArgs) -> Result<()> {
     let ec = a.recipients.config()?;
-    let ctx = Ocicrypt::default();
+    let ctx = crate::context()?;
     let (file, len) = open_blob(&a.input)?;
     let bar = progress::bar(len, "encrypting");
     let mut out = Hashing::new(Staged::new(&a.output)?);
@@ -176,7 +176,7 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
     let mut input = Hashing::new(bar.wrap_read(file));
     let mut out = Hashing::new(Staged::new(&a.output)?);
     let verified = {
-        let mut dec = Ocicrypt::default().decrypt_layer(&dc, &mut input, &desc.to_oci()?)?;
+        let mut dec = crate::context()?.decrypt_layer(&dc, &mut input, &desc.to_oci()?)?;
         io::copy(&mut dec, &mut out).context("decryption failed")?;
         dec.verified_digest().map(str::to_owned)
     };
@@ -212,7 +212,7 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
 
 fn inspect(a: InspectArgs) -> Result<()> {
     let desc = read_descriptor(&a.descriptor)?;
-    let info = Ocicrypt::default().inspect(&desc.to_oci()?)?;
+    let info = crate::context()?.inspect(&desc.to_oci()?)?;
     let mut stdout = io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut stdout, &info)?;

@@ -35,6 +35,33 @@ enum Command {
     Image(image::ImageCommand),
 }
 
+/// The library context: every scheme compiled in, plus the key providers configured in
+/// `OCICRYPT_KEYPROVIDER_CONFIG` (as Go ocicrypt registers them), each call limited to
+/// `OCICRYPT_KEYPROVIDER_TIMEOUT` seconds (default 60).
+fn context() -> anyhow::Result<ocicrypt::Ocicrypt> {
+    #[cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc"))]
+    let registry = {
+        use anyhow::Context as _;
+        use ocicrypt::keyprovider::{Config, Options};
+        let mut options = Options::default();
+        if let Some(t) = std::env::var_os("OCICRYPT_KEYPROVIDER_TIMEOUT") {
+            let secs: f64 = t
+                .to_str()
+                .and_then(|t| t.parse().ok())
+                .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                .context("OCICRYPT_KEYPROVIDER_TIMEOUT must be a positive number of seconds")?;
+            options.timeout = std::time::Duration::from_secs_f64(secs);
+        }
+        let config = Config::from_env().context("OCICRYPT_KEYPROVIDER_CONFIG")?;
+        ocicrypt::Registry::default()
+            .with_key_providers(&config, &options)
+            .context("OCICRYPT_KEYPROVIDER_CONFIG")?
+    };
+    #[cfg(not(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc")))]
+    let registry = ocicrypt::Registry::default();
+    Ok(ocicrypt::Ocicrypt::new(registry)?)
+}
+
 /// Runs the command line `args` (the first is the program name) and returns an error
 /// instead of exiting. Used by `main` and by in-process tests.
 ///

@@ -13,6 +13,10 @@ pub enum Error {
     /// The layer cipher failed (bad options, authentication failure, ...).
     #[error(transparent)]
     BlockCipher(#[from] ocicrypt_blockcipher::Error),
+    /// The key-provider configuration (`OCICRYPT_KEYPROVIDER_CONFIG`) is unusable.
+    #[cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc"))]
+    #[error(transparent)]
+    KeyProviderConfig(#[from] ocicrypt_keyprovider::Error),
     /// The set of key wrappers is inconsistent.
     #[error("invalid key-wrapper registry: {reason}")]
     InvalidRegistry {

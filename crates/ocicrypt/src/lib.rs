@@ -16,6 +16,12 @@ pub use registry::Registry;
 pub use oci_spec;
 pub use oci_spec::image::Descriptor;
 pub use ocicrypt_blockcipher as blockcipher;
+#[cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc")))
+)]
+pub use ocicrypt_keyprovider as keyprovider;
 pub use ocicrypt_keywrap as keywrap;
 pub use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper, PrivateKey, SecretBytes};
 #[cfg(feature = "jwe")]

@@ -80,6 +80,43 @@ impl Registry {
         self
     }
 
+    /// [`Registry::default()`] plus one `provider.<name>` scheme per key provider in the
+    /// file named by `OCICRYPT_KEYPROVIDER_CONFIG` (none if it is unset), as Go ocicrypt
+    /// registers them at start-up. Providers receive only their own parameters; see
+    /// [`Registry::with_key_providers`] for other options.
+    ///
+    /// # Errors
+    /// [`Error::KeyProviderConfig`] if the file cannot be read or is not valid.
+    #[cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc")))
+    )]
+    pub fn from_env() -> Result<Self, Error> {
+        let config = ocicrypt_keyprovider::Config::from_env()?;
+        Self::default().with_key_providers(&config, &ocicrypt_keyprovider::Options::default())
+    }
+
+    /// Adds (or replaces) one `provider.<name>` scheme per key provider in `config`.
+    ///
+    /// # Errors
+    /// [`Error::KeyProviderConfig`] if a provider's configuration is unusable.
+    #[cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "keyprovider-cmd", feature = "keyprovider-grpc")))
+    )]
+    pub fn with_key_providers(
+        mut self,
+        config: &ocicrypt_keyprovider::Config,
+        options: &ocicrypt_keyprovider::Options,
+    ) -> Result<Self, Error> {
+        for w in ocicrypt_keyprovider::wrappers_from_config(config, options)? {
+            self = self.with(w);
+        }
+        Ok(self)
+    }
+
     /// Every registered wrapper, in decryption order.
     pub fn wrappers(&self) -> impl Iterator<Item = &Arc<dyn KeyWrapper>> {
         [&self.jwe, &self.pkcs7, &self.pgp, &self.pkcs11]

@@ -1,0 +1,377 @@
+//! `provider:` recipients and keys through the binary: the workspace's example key provider
+//! (AES-256-GCM under a key file) as a command and as a gRPC server, plain and TLS, on
+//! 127.0.0.1; mixed with JWE; and providers that fail, hang or answer garbage.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds the example provider (a binary of ocicrypt-keyprovider behind its `example`
+/// feature) once, with the cargo that runs these tests.
+fn example_provider() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(root())
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "ocicrypt-keyprovider",
+                "--features",
+                "example",
+                "--bin",
+                "ocicrypt-keyprovider-example",
+                "--message-format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the example's executable")
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A provider server process, killed when dropped.
+struct Server(Child);
+
+impl Server {
+    fn start(args: &[&str], port: u16) -> Self {
+        let child = Command::new(example_provider()).args(args).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the provider did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    _servers: Vec<Server>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+        fs::write(p("kek"), [7u8; 32]).unwrap();
+        // A CA and a server certificate for 127.0.0.1 / localhost.
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+            "-subj",
+            "/CN=test ca",
+            "-days",
+            "2",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("srv.key"),
+            "-out",
+            &p("srv.csr"),
+            "-subj",
+            "/CN=localhost",
+        ]);
+        fs::write(p("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("srv.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p("srv.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext"),
+        ]);
+        let (plain, tls) = (free_port(), free_port());
+        let kek = p("kek");
+        let servers = vec![
+            Server::start(
+                &["--key-file", &kek, "--grpc", &format!("127.0.0.1:{plain}")],
+                plain,
+            ),
+            Server::start(
+                &[
+                    "--key-file",
+                    &kek,
+                    "--grpc",
+                    &format!("127.0.0.1:{tls}"),
+                    "--tls-cert",
+                    &p("srv.pem"),
+                    "--tls-key",
+                    &p("srv.key"),
+                ],
+                tls,
+            ),
+        ];
+        let bin = example_provider().to_str().unwrap().to_owned();
+        let config = serde_json::json!({"key-providers": {
+            "cmdkms": {"cmd": {"path": bin, "args": ["--key-file", kek]}},
+            "grpckms": {"grpc": format!("127.0.0.1:{plain}")},
+            "tlskms": {"grpc": format!("127.0.0.1:{tls}"), "grpc-tls": {"root-ca-file": p("ca.pem"), "server-name": "localhost"}},
+            "untrusted": {"grpc": format!("127.0.0.1:{tls}"), "grpc-tls": {"server-name": "localhost"}},
+            "broken": {"cmd": {"path": "/bin/sh", "args": ["-c", "echo provider exploded >&2; exit 3"]}},
+            "hang": {"cmd": {"path": "/bin/sleep", "args": ["30"]}},
+            "garbage": {"cmd": {"path": "/bin/echo", "args": ["not json"]}},
+        }});
+        fs::write(p("providers.json"), config.to_string()).unwrap();
+        Self {
+            dir,
+            _servers: servers,
+        }
+    }
+
+    fn p(&self, n: &str) -> String {
+        self.dir.path().join(n).to_str().unwrap().to_owned()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+            .args(args)
+            .env("OCICRYPT_KEYPROVIDER_CONFIG", self.p("providers.json"))
+            .env("OCICRYPT_KEYPROVIDER_TIMEOUT", "3")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn err(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn img(&self, name: &str) -> String {
+        format!("oci:{}:latest", self.p(name))
+    }
+}
+
+fn example_image() -> String {
+    format!("oci:{}:latest", root().join("examples/image").display())
+}
+
+fn layers(layout: &str) -> Vec<String> {
+    let dir = PathBuf::from(
+        layout
+            .trim_start_matches("oci:")
+            .trim_end_matches(":latest"),
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let d = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(d)).unwrap()).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| format!("{} {}", l["mediaType"], l["digest"]))
+        .collect()
+}
+
+#[test]
+fn command_grpc_and_tls_providers_round_trip() {
+    let s = Setup::new();
+    let original = layers(&example_image());
+    for name in ["cmdkms", "grpckms", "tlskms"] {
+        let enc = s.img(&format!("enc-{name}"));
+        s.ok(&[
+            "image",
+            "encrypt",
+            "-r",
+            &format!("provider:{name}"),
+            &example_image(),
+            &enc,
+        ]);
+        let enc_layers = layers(&enc);
+        assert!(
+            enc_layers.iter().all(|l| l.contains("+encrypted")),
+            "{name}"
+        );
+        let dec = s.img(&format!("dec-{name}"));
+        s.ok(&[
+            "image",
+            "decrypt",
+            "-k",
+            &format!("provider:{name}"),
+            &enc,
+            &dec,
+        ]);
+        assert_eq!(layers(&dec), original, "{name}");
+    }
+    // Without the provider as a key, decryption is refused.
+    let e = s.err(&[
+        "image",
+        "decrypt",
+        "-k",
+        &root()
+            .join("examples/keys/TEST-ONLY-rsa-private.pem")
+            .display()
+            .to_string(),
+        &s.img("enc-cmdkms"),
+        &s.img("x"),
+    ]);
+    assert!(
+        e.contains("missing private key") || e.contains("none of the private keys"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mixed_jwe_and_provider_recipients() {
+    let s = Setup::new();
+    let original = layers(&example_image());
+    let enc = s.img("enc");
+    let public = root().join("examples/keys/TEST-ONLY-rsa-public.pem");
+    s.ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", public.display()),
+        "-r",
+        "provider:grpckms",
+        &example_image(),
+        &enc,
+    ]);
+    let private = root().join("examples/keys/TEST-ONLY-rsa-private.pem");
+    s.ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        private.to_str().unwrap(),
+        &enc,
+        &s.img("d1"),
+    ]);
+    s.ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        "provider:grpckms",
+        &enc,
+        &s.img("d2"),
+    ]);
+    assert_eq!(layers(&s.img("d1")), original);
+    assert_eq!(layers(&s.img("d2")), original);
+}
+
+#[test]
+fn failing_providers_give_clear_errors_and_no_output() {
+    let s = Setup::new();
+    for (name, expect) in [
+        ("broken", "provider exploded"),
+        ("hang", "did not answer within 3s"),
+        ("garbage", "reply"),
+        ("untrusted", "certificate"),
+        ("nosuch", "provider.nosuch is not available"),
+    ] {
+        let dst = s.img(&format!("out-{name}"));
+        let e = s.err(&[
+            "image",
+            "encrypt",
+            "-r",
+            &format!("provider:{name}"),
+            &example_image(),
+            &dst,
+        ]);
+        assert!(
+            e.to_lowercase().contains(&expect.to_lowercase()),
+            "{name}: {e}"
+        );
+        assert!(!Path::new(&s.p(&format!("out-{name}"))).exists(), "{name}");
+    }
+    // A bad configuration file is named in the error.
+    let out = Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+        .args(["image", "inspect", &example_image()])
+        .env("OCICRYPT_KEYPROVIDER_CONFIG", s.p("ca.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OCICRYPT_KEYPROVIDER_CONFIG"));
+}
