@@ -38,6 +38,13 @@ pub(crate) fn run() -> Result<()> {
     steps.step("cargo test (workspace, all features, doctests)", || {
         sh::run(sh::cargo().args(["test", "--workspace", "--all-features"]))
     })?;
+    steps.step("cargo doc (all features, warnings denied)", || {
+        sh::run(
+            sh::cargo()
+                .args(["doc", "--workspace", "--no-deps", "--all-features"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        )
+    })?;
     steps.step("cargo deny", deny)?;
     steps.step("fuzz smoke", || fuzz::run(fuzz::DEFAULT_SECONDS))?;
     steps.print_summary();
