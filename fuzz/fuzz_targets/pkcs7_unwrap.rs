@@ -25,6 +25,12 @@ fuzz_target!(|data: &[u8]| {
             .wrap_keys(&ec, data)
             .expect("wrapping for a valid certificate works")
             .expect("one recipient gives a blob");
-        assert_eq!(Pkcs7KeyWrapper.unwrap_key(&dc, &blob).expect("own blob").expose(), data);
+        assert_eq!(
+            Pkcs7KeyWrapper
+                .unwrap_key(&dc, &blob)
+                .expect("own blob")
+                .expose(),
+            data
+        );
     }
 });
