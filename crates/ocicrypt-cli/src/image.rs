@@ -1,9 +1,14 @@
 //! `ocicrypt image ...`: whole OCI image layouts, as skopeo rewrites them.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use indicatif::MultiProgress;
 use ocicrypt::spec::{annotations, media_types};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, Ocicrypt};
 use serde_json::{Value, json};
@@ -29,6 +34,8 @@ pub(crate) struct EncryptArgs {
     recipients: keys::RecipientArgs,
     #[command(flatten)]
     select: Selection,
+    #[command(flatten)]
+    jobs: Jobs,
     /// Source image, oci:PATH[:TAG] (tag defaults to latest).
     src: String,
     /// Destination image, oci:PATH[:TAG].
@@ -41,6 +48,8 @@ pub(crate) struct DecryptArgs {
     keys: keys::KeyArgs,
     #[command(flatten)]
     select: Selection,
+    #[command(flatten)]
+    jobs: Jobs,
     /// Source image, oci:PATH[:TAG].
     src: String,
     /// Destination image, oci:PATH[:TAG].
@@ -68,15 +77,26 @@ struct Selection {
     platforms: Vec<String>,
 }
 
+#[derive(Debug, Args, Clone, Copy)]
+struct Jobs {
+    /// How many layers of an image to process at once. Default: the number of CPUs.
+    #[arg(long = "jobs", short = 'j', value_name = "N", default_value_t = default_jobs())]
+    jobs: NonZeroUsize,
+}
+
+fn default_jobs() -> NonZeroUsize {
+    thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
 pub(crate) fn run(cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Encrypt(a) => {
             let ec = a.recipients.config()?;
-            transform(&a.src, &a.dst, &a.select, &Op::Encrypt(ec))
+            transform(&a.src, &a.dst, &a.select, a.jobs, &Op::Encrypt(ec))
         }
         ImageCommand::Decrypt(a) => {
             let dc = a.keys.config()?;
-            transform(&a.src, &a.dst, &a.select, &Op::Decrypt(dc))
+            transform(&a.src, &a.dst, &a.select, a.jobs, &Op::Decrypt(dc))
         }
         ImageCommand::Inspect(a) => inspect(&a),
     }
@@ -87,17 +107,51 @@ enum Op {
     Decrypt(DecryptConfig),
 }
 
+/// One run of `image encrypt` or `image decrypt`. Shared by the worker threads that
+/// process the layers of a manifest (everything in it is `Sync`).
 struct Job<'a> {
     src: &'a Layout,
     dst: LayoutWriter,
     op: &'a Op,
     select: &'a Selection,
     ctx: Ocicrypt,
+    /// At most this many layers at once.
+    jobs: NonZeroUsize,
+    /// One progress bar per layer in progress.
+    bars: MultiProgress,
     /// How many layers were encrypted or decrypted.
-    changed: usize,
+    changed: AtomicUsize,
 }
 
-fn transform(src: &str, dst: &str, select: &Selection, op: &Op) -> Result<()> {
+/// The error a layer's source reports once another layer has failed.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled after another layer failed")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// A reader that fails once `cancel` is set, so that the layers still in progress stop
+/// soon after one fails.
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other(Cancelled));
+        }
+        self.inner.read(buf)
+    }
+}
+
+fn transform(src: &str, dst: &str, select: &Selection, jobs: Jobs, op: &Op) -> Result<()> {
     let src_ref = ImageRef::parse(src)?;
     let dst_ref = ImageRef::parse(dst)?;
     for p in &select.platforms {
@@ -105,13 +159,15 @@ fn transform(src: &str, dst: &str, select: &Selection, op: &Op) -> Result<()> {
     }
     let src_layout = Layout::open(&src_ref.path)?;
     let top = src_layout.resolve(&src_ref.tag)?;
-    let mut job = Job {
+    let job = Job {
         src: &src_layout,
         dst: LayoutWriter::create(&dst_ref.path)?,
         op,
         select,
         ctx: crate::context()?,
-        changed: 0,
+        jobs: jobs.jobs,
+        bars: progress::multi(),
+        changed: AtomicUsize::new(0),
     };
     let mut entry = job.node(&top, true)?;
     // The index entry keeps everything but the tag, which the writer sets.
@@ -123,7 +179,7 @@ fn transform(src: &str, dst: &str, select: &Selection, op: &Op) -> Result<()> {
         entry.size(),
     );
     entry.set(&mt, &d, s, ann);
-    let changed = job.changed;
+    let changed = job.changed.load(Ordering::Relaxed);
     job.dst.commit(entry, &dst_ref.tag)?;
     let verb = match op {
         Op::Encrypt(_) => "encrypted",
@@ -190,7 +246,7 @@ fn selected_layers(select: &Selection, n: usize) -> Result<Vec<bool>> {
 
 impl Job<'_> {
     /// Rewrites a manifest or index (and what it references); returns its new descriptor.
-    fn node(&mut self, desc: &DescJson, top: bool) -> Result<DescJson> {
+    fn node(&self, desc: &DescJson, top: bool) -> Result<DescJson> {
         match desc.media_type() {
             INDEX_MT => self.index(desc, top),
             MANIFEST_MT => self.manifest(desc),
@@ -207,7 +263,7 @@ impl Job<'_> {
         }
     }
 
-    fn index(&mut self, desc: &DescJson, top: bool) -> Result<DescJson> {
+    fn index(&self, desc: &DescJson, top: bool) -> Result<DescJson> {
         let mut index: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
             .with_context(|| format!("image index {} is not valid JSON", desc.digest()))?;
         let entries = index
@@ -240,7 +296,7 @@ impl Job<'_> {
     }
 
     /// Copies a manifest or index and everything it references, unchanged.
-    fn copy_tree(&mut self, desc: &DescJson) -> Result<()> {
+    fn copy_tree(&self, desc: &DescJson) -> Result<()> {
         let v: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
             .with_context(|| format!("{} is not valid JSON", desc.digest()))?;
         let children = v
@@ -265,7 +321,7 @@ impl Job<'_> {
         self.dst.copy_blob(self.src, desc)
     }
 
-    fn manifest(&mut self, desc: &DescJson) -> Result<DescJson> {
+    fn manifest(&self, desc: &DescJson) -> Result<DescJson> {
         let mut manifest: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
             .with_context(|| format!("image manifest {} is not valid JSON", desc.digest()))?;
         let config = manifest
@@ -281,16 +337,14 @@ impl Job<'_> {
             .and_then(Value::as_array_mut)
             .with_context(|| format!("image manifest {} has no layers", desc.digest()))?;
         let selected = selected_layers(self.select, layers.len())?;
-        let n = layers.len();
-        for (i, (layer, sel)) in layers.iter_mut().zip(selected).enumerate() {
-            let ld = DescJson::from_value(layer.clone(), &format!("layer {i}"))?;
-            let new = if sel {
-                self.layer(&ld, i, n)
-                    .with_context(|| format!("layer {i} ({})", ld.digest()))?
-            } else {
-                self.dst.copy_blob(self.src, &ld)?;
-                ld
-            };
+        let descs = layers
+            .iter()
+            .zip(selected)
+            .enumerate()
+            .map(|(i, (l, sel))| Ok((DescJson::from_value(l.clone(), &format!("layer {i}"))?, sel)))
+            .collect::<Result<Vec<_>>>()?;
+        let new = self.layers(&descs)?;
+        for (layer, new) in layers.iter_mut().zip(new) {
             *layer = Value::Object(new.0);
         }
         let bytes = serde_json::to_vec(&manifest)?;
@@ -300,17 +354,89 @@ impl Job<'_> {
         Ok(out)
     }
 
-    fn layer(&mut self, desc: &DescJson, i: usize, n: usize) -> Result<DescJson> {
+    /// Processes the layers of one manifest (`(descriptor, selected)`) on up to
+    /// `self.jobs` threads, each blob committed as it is finished; returns the new
+    /// descriptors in order. After the first failure the others stop, and that failure is
+    /// returned.
+    fn layers(&self, descs: &[(DescJson, bool)]) -> Result<Vec<DescJson>> {
+        let n = descs.len();
+        let next = AtomicUsize::new(0);
+        let cancel = AtomicBool::new(false);
+        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let done: Mutex<Vec<Option<DescJson>>> = Mutex::new(vec![None; n]);
+        let workers = self.jobs.get().min(n).max(1);
+        let work = || {
+            while !cancel.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((desc, sel)) = descs.get(i) else {
+                    break;
+                };
+                let result = if *sel {
+                    self.layer(desc, i, n, &cancel)
+                        .with_context(|| format!("layer {i} ({})", desc.digest()))
+                } else {
+                    self.dst.copy_blob(self.src, desc).map(|()| desc.clone())
+                };
+                match result {
+                    Ok(d) => {
+                        let mut done = done.lock().unwrap_or_else(PoisonError::into_inner);
+                        if let Some(slot) = done.get_mut(i) {
+                            *slot = Some(d);
+                        }
+                    }
+                    Err(e) => {
+                        // The first error is kept before the others are told to stop, so
+                        // that their "cancelled" errors never replace it.
+                        first_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(e);
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        };
+        if workers == 1 {
+            work();
+        } else {
+            thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(work);
+                }
+            });
+        }
+        if let Some(e) = first_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Err(e);
+        }
+        done.into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| d.with_context(|| format!("layer {i} was not processed")))
+            .collect()
+    }
+
+    fn layer(&self, desc: &DescJson, i: usize, n: usize, cancel: &AtomicBool) -> Result<DescJson> {
         let encrypted = media_types::is_encrypted(desc.media_type());
+        let source = || -> Result<_> {
+            Ok(Cancellable {
+                inner: self.src.open_blob(desc)?,
+                cancel,
+            })
+        };
         match self.op {
             Op::Decrypt(_) if !encrypted => {
                 self.dst.copy_blob(self.src, desc)?;
                 Ok(desc.clone())
             }
             Op::Decrypt(dc) => {
-                let bar = progress::bar(desc.size(), &format!("layer {}/{n}", i + 1));
-                let mut input =
-                    crate::digest::Hashing::new(bar.wrap_read(self.src.open_blob(desc)?));
+                let bar = self
+                    .bars
+                    .add(progress::bar(desc.size(), &format!("layer {}/{n}", i + 1)));
+                let mut input = crate::digest::Hashing::new(bar.wrap_read(source()?));
                 let mut staged = self.dst.stage()?;
                 {
                     let mut dec = self.ctx.decrypt_layer(dc, &mut input, &desc.to_oci()?)?;
@@ -330,7 +456,7 @@ impl Job<'_> {
                     size,
                     ann,
                 );
-                self.changed += 1;
+                self.changed.fetch_add(1, Ordering::Relaxed);
                 Ok(out)
             }
             Op::Encrypt(ec) => {
@@ -340,8 +466,10 @@ impl Job<'_> {
                          with a key that decrypts it"
                     );
                 }
-                let bar = progress::bar(desc.size(), &format!("layer {}/{n}", i + 1));
-                let file = bar.wrap_read(self.src.open_blob(desc)?);
+                let bar = self
+                    .bars
+                    .add(progress::bar(desc.size(), &format!("layer {}/{n}", i + 1)));
+                let file = bar.wrap_read(source()?);
                 let mut out = desc.clone();
                 match self.ctx.encrypt_layer(ec, file, &desc.to_oci()?)? {
                     Encrypted::Stream(mut enc) => {
@@ -366,7 +494,7 @@ impl Job<'_> {
                     }
                 }
                 bar.finish_and_clear();
-                self.changed += 1;
+                self.changed.fetch_add(1, Ordering::Relaxed);
                 Ok(out)
             }
         }

@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -174,11 +175,14 @@ impl Layout {
 /// renamed by digest; `index.json` is written last by [`LayoutWriter::commit`]. A new
 /// layout is built in a temporary directory beside the destination and renamed into place
 /// at the end. Dropped uncommitted, everything it added is removed.
+///
+/// Blobs may be added from several threads at once (`&self`); the list of added blobs is
+/// kept under a lock, and [`LayoutWriter::commit`] (which takes `self`) runs after them.
 pub(crate) struct LayoutWriter {
     dest: PathBuf,
     work: PathBuf,
     fresh: Option<tempfile::TempDir>,
-    added: Vec<PathBuf>,
+    added: Mutex<Vec<PathBuf>>,
     committed: bool,
 }
 
@@ -191,7 +195,7 @@ impl LayoutWriter {
                 dest: dest.to_owned(),
                 work: dest.to_owned(),
                 fresh: None,
-                added: Vec::new(),
+                added: Mutex::new(Vec::new()),
                 committed: false,
             });
         }
@@ -224,9 +228,18 @@ impl LayoutWriter {
             dest: dest.to_owned(),
             work,
             fresh: Some(tmp),
-            added: Vec::new(),
+            added: Mutex::new(Vec::new()),
             committed: false,
         })
+    }
+
+    /// Remembers a blob this writer added, to remove it if the writer is dropped.
+    fn record(&self, path: PathBuf) {
+        // A panic while holding the lock cannot leave the list inconsistent.
+        self.added
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(path);
     }
 
     fn has_blob(&self, digest: &str) -> Result<bool> {
@@ -241,26 +254,26 @@ impl LayoutWriter {
     }
 
     /// Moves a staged blob into place under its digest; returns (digest, size).
-    pub(crate) fn commit_blob(&mut self, staged: Hashing<Staged>) -> Result<(String, u64)> {
+    pub(crate) fn commit_blob(&self, staged: Hashing<Staged>) -> Result<(String, u64)> {
         let (digest, size, staged) = staged.finish();
         let path = blob_path(&self.work, &digest)?;
         if path.is_file() {
             return Ok((digest, size)); // dropped: the temporary file is removed
         }
         staged.commit_as(&path)?;
-        self.added.push(path);
+        self.record(path);
         Ok((digest, size))
     }
 
     /// Writes a small blob (manifest, index); returns its digest and size.
-    pub(crate) fn put_blob(&mut self, bytes: &[u8]) -> Result<(String, u64)> {
+    pub(crate) fn put_blob(&self, bytes: &[u8]) -> Result<(String, u64)> {
         let mut s = self.stage()?;
         io::Write::write_all(&mut s, bytes)?;
         self.commit_blob(s)
     }
 
     /// Copies a blob unchanged from `src`, checking its digest.
-    pub(crate) fn copy_blob(&mut self, src: &Layout, desc: &DescJson) -> Result<()> {
+    pub(crate) fn copy_blob(&self, src: &Layout, desc: &DescJson) -> Result<()> {
         if self.has_blob(desc.digest())? {
             return Ok(());
         }
@@ -273,7 +286,7 @@ impl LayoutWriter {
             let mut s = Staged::new(&path)?;
             io::copy(&mut r, &mut s)?;
             s.commit()?;
-            self.added.push(path);
+            self.record(path);
             return Ok(());
         }
         let mut s = self.stage()?;
@@ -287,7 +300,7 @@ impl LayoutWriter {
         }
         let path = blob_path(&self.work, &digest)?;
         staged.commit_as(&path)?;
-        self.added.push(path);
+        self.record(path);
         Ok(())
     }
 
@@ -343,7 +356,8 @@ impl Drop for LayoutWriter {
         if self.committed || self.fresh.is_some() {
             return; // a fresh layout's TempDir removes itself
         }
-        for p in &self.added {
+        let added = self.added.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for p in added.iter() {
             let _ = fs::remove_file(p);
         }
     }

@@ -1,6 +1,6 @@
 //! Progress bars on a terminal (nothing when stderr is not one).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A byte-count progress bar drawn on stderr if it is a terminal.
 pub(crate) fn bar(total: u64, what: &str) -> ProgressBar {
@@ -12,4 +12,10 @@ pub(crate) fn bar(total: u64, what: &str) -> ProgressBar {
     }
     bar.set_message(what.to_owned());
     bar
+}
+
+/// A set of progress bars drawn together on stderr (if it is a terminal), one per layer
+/// in progress; add bars made by [`bar`] with [`MultiProgress::add`].
+pub(crate) fn multi() -> MultiProgress {
+    MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
 }

@@ -1,0 +1,286 @@
+//! `image encrypt|decrypt --jobs N`: layers processed in parallel give the same images as
+//! one at a time, and a failure in one layer leaves the destination untouched.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn data(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+const PUB: &str = "examples/keys/TEST-ONLY-rsa-public.pem";
+const PRIV: &str = "examples/keys/TEST-ONLY-rsa-private.pem";
+const LAYER_MT: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn oci(p: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", p.display())
+}
+
+fn put_blob(root: &Path, bytes: &[u8]) -> (String, usize) {
+    let hex = hex::encode(openssl::sha::sha256(bytes));
+    fs::write(root.join("blobs/sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+/// Writes an OCI layout at `root` whose tag `latest` is an image of `n` random layers of
+/// different sizes; returns the layers' contents.
+fn random_image(root: &Path, n: usize) -> Vec<Vec<u8>> {
+    fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+    fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let layers: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut b = vec![0; 300_000 + i * 77_777];
+            openssl::rand::rand_bytes(&mut b).unwrap();
+            b
+        })
+        .collect();
+    let descs: Vec<Value> = layers
+        .iter()
+        .map(|l| {
+            let (digest, size) = put_blob(root, l);
+            json!({"mediaType": LAYER_MT, "digest": digest, "size": size})
+        })
+        .collect();
+    let (cd, cs) = put_blob(root, br#"{"architecture":"amd64","os":"linux"}"#);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": descs,
+    });
+    let (md, ms) = put_blob(root, &serde_json::to_vec(&manifest).unwrap());
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    fs::write(root.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    layers
+}
+
+/// The layer descriptors (media type, digest) of the image tagged `tag`, and the layers'
+/// contents.
+fn layers_of(root: &Path, tag: &str) -> Vec<(String, String, Vec<u8>)> {
+    let blob = |d: &str| {
+        fs::read(
+            root.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let index: Value = serde_json::from_slice(&fs::read(root.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let d = l["digest"].as_str().unwrap();
+            (
+                l["mediaType"].as_str().unwrap().to_owned(),
+                d.to_owned(),
+                blob(d),
+            )
+        })
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            let bytes = fs::read(&p).unwrap();
+            out.push((p, bytes));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn jobs_1_and_jobs_4_give_images_that_decrypt_to_the_same_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let plain = random_image(&src, 4);
+    let recipient = format!("jwe:{}", data(PUB));
+    let orig = layers_of(&src, "latest");
+    for (enc_jobs, dec_jobs) in [("1", "4"), ("4", "1"), ("4", "4")] {
+        let enc = tmp.path().join(format!("enc-{enc_jobs}-{dec_jobs}"));
+        let dec = tmp.path().join(format!("dec-{enc_jobs}-{dec_jobs}"));
+        ok(&[
+            "image",
+            "encrypt",
+            "--jobs",
+            enc_jobs,
+            "-r",
+            &recipient,
+            &oci(&src, "latest"),
+            &oci(&enc, "latest"),
+        ]);
+        let encrypted = layers_of(&enc, "latest");
+        assert_eq!(encrypted.len(), 4);
+        for ((mt, _, ct), p) in encrypted.iter().zip(&plain) {
+            assert_eq!(mt, &format!("{LAYER_MT}+encrypted"));
+            assert_ne!(ct, p);
+        }
+        ok(&[
+            "image",
+            "decrypt",
+            "-j",
+            dec_jobs,
+            "-k",
+            &data(PRIV),
+            &oci(&enc, "latest"),
+            &oci(&dec, "latest"),
+        ]);
+        assert_eq!(
+            layers_of(&dec, "latest"),
+            orig,
+            "--jobs {enc_jobs} then {dec_jobs}"
+        );
+    }
+    // More jobs than layers, and only some layers selected.
+    let part = tmp.path().join("part");
+    ok(&[
+        "image",
+        "encrypt",
+        "--jobs",
+        "16",
+        "--layer",
+        "1",
+        "--layer",
+        "-1",
+        "-r",
+        &recipient,
+        &oci(&src, "latest"),
+        &oci(&part, "latest"),
+    ]);
+    let got = layers_of(&part, "latest");
+    assert_eq!(got[0], orig[0]);
+    assert_eq!(got[2], orig[2]);
+    assert!(got[1].0.ends_with("+encrypted") && got[3].0.ends_with("+encrypted"));
+    // --jobs 0 is a usage error.
+    let out = run(&[
+        "image",
+        "encrypt",
+        "--jobs",
+        "0",
+        "-r",
+        &recipient,
+        &oci(&src, "latest"),
+        &oci(&tmp.path().join("zero"), "latest"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_failed_layer_among_parallel_ones_leaves_no_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    random_image(&src, 4);
+    let enc = tmp.path().join("enc");
+    ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        &oci(&src, "latest"),
+        &oci(&enc, "latest"),
+    ]);
+    // Tamper with the last byte of layer 2 (caught by the HMAC at its end).
+    let (_, digest, _) = layers_of(&enc, "latest").swap_remove(2);
+    let blob_path = enc
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut blob = fs::read(&blob_path).unwrap();
+    *blob.last_mut().unwrap() ^= 1;
+    fs::write(&blob_path, &blob).unwrap();
+
+    let dst = tmp.path().join("dec");
+    let err = fails(&[
+        "image",
+        "decrypt",
+        "--jobs",
+        "4",
+        "-k",
+        &data(PRIV),
+        &oci(&enc, "latest"),
+        &oci(&dst, "latest"),
+    ]);
+    assert!(err.contains("layer 2"), "{err}");
+    assert!(
+        !err.contains("cancelled"),
+        "the real cause is reported: {err}"
+    );
+    assert!(!dst.exists());
+    let mut names: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["enc", "src"], "no temporary directory left behind");
+
+    // Into an existing layout: the blobs the other layers wrote are removed again.
+    let before = walk(&enc);
+    let err = fails(&[
+        "image",
+        "decrypt",
+        "--jobs",
+        "4",
+        "-k",
+        &data(PRIV),
+        &oci(&enc, "latest"),
+        &oci(&enc, "plain"),
+    ]);
+    assert!(err.contains("layer 2"), "{err}");
+    assert_eq!(walk(&enc), before);
+}
