@@ -1,4 +1,5 @@
-//! Content encryption: AES-GCM (Go's and RFC 5084's parameter encodings) and AES-CBC.
+//! Content encryption: AES-GCM (Go's and RFC 5084's parameter encodings) and AES-CBC
+//! (read with any key size, written as AES-256-CBC by the standard variant).
 
 use const_oid::db::rfc5911::{
     ID_AES_128_CBC, ID_AES_128_GCM, ID_AES_192_CBC, ID_AES_192_GCM, ID_AES_256_CBC, ID_AES_256_GCM,
@@ -22,6 +23,10 @@ const OCTET_STRING_TAG: u8 = 0x04;
 
 /// Content key size written (AES-128, as Go).
 const WRITE_KEY_LEN: usize = 16;
+/// Content key size of the standard variant (AES-256-CBC).
+const WRITE_CBC_KEY_LEN: usize = 32;
+/// AES-CBC IV size.
+const CBC_IV_LEN: usize = 16;
 /// GCM nonce size written (as Go).
 const WRITE_NONCE_LEN: usize = 12;
 /// GCM tag size written (as Go).
@@ -58,17 +63,43 @@ impl ContentCipher {
         })
     }
 
+    /// AES-256-CBC with a fresh random key and IV (the standard variant).
+    pub(crate) fn aes256_cbc_random() -> Result<Self, Error> {
+        let mut key = Zeroizing::new(vec![0; WRITE_CBC_KEY_LEN]);
+        let mut iv = vec![0; CBC_IV_LEN];
+        rand_bytes(&mut key).map_err(|e| backend("generating the content key", e))?;
+        rand_bytes(&mut iv).map_err(|e| backend("generating the CBC IV", e))?;
+        Ok(Self {
+            mode: Mode::Cbc { iv },
+            cipher: Cipher::aes_256_cbc(),
+            key_len: WRITE_CBC_KEY_LEN,
+            key,
+        })
+    }
+
     /// The content key (empty when reading).
     pub(crate) fn key(&self) -> &[u8] {
         &self.key
     }
 
-    /// Encrypts with the generated key: GCM ciphertext followed by the tag.
+    /// Encrypts with the generated key: GCM ciphertext followed by the tag, or CBC
+    /// ciphertext with PKCS#7 padding.
     pub(crate) fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-        let Mode::Gcm { nonce, tag_len } = &self.mode else {
-            return Err(backend("content encryption", "only AES-GCM is written"));
+        if self.key.len() != self.key_len {
+            return Err(backend(
+                "content encryption",
+                "no content key was generated",
+            ));
+        }
+        let (nonce, tag_len) = match &self.mode {
+            Mode::Gcm { nonce, tag_len } => (nonce, *tag_len),
+            Mode::Cbc { iv } => {
+                // `symm::encrypt` pads (PKCS#7) by default, as RFC 5652 §6.3 requires.
+                return symm::encrypt(self.cipher, &self.key, Some(iv), plaintext)
+                    .map_err(|e| backend("AES-CBC encryption of the content", e));
+            }
         };
-        let mut tag = vec![0; *tag_len];
+        let mut tag = vec![0; tag_len];
         let mut out = symm::encrypt_aead(
             self.cipher,
             &self.key,
@@ -82,6 +113,16 @@ impl ContentCipher {
         Ok(out)
     }
 
+    /// The DER of the CBC parameters element: the IV as an OCTET STRING (RFC 3565 §4.1).
+    pub(crate) fn cbc_parameters_der(&self) -> Result<Vec<u8>, Error> {
+        let Mode::Cbc { iv } = &self.mode else {
+            return Err(backend("content encryption", "not an AES-CBC cipher"));
+        };
+        OctetString::new(iv.clone())
+            .and_then(|iv| iv.to_der())
+            .map_err(|e| backend("encoding the CBC parameters", e))
+    }
+
     /// The DER of the GCM parameters element, in the chosen encoding.
     ///
     /// Go's element is `10 13 30 11 84 0c <nonce> 02 01 10`: the `der` crate encodes the
@@ -89,7 +130,7 @@ impl ContentCipher {
     /// primitive tag 16 that `der` itself cannot express.
     pub(crate) fn gcm_parameters_der(&self, encoding: GcmEncoding) -> Result<Vec<u8>, Error> {
         let Mode::Gcm { nonce, tag_len } = &self.mode else {
-            return Err(backend("content encryption", "only AES-GCM is written"));
+            return Err(backend("content encryption", "not an AES-GCM cipher"));
         };
         let encode = || -> der::Result<Vec<u8>> {
             let nonce = OctetString::new(nonce.clone())?;

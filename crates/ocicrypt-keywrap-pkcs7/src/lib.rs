@@ -15,9 +15,9 @@ use cms::content_info::CmsVersion;
 use cms::enveloped_data::{
     KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
 };
-use const_oid::db::rfc5911::{ID_AES_128_GCM, ID_DATA, ID_ENVELOPED_DATA};
+use const_oid::db::rfc5911::{ID_AES_128_GCM, ID_AES_256_CBC, ID_DATA, ID_ENVELOPED_DATA};
 use const_oid::db::rfc5912::{ID_MGF_1, ID_P_SPECIFIED, ID_RSAES_OAEP, RSA_ENCRYPTION};
-use der::asn1::{OctetString, SetOfVec};
+use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, Encode};
 use ocicrypt_keywrap::{
     BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey as KeyFile, SecretBytes,
@@ -100,8 +100,21 @@ fn malformed(reason: impl fmt::Display) -> Error {
 /// [`EncryptConfig::pkcs7_certificates`], and decrypted with
 /// [`DecryptConfig::private_keys`] (and, to pick the recipient, the optional
 /// [`DecryptConfig::certificates`]). See the crate documentation for the details.
+///
+/// It writes Go's exact format (AES-128-GCM with Go's GCM parameters), which OpenSSL cannot
+/// read; [`Pkcs7KeyWrapper::standard`] gives the opt-in variant that writes standard CMS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Pkcs7KeyWrapper;
+
+impl Pkcs7KeyWrapper {
+    /// The opt-in variant that writes standard CMS (RSA PKCS#1 v1.5 key transport with
+    /// `rsaEncryption` and its `NULL` parameter, AES-256-CBC content), which
+    /// `openssl cms -decrypt` and Go ocicrypt both read. See [`StandardPkcs7KeyWrapper`].
+    #[must_use]
+    pub const fn standard() -> StandardPkcs7KeyWrapper {
+        StandardPkcs7KeyWrapper
+    }
+}
 
 impl KeyWrapper for Pkcs7KeyWrapper {
     fn scheme(&self) -> &str {
@@ -109,7 +122,7 @@ impl KeyWrapper for Pkcs7KeyWrapper {
     }
 
     fn wrap_keys(&self, ec: &EncryptConfig, opts_data: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        wrap(&ec.pkcs7_certificates, opts_data, GcmEncoding::Go)
+        wrap(&ec.pkcs7_certificates, opts_data, Format::Go)
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
@@ -176,6 +189,48 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
+/// The `pkcs7` scheme, writing standard CMS that `openssl cms -decrypt` reads (opt-in; the
+/// default [`Pkcs7KeyWrapper`] writes Go's exact bytes).
+///
+/// The blob is an EnvelopedData with, per certificate, a KeyTransRecipientInfo (version 0,
+/// issuer and serial number) whose key encryption is `rsaEncryption` **with the `NULL`
+/// parameter** (as RFC 3370 §4.2.1 and OpenSSL write it) over a fresh 32-byte content key
+/// (RSA PKCS#1 v1.5), and content `aes256-CBC` (2.16.840.1.101.3.4.1.42) with a random
+/// 16-byte IV as its OCTET STRING parameter (RFC 3565) and PKCS#7 padding.
+///
+/// Go ocicrypt reads this variant too: its pkcs7 library decrypts AES-128/256-CBC content
+/// as well as AES-GCM. Unwrapping, `recipients` and the other methods are those of
+/// [`Pkcs7KeyWrapper`], which reads both variants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StandardPkcs7KeyWrapper;
+
+impl KeyWrapper for StandardPkcs7KeyWrapper {
+    fn scheme(&self) -> &str {
+        SCHEME
+    }
+
+    fn wrap_keys(&self, ec: &EncryptConfig, opts_data: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        wrap(&ec.pkcs7_certificates, opts_data, Format::Standard)
+    }
+
+    fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
+        Pkcs7KeyWrapper.unwrap_key(dc, blob)
+    }
+
+    fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
+        Pkcs7KeyWrapper.has_possible_keys(dc)
+    }
+
+    fn has_recipients(&self, ec: &EncryptConfig) -> bool {
+        Pkcs7KeyWrapper.has_recipients(ec)
+    }
+
+    /// As [`Pkcs7KeyWrapper`]'s `recipients`.
+    fn recipients(&self, blob: &[u8]) -> Result<Vec<String>, Error> {
+        Pkcs7KeyWrapper.recipients(blob)
+    }
+}
+
 /// How the AES-GCM parameters are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum GcmEncoding {
@@ -186,12 +241,24 @@ enum GcmEncoding {
     Rfc5084,
 }
 
-/// Encrypts `payload` for every certificate, as smallstep/pkcs7's `Encrypt` does with
-/// `ContentEncryptionAlgorithm = AES128GCM`.
+/// What [`wrap`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// Go's bytes: AES-128-GCM with Go's parameters, `rsaEncryption` without parameters.
+    Go,
+    /// Go's layout with RFC 5084 GCM parameters (to test the reader).
+    #[cfg(test)]
+    Rfc5084Gcm,
+    /// Standard CMS: AES-256-CBC, `rsaEncryption` with `NULL`.
+    Standard,
+}
+
+/// Encrypts `payload` for every certificate: as smallstep/pkcs7's `Encrypt` does with
+/// `ContentEncryptionAlgorithm = AES128GCM` (`Format::Go`), or as standard CMS.
 fn wrap(
     certificates: &[Vec<u8>],
     payload: &[u8],
-    encoding: GcmEncoding,
+    format: Format,
 ) -> Result<Option<Vec<u8>>, Error> {
     if certificates.is_empty() {
         return Ok(None);
@@ -210,13 +277,29 @@ fn wrap(
         })
         .collect::<Result<Vec<_>, Error>>()?;
 
-    let cipher = ContentCipher::aes128_gcm_random()?;
+    let (cipher, oid, parameters, key_params) = match format {
+        Format::Go => {
+            let cipher = ContentCipher::aes128_gcm_random()?;
+            let parameters = cipher.gcm_parameters_der(GcmEncoding::Go)?;
+            (cipher, ID_AES_128_GCM, parameters, None)
+        }
+        #[cfg(test)]
+        Format::Rfc5084Gcm => {
+            let cipher = ContentCipher::aes128_gcm_random()?;
+            let parameters = cipher.gcm_parameters_der(GcmEncoding::Rfc5084)?;
+            (cipher, ID_AES_128_GCM, parameters, None)
+        }
+        Format::Standard => {
+            let cipher = ContentCipher::aes256_cbc_random()?;
+            let parameters = cipher.cbc_parameters_der()?;
+            (cipher, ID_AES_256_CBC, parameters, Some(Any::null()))
+        }
+    };
     let content = cipher.encrypt(payload)?;
-    let parameters = cipher.gcm_parameters_der(encoding)?;
 
     let infos = certs
         .iter()
-        .map(|cert| recipient_info(cert, cipher.key()))
+        .map(|cert| recipient_info(cert, cipher.key(), key_params.clone()))
         .collect::<Result<Vec<_>, Error>>()?;
     let recipient_infos = RecipientInfos(
         SetOfVec::try_from(infos).map_err(|e| backend("encoding the recipients", e))?,
@@ -227,10 +310,10 @@ fn wrap(
         encrypted_content: EncryptedContentInfo {
             content_type: ID_DATA,
             algorithm: AlgorithmId {
-                oid: ID_AES_128_GCM,
+                oid,
                 parameters: Some(
                     RawTlv::from_der(&parameters)
-                        .map_err(|e| backend("encoding the GCM parameters", e))?,
+                        .map_err(|e| backend("encoding the content parameters", e))?,
                 ),
             },
             content: Some(content),
@@ -248,9 +331,13 @@ fn wrap(
 }
 
 /// One KeyTransRecipientInfo: the content key encrypted with RSA PKCS#1 v1.5, the
-/// recipient named by the certificate's issuer and serial number, `rsaEncryption` without
-/// parameters (as Go writes it).
-fn recipient_info(cert: &Cert, content_key: &[u8]) -> Result<RecipientInfo, Error> {
+/// recipient named by the certificate's issuer and serial number, `rsaEncryption` with
+/// `parameters` (`None` as Go writes it, `NULL` in standard CMS).
+fn recipient_info(
+    cert: &Cert,
+    content_key: &[u8],
+    parameters: Option<Any>,
+) -> Result<RecipientInfo, Error> {
     let encrypt = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
         let mut enc = Encrypter::new(&cert.public_key)?;
         enc.set_rsa_padding(Padding::PKCS1)?;
@@ -269,7 +356,7 @@ fn recipient_info(cert: &Cert, content_key: &[u8]) -> Result<RecipientInfo, Erro
         }),
         key_enc_alg: AlgorithmIdentifierOwned {
             oid: RSA_ENCRYPTION,
-            parameters: None,
+            parameters,
         },
         enc_key: OctetString::new(encrypted_key)
             .map_err(|e| backend("encoding the encrypted key", e))?,

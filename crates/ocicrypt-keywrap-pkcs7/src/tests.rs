@@ -237,7 +237,7 @@ fn unwraps_openssl_cms_blobs() {
 
 #[test]
 fn reads_rfc5084_gcm_parameters() {
-    let blob = wrap(&[CERT_2048.to_vec()], OPTS, GcmEncoding::Rfc5084)
+    let blob = wrap(&[CERT_2048.to_vec()], OPTS, Format::Rfc5084Gcm)
         .unwrap()
         .unwrap();
     let params = [0x30, 0x11, 0x04, 0x0c];
@@ -346,4 +346,315 @@ fn no_matching_key() {
     tampered[last] ^= 1;
     let c = causes(unwrap_with(vec![file(KEY_2048)], &[], &tampered).unwrap_err());
     assert!(c[0].contains("content decryption failed"), "{c:?}");
+}
+
+// --- The standard variant (`Pkcs7KeyWrapper::standard()`), checked by OpenSSL and Go. ---
+
+const STD: StandardPkcs7KeyWrapper = Pkcs7KeyWrapper::standard();
+
+fn fixture_path(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn wrap_standard_for(certs: &[&[u8]]) -> Vec<u8> {
+    let ec = EncryptConfig {
+        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
+        ..Default::default()
+    };
+    STD.wrap_keys(&ec, OPTS).unwrap().unwrap()
+}
+
+/// Runs a tool; a missing tool fails the test with an install hint.
+fn run(program: &str, args: &[&str], hint: &str) -> std::process::Output {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}): install it ({hint})"))
+}
+
+/// `openssl cms -decrypt` of `blob` with one recipient's certificate and key.
+fn openssl_cms_decrypt(blob: &[u8], cert: &str, key: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob.der");
+    std::fs::write(&path, blob).unwrap();
+    run(
+        "openssl",
+        &[
+            "cms",
+            "-decrypt",
+            "-inform",
+            "DER",
+            "-in",
+            path.to_str().unwrap(),
+            "-recip",
+            &fixture_path(cert),
+            "-inkey",
+            &fixture_path(key),
+            "-binary",
+        ],
+        "e.g. `apt-get install openssl`",
+    )
+}
+
+#[test]
+fn standard_variant_decrypts_with_openssl_cms() {
+    let blob = wrap_standard_for(&[CERT_2048, CERT_4096]);
+    for (cert, key) in [
+        ("rsa2048-self.pem", "rsa2048.pem"),
+        ("rsa4096-leaf.pem", "rsa4096.pem"),
+    ] {
+        let out = openssl_cms_decrypt(&blob, cert, key);
+        assert!(
+            out.status.success(),
+            "{cert}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, OPTS, "{cert}");
+    }
+    // The control: OpenSSL cannot read Go's format (the default), nor a key's blob that
+    // does not name it.
+    let go = wrap_for(&[CERT_2048]);
+    assert!(
+        !openssl_cms_decrypt(&go, "rsa2048-self.pem", "rsa2048.pem")
+            .status
+            .success()
+    );
+    let only_2048 = wrap_standard_for(&[CERT_2048]);
+    assert!(
+        !openssl_cms_decrypt(&only_2048, "rsa4096-leaf.pem", "rsa4096.pem")
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn standard_variant_unwraps_with_either_wrapper() {
+    let blob = wrap_standard_for(&[CERT_2048, CERT_4096]);
+    for (key, cert) in [(KEY_2048, CERT_2048), (KEY_4096, CERT_4096)] {
+        for certs in [&[cert][..], &[]] {
+            let dc = DecryptConfig {
+                private_keys: vec![file(key)],
+                certificates: certs.iter().map(|c| c.to_vec()).collect(),
+                ..Default::default()
+            };
+            assert_eq!(W.unwrap_key(&dc, &blob).unwrap().expose(), OPTS);
+            assert_eq!(STD.unwrap_key(&dc, &blob).unwrap().expose(), OPTS);
+        }
+    }
+    // The standard wrapper reads Go's format too, and shares the rest of the scheme.
+    let go = wrap_for(&[CERT_2048]);
+    let dc = DecryptConfig {
+        private_keys: vec![file(KEY_2048)],
+        ..Default::default()
+    };
+    assert_eq!(STD.unwrap_key(&dc, &go).unwrap().expose(), OPTS);
+    assert_eq!(STD.scheme(), "pkcs7");
+    assert_eq!(STD.annotation_key(), W.annotation_key());
+    assert!(STD.has_possible_keys(&dc));
+    assert!(!STD.has_possible_keys(&DecryptConfig::default()));
+    assert!(!STD.has_recipients(&EncryptConfig::default()));
+    let mut recipients = STD.recipients(&blob).unwrap();
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        [
+            "issuer=CN=ocicrypt-test CA serial=01",
+            "issuer=O=Example,CN=ocicrypt-test self-signed serial=01"
+        ]
+    );
+    // The wrong key, and tampered content: no match.
+    let other = Rsa::generate(2048).unwrap().private_key_to_pem().unwrap();
+    let only_2048 = wrap_standard_for(&[CERT_2048]);
+    let c = causes(unwrap_with(vec![file(&other)], &[], &only_2048).unwrap_err());
+    assert_eq!(c.len(), 1, "{c:?}");
+    let mut tampered = only_2048.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let c = causes(unwrap_with(vec![file(KEY_2048)], &[CERT_2048], &tampered).unwrap_err());
+    assert!(c[0].contains("content decryption failed"), "{c:?}");
+}
+
+#[test]
+fn standard_variant_errors_as_the_default() {
+    let ec = |certs: &[&[u8]]| EncryptConfig {
+        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
+        ..Default::default()
+    };
+    assert!(STD.wrap_keys(&ec(&[]), OPTS).unwrap().is_none());
+    let err = STD
+        .wrap_keys(&ec(&[data!("ec-p256-cert.pem")]), OPTS)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRecipient { .. }), "{err:?}");
+    let err = STD.recipients(b"garbage").unwrap_err();
+    assert!(matches!(err, Error::MalformedBlob { .. }), "{err:?}");
+}
+
+#[test]
+fn standard_variant_der_shape() {
+    let blob = wrap_standard_for(&[CERT_2048]);
+    // An independent parser: the `cms` crate's RFC 5652 types read it as it is.
+    let ci = cms::content_info::ContentInfo::from_der(&blob).unwrap();
+    assert_eq!(ci.content_type, ID_ENVELOPED_DATA);
+    let ed: cms::enveloped_data::EnvelopedData = ci.content.decode_as().unwrap();
+    assert_eq!(ed.version, CmsVersion::V0);
+    assert!(ed.originator_info.is_none() && ed.unprotected_attrs.is_none());
+    let [RecipientInfo::Ktri(ktri)] = ed.recip_infos.0.as_slice() else {
+        panic!("one key transport recipient expected");
+    };
+    assert_eq!(ktri.version, CmsVersion::V0);
+    // rsaEncryption WITH the NULL parameter.
+    assert_eq!(
+        ktri.key_enc_alg.to_der().unwrap(),
+        [
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+            0x00
+        ]
+    );
+    assert_eq!(ktri.enc_key.as_bytes().len(), 256);
+    let eci = &ed.encrypted_content;
+    assert_eq!(eci.content_type, ID_DATA);
+    // aes256-CBC (2.16.840.1.101.3.4.1.42) with a 16-byte OCTET STRING IV.
+    assert_eq!(
+        eci.content_enc_alg.oid.to_string(),
+        "2.16.840.1.101.3.4.1.42"
+    );
+    let alg = eci.content_enc_alg.to_der().unwrap();
+    let head = [
+        0x30, 0x1d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a, 0x04, 0x10,
+    ];
+    assert_eq!(alg.len(), head.len() + 16);
+    assert!(alg.starts_with(&head), "{alg:02x?}");
+    // encryptedContent [0] IMPLICIT primitive, PKCS#7-padded to the next block.
+    let content = eci.encrypted_content.as_ref().unwrap().as_bytes();
+    assert_eq!(content.len(), (OPTS.len() / 16 + 1) * 16);
+    let at = find(&blob, &alg).unwrap() + alg.len();
+    assert_eq!(blob[at], 0x80);
+    assert_eq!(blob.len(), at + 2 + content.len());
+    // The content key is 32 bytes (AES-256).
+    let key = keys::parse_private_key(KEY_2048, None).unwrap().unwrap();
+    let ck = decrypt_key(&ktri.key_enc_alg, &key, ktri.enc_key.as_bytes()).unwrap();
+    assert_eq!(ck.len(), 32);
+    // Two blobs never share IV or key.
+    let other = wrap_standard_for(&[CERT_2048]);
+    let ed2: cms::enveloped_data::EnvelopedData = cms::content_info::ContentInfo::from_der(&other)
+        .unwrap()
+        .content
+        .decode_as()
+        .unwrap();
+    assert_ne!(ed2.encrypted_content.content_enc_alg.to_der().unwrap(), alg);
+}
+
+/// `skopeo --insecure-policy <args>`, which must succeed.
+fn skopeo(args: &[&str]) {
+    let mut full = vec!["--insecure-policy"];
+    full.extend_from_slice(args);
+    let out = run("skopeo", &full, "e.g. `apt-get install skopeo`");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `(mediaType, digest)` of every layer of the single image of an OCI layout.
+fn layers(layout: &std::path::Path) -> Vec<(String, String)> {
+    let index = read_json(&layout.join("index.json"));
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = read_json(&layout.join("blobs/sha256").join(&digest[7..]));
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let field = |k: &str| l[k].as_str().unwrap().to_owned();
+            (field("mediaType"), field("digest"))
+        })
+        .collect()
+}
+
+/// Go ocicrypt (Debian's skopeo 1.9.3: ocicrypt 1.0.3, go.mozilla.org/pkcs7) decrypts layers
+/// whose `pkcs7` blobs are the standard variant: skopeo encrypts the example image, every
+/// blob is replaced by a standard-variant blob of the same private options, and skopeo
+/// decrypts the result back to the original layers.
+#[test]
+fn go_ocicrypt_reads_the_standard_variant() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    const ANNOTATION: &str = "org.opencontainers.image.enc.keys.pkcs7";
+
+    let image = format!("{}/../../examples/image", env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = |p: &std::path::Path| format!("oci:{}:latest", p.to_str().unwrap());
+    let enc = tmp.path().join("enc");
+    let cert = fixture_path("rsa2048-self.pem");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--encryption-key",
+        &format!("pkcs7:{cert}"),
+        &format!("oci:{image}:latest"),
+        &oci(&enc),
+    ]);
+
+    // Swap Go's blobs for standard-variant ones and re-address the manifest.
+    let index_path = enc.join("index.json");
+    let mut index = read_json(&index_path);
+    let entry = &mut index["manifests"][0];
+    let old_digest = entry["digest"].as_str().unwrap().to_owned();
+    let mut manifest = read_json(&enc.join("blobs/sha256").join(&old_digest[7..]));
+    let dc = DecryptConfig {
+        private_keys: vec![file(KEY_2048)],
+        ..Default::default()
+    };
+    let ec = EncryptConfig {
+        pkcs7_certificates: vec![CERT_2048.to_vec()],
+        ..Default::default()
+    };
+    let mut swapped = 0;
+    for layer in manifest["layers"].as_array_mut().unwrap() {
+        let annotation = &mut layer["annotations"][ANNOTATION];
+        let go_blob = B64.decode(annotation.as_str().unwrap()).unwrap();
+        let opts = W.unwrap_key(&dc, &go_blob).unwrap();
+        let blob = STD.wrap_keys(&ec, opts.expose()).unwrap().unwrap();
+        // AES-256-CBC content (OID 2.16.840.1.101.3.4.1.42).
+        assert!(
+            find(
+                &blob,
+                &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a]
+            )
+            .is_some()
+        );
+        *annotation = serde_json::Value::String(B64.encode(&blob));
+        swapped += 1;
+    }
+    assert_eq!(swapped, 2);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = hex(&openssl::sha::sha256(&bytes));
+    std::fs::write(enc.join("blobs/sha256").join(&digest), &bytes).unwrap();
+    entry["digest"] = format!("sha256:{digest}").into();
+    entry["size"] = bytes.len().into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    assert!(
+        layers(&enc)
+            .iter()
+            .all(|(mt, _)| mt.ends_with("+encrypted"))
+    );
+
+    // skopeo 1.9.3 needs the certificate beside the key.
+    let dec = tmp.path().join("dec");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--decryption-key",
+        &fixture_path("rsa2048.pem"),
+        "--decryption-key",
+        &cert,
+        &oci(&enc),
+        &oci(&dec),
+    ]);
+    assert_eq!(layers(&dec), layers(std::path::Path::new(&image)));
 }
