@@ -3,6 +3,7 @@
 //! One subcommand per chore, plain [`std::process::Command`] underneath, in the style of
 //! rust-analyzer's xtask. Every command runs from the repository root.
 
+mod bench;
 mod ci;
 mod demo;
 mod features;
@@ -21,6 +22,10 @@ Commands:
   features           the feature matrix alone: clippy per package with no default features,
                      each feature alone, and all features
   fuzz [SECONDS]     run every fuzz target for SECONDS each (default 10)
+  bench [--file-mib N] [--layer-mib N] [--no-blockcipher]
+                     throughput: the blockcipher bench, CLI file-to-file encrypt/decrypt of
+                     a 1 GiB file beside cp (MiB/s, peak RSS), a 4 × 64 MiB image with
+                     --jobs 1 and 2; needs /usr/bin/time, uses eatmydata if installed
   demo               encrypt, inspect and decrypt examples/image with the ocicrypt CLI
   codegen            regenerate the committed gRPC code of ocicrypt-keyprovider (no protoc)
   vectors [ARGS]     regenerate tests/vectors/skopeo (runs make-vectors.sh ARGS)
@@ -61,6 +66,7 @@ fn run() -> Result<()> {
             };
             fuzz::run(seconds)
         }
+        "bench" => bench::run(&bench::Options::parse(&rest)?),
         "demo" => {
             no_args(&command, &rest)?;
             demo::run()

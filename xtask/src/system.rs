@@ -29,6 +29,8 @@ const SYSTEM_TOOLS: &[(Check, &str)] = &[
     (Check::Command("gpg"), "gnupg"),
     (Check::Command("softhsm2-util"), "softhsm2"),
     (Check::LibClang, "libclang-dev"),
+    // /usr/bin/time -v: peak RSS in `cargo xtask bench`.
+    (Check::Command("time"), "time"),
 ];
 
 impl Check {

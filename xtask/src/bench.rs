@@ -1,0 +1,451 @@
+//! `cargo xtask bench`: the throughput numbers of the README's performance section, in one
+//! run on this machine.
+//!
+//! 1. the machine (CPUs, CPU model);
+//! 2. `cargo bench -p ocicrypt-blockcipher` (raw AES-CTR, HMAC-SHA256, SHA-256 and the layer
+//!    cipher, as ratios to HMAC-SHA256);
+//! 3. the release CLI, file to file: `layer encrypt` and `layer decrypt` of one file (1 GiB by
+//!    default) beside `cp` of the same file, best of 3 with the page cache warm, with peak RSS
+//!    (from `/usr/bin/time -v`); again without fsync under `eatmydata` when it is installed
+//!    (the CLI syncs every output before renaming it into place);
+//! 4. a 4-layer image (4 × 64 MiB by default) encrypted with `--jobs 1` and `--jobs 2`.
+//!
+//! Scratch files go to a temporary directory under `target/`, removed at the end.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+
+use crate::sh;
+
+const MIB: u64 = 1024 * 1024;
+const RUNS: usize = 3;
+const PUB: &str = "examples/keys/TEST-ONLY-rsa-public.pem";
+const PRIV: &str = "examples/keys/TEST-ONLY-rsa-private.pem";
+const LAYER_MT: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// What to run; from the command line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// Size of the file for the file-to-file rows, in MiB.
+    pub(crate) file_mib: u64,
+    /// Size of each of the 4 image layers, in MiB.
+    pub(crate) layer_mib: u64,
+    /// Run `cargo bench -p ocicrypt-blockcipher` first.
+    pub(crate) blockcipher: bool,
+}
+
+pub(crate) const USAGE: &str =
+    "usage: cargo xtask bench [--file-mib N] [--layer-mib N] [--no-blockcipher]";
+
+impl Options {
+    pub(crate) fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Self {
+            file_mib: 1024,
+            layer_mib: 64,
+            blockcipher: true,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut number = |what: &str| -> Result<u64> {
+                let v = it
+                    .next()
+                    .with_context(|| format!("{what} needs a value\n{USAGE}"))?;
+                match v.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => bail!("{what}: {v:?} is not a positive number of MiB\n{USAGE}"),
+                }
+            };
+            match a.as_str() {
+                "--file-mib" => o.file_mib = number("--file-mib")?,
+                "--layer-mib" => o.layer_mib = number("--layer-mib")?,
+                "--no-blockcipher" => o.blockcipher = false,
+                other => bail!("unknown argument {other:?}\n{USAGE}"),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn run(o: &Options) -> Result<()> {
+    let root = sh::project_root();
+    println!("machine: {}", machine());
+    if o.blockcipher {
+        sh::run(sh::cargo().args(["bench", "-p", "ocicrypt-blockcipher"]))?;
+    }
+    sh::run(sh::cargo().args(["build", "--release", "-p", "ocicrypt-cli"]))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let cli = target.join("release").join("ocicrypt");
+    let scratch = Scratch(target.join(format!("xtask-bench-{}", std::process::id())));
+    fs::create_dir_all(&scratch.0)?;
+    let dir = scratch.0.as_path();
+    let time_v = Path::new("/usr/bin/time");
+    if !time_v.is_file() {
+        bail!("/usr/bin/time is missing (Debian package `time`; `cargo xtask ci` installs it)");
+    }
+    let eatmydata = sh::on_path("eatmydata");
+
+    // File to file.
+    let input = dir.join("layer.bin");
+    random_file(&input, o.file_mib * MIB, 1)?;
+    warm(&input)?;
+    let recipient = format!("jwe:{}", root.join(PUB).display());
+    let key = root.join(PRIV);
+    let (enc, enc_desc, dec, copy) = (
+        dir.join("layer.enc"),
+        dir.join("layer.enc.json"),
+        dir.join("layer.dec"),
+        dir.join("layer.cp"),
+    );
+    let mut cp = Command::new("cp");
+    cp.arg(&input).arg(&copy);
+    let mut encrypt = Command::new(&cli);
+    encrypt
+        .args([
+            "layer",
+            "encrypt",
+            "-r",
+            &recipient,
+            "--media-type",
+            LAYER_MT,
+            "--in",
+        ])
+        .arg(&input)
+        .arg("--out")
+        .arg(&enc)
+        .arg("--descriptor-out")
+        .arg(&enc_desc);
+    let mut decrypt = Command::new(&cli);
+    decrypt
+        .args(["layer", "decrypt", "-k"])
+        .arg(&key)
+        .arg("--descriptor")
+        .arg(&enc_desc)
+        .arg("--in")
+        .arg(&enc)
+        .arg("--out")
+        .arg(&dec);
+    let bytes = o.file_mib * MIB;
+    let mut rows = vec![("cp".to_owned(), best_of(dir, &mut cp, &[&copy])?)];
+    // Each encrypt run rewrites both the blob and its descriptor, so the decrypt runs
+    // that follow read a matching pair.
+    let mut runs = vec![
+        ("layer encrypt", &encrypt, &enc, false),
+        ("layer decrypt", &decrypt, &dec, false),
+    ];
+    if eatmydata {
+        runs.insert(1, ("layer encrypt, no fsync", &encrypt, &enc, true));
+        runs.push(("layer decrypt, no fsync", &decrypt, &dec, true));
+    }
+    for (name, c, out, no_fsync) in runs {
+        let mut c = if no_fsync {
+            let mut e = Command::new("eatmydata");
+            e.arg(c.get_program()).args(c.get_args());
+            e
+        } else {
+            let mut e = Command::new(c.get_program());
+            e.args(c.get_args());
+            e
+        };
+        rows.push((name.to_owned(), best_of(dir, &mut c, &[out])?));
+    }
+    let cp_rate = rate(bytes, rows.first().map_or(Duration::MAX, |r| r.1.time));
+    println!(
+        "\nfile to file, {} MiB, page cache warm, best of {RUNS}:",
+        o.file_mib
+    );
+    println!(
+        "{:<28} {:>9} {:>8} {:>14}",
+        "command", "MiB/s", "× cp", "peak RSS MiB"
+    );
+    println!("{}", "-".repeat(62));
+    for (name, m) in &rows {
+        let r = rate(bytes, m.time);
+        println!(
+            "{name:<28} {r:>9.0} {:>8.2} {:>14.1}",
+            r / cp_rate,
+            m.max_rss_kib as f64 / 1024.0
+        );
+    }
+    if !eatmydata {
+        println!("(install Debian's eatmydata to also measure without the CLI's fsync)");
+    }
+    for p in [&input, &enc, &dec, &copy] {
+        let _ = fs::remove_file(p);
+    }
+
+    // A 4-layer image, --jobs 1 against --jobs 2.
+    let image = dir.join("image");
+    random_image(&image, 4, o.layer_mib * MIB)?;
+    let out = dir.join("image-enc");
+    let mut by_jobs = Vec::new();
+    for jobs in ["1", "2"] {
+        let mut c = Command::new(&cli);
+        c.args(["image", "encrypt", "--jobs", jobs, "-r", &recipient])
+            .arg(format!("oci:{}:latest", image.display()))
+            .arg(format!("oci:{}:latest", out.display()));
+        by_jobs.push(best_of(dir, &mut c, &[&out])?);
+    }
+    println!(
+        "\nimage encrypt, 4 layers × {} MiB, best of {RUNS}:",
+        o.layer_mib
+    );
+    let image_bytes = 4 * o.layer_mib * MIB;
+    for (jobs, m) in ["1", "2"].iter().zip(&by_jobs) {
+        println!(
+            "  --jobs {jobs}: {:>6.2}s {:>7.0} MiB/s, peak RSS {:.1} MiB",
+            m.time.as_secs_f64(),
+            rate(image_bytes, m.time),
+            m.max_rss_kib as f64 / 1024.0
+        );
+    }
+    if let [one, two] = by_jobs.as_slice() {
+        println!(
+            "  speed-up with --jobs 2: {:.2}×",
+            one.time.as_secs_f64() / two.time.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `2 CPUs, AMD EPYC ...`
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let info = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    format!("{cpus} CPUs, {}", cpu_model(&info).unwrap_or("unknown CPU"))
+}
+
+fn cpu_model(cpuinfo: &str) -> Option<&str> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "model name").then_some(v.trim())
+    })
+}
+
+/// One timed run: wall time and peak RSS of the command.
+#[derive(Clone, Copy, Debug)]
+struct Measured {
+    time: Duration,
+    max_rss_kib: u64,
+}
+
+/// Runs `cmd` under `/usr/bin/time -v` `RUNS` times, removing `outputs` before each run;
+/// the fastest run, with the highest peak RSS seen.
+fn best_of(dir: &Path, cmd: &mut Command, outputs: &[&Path]) -> Result<Measured> {
+    let report = dir.join("time-v.txt");
+    let mut best = Measured {
+        time: Duration::MAX,
+        max_rss_kib: 0,
+    };
+    for _ in 0..RUNS {
+        for o in outputs {
+            remove(o)?;
+        }
+        let mut timed = Command::new("/usr/bin/time");
+        timed
+            .arg("-v")
+            .arg("-o")
+            .arg(&report)
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        let start = Instant::now();
+        sh::read(&mut timed)?;
+        let took = start.elapsed();
+        let rss = max_rss_kib(&fs::read_to_string(&report)?)
+            .context("no maximum resident set size in the output of /usr/bin/time -v")?;
+        best.time = best.time.min(took);
+        best.max_rss_kib = best.max_rss_kib.max(rss);
+    }
+    eprintln!(
+        "{}: best {:.3}s, peak RSS {} KiB",
+        sh::display(cmd),
+        best.time.as_secs_f64(),
+        best.max_rss_kib
+    );
+    Ok(best)
+}
+
+fn remove(p: &Path) -> Result<()> {
+    let r = if p.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
+    };
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", p.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `Maximum resident set size (kbytes): N` from `/usr/bin/time -v`.
+fn max_rss_kib(report: &str) -> Option<u64> {
+    report.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Maximum resident set size (kbytes):")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn rate(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+/// Writes `len` pseudo-random bytes (xorshift64*, incompressible enough for a cipher that
+/// does not care) seeded by `seed`.
+fn random_file(path: &Path, len: u64, seed: u64) -> Result<()> {
+    let mut w = BufWriter::with_capacity(
+        MIB as usize,
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut left = len;
+    while left > 0 {
+        for chunk in buf.chunks_exact_mut(8) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            chunk.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        let n = usize::try_from(left.min(MIB)).unwrap_or(buf.len());
+        w.write_all(buf.get(..n).unwrap_or(&buf))?;
+        left -= n as u64;
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(())
+}
+
+/// Reads a file once so that it is in the page cache.
+fn warm(path: &Path) -> Result<()> {
+    std::io::copy(&mut File::open(path)?, &mut std::io::sink())?;
+    Ok(())
+}
+
+/// `sha256:<hex>` of a file, by `sha256sum`.
+fn sha256(path: &Path) -> Result<String> {
+    let out = sh::read(sh::cmd("sha256sum").arg(path))?;
+    let hex = out.split_whitespace().next().unwrap_or_default();
+    if hex.len() != 64 {
+        bail!("unexpected sha256sum output {out:?}");
+    }
+    Ok(format!("sha256:{hex}"))
+}
+
+/// Moves `file` into `layout` as a blob; returns its descriptor.
+fn add_blob(layout: &Path, file: &Path, media_type: &str) -> Result<serde_json::Value> {
+    let digest = sha256(file)?;
+    let size = fs::metadata(file)?.len();
+    let hex = digest.trim_start_matches("sha256:");
+    fs::rename(file, layout.join("blobs/sha256").join(hex))?;
+    Ok(json!({"mediaType": media_type, "digest": digest, "size": size}))
+}
+
+/// An OCI layout at `root` whose tag `latest` is an image of `n` random layers of `len`
+/// bytes each, warm in the page cache.
+fn random_image(root: &Path, n: u64, len: u64) -> Result<()> {
+    fs::create_dir_all(root.join("blobs/sha256"))?;
+    fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let tmp = root.join("tmp");
+    let mut layers = Vec::new();
+    for i in 0..n {
+        random_file(&tmp, len, 100 + i)?;
+        warm(&tmp)?;
+        layers.push(add_blob(root, &tmp, LAYER_MT)?);
+    }
+    fs::write(&tmp, br#"{"architecture":"amd64","os":"linux"}"#)?;
+    let config = add_blob(root, &tmp, "application/vnd.oci.image.config.v1+json")?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": layers,
+    });
+    fs::write(&tmp, serde_json::to_vec(&manifest)?)?;
+    let mut entry = add_blob(root, &tmp, "application/vnd.oci.image.manifest.v1+json")?;
+    if let Some(e) = entry.as_object_mut() {
+        e.insert(
+            "annotations".to_owned(),
+            json!({"org.opencontainers.image.ref.name": "latest"}),
+        );
+    }
+    let index = json!({"schemaVersion": 2, "manifests": [entry]});
+    fs::write(root.join("index.json"), serde_json::to_vec(&index)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn options() {
+        let d = Options::parse(&[]).unwrap();
+        assert_eq!((d.file_mib, d.layer_mib, d.blockcipher), (1024, 64, true));
+        let o = Options::parse(&args(&["--file-mib", "16", "--no-blockcipher"])).unwrap();
+        assert_eq!((o.file_mib, o.layer_mib, o.blockcipher), (16, 64, false));
+        assert!(Options::parse(&args(&["--file-mib"])).is_err());
+        assert!(Options::parse(&args(&["--file-mib", "0"])).is_err());
+        assert!(Options::parse(&args(&["--layer-mib", "x"])).is_err());
+        assert!(Options::parse(&args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn parses_time_v_and_cpuinfo() {
+        let report =
+            "\tCommand being timed: \"cp a b\"\n\tMaximum resident set size (kbytes): 2048\n";
+        assert_eq!(max_rss_kib(report), Some(2048));
+        assert_eq!(max_rss_kib("nothing"), None);
+        let info = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: sha_ni\n";
+        assert_eq!(cpu_model(info), Some("AMD EPYC 7B13"));
+        assert_eq!(cpu_model("processor: 0\n"), None);
+    }
+
+    #[test]
+    fn random_files_and_images() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
+        let _scratch = Scratch(dir.clone());
+        fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        random_file(&a, 3 * MIB + 5, 1).unwrap();
+        random_file(&b, 3 * MIB + 5, 2).unwrap();
+        let (a, b) = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
+        assert_eq!(a.len() as u64, 3 * MIB + 5);
+        assert_ne!(a, b);
+        assert_ne!(a.get(..8), a.get(8..16));
+        let image = dir.join("img");
+        random_image(&image, 2, 1000).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(image.join("index.json")).unwrap()).unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &fs::read(image.join("blobs/sha256").join(&digest[7..])).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+        assert_eq!(manifest["layers"][1]["size"], 1000);
+        assert!(!image.join("tmp").exists());
+    }
+}
