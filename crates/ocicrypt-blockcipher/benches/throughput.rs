@@ -5,7 +5,8 @@
 //! wall-clock run counts. Ratios are relative to raw ring HMAC-SHA256 over the same buffer,
 //! the floor for encrypt-then-MAC on one core. The streaming rows read from the buffer
 //! through `Read` (so they include one copy that the raw rows do not) with 256 KiB reads,
-//! except the `io::copy` row (8 KiB reads).
+//! except the `io::copy` row (8 KiB reads). With `--features tokio`, the async readers get
+//! rows too (on a current-thread runtime).
 
 // A benchmark binary: a failure should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -92,6 +93,27 @@ fn main() {
         }),
     );
 
+    #[cfg(feature = "tokio")]
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    #[cfg(feature = "tokio")]
+    row(
+        "async encrypt (AsyncEncryptReader)",
+        measure(size, || {
+            rt.block_on(async {
+                let mut enc = ocicrypt_blockcipher::AsyncEncryptReader::with_key(
+                    &data[..],
+                    key.clone(),
+                    nonce,
+                )
+                .unwrap();
+                drain_async(&mut enc).await;
+                black_box(enc.finalize().unwrap());
+            });
+        }),
+    );
+
     // Turn `data` into a ciphertext with known options for the decrypt rows.
     let mut enc = EncryptReader::with_key(io::empty(), key.clone(), nonce).unwrap();
     drain(&mut enc, 16);
@@ -118,6 +140,23 @@ fn main() {
             }),
         );
     }
+
+    #[cfg(feature = "tokio")]
+    row(
+        "async decrypt + digest check",
+        measure(size, || {
+            rt.block_on(async {
+                let mut dec = ocicrypt_blockcipher::AsyncDecryptReader::new(
+                    &data[..],
+                    &options.public,
+                    &options.private,
+                )
+                .unwrap();
+                drain_async(&mut dec).await;
+                assert_eq!(dec.verified_digest(), Some(options.private.digest.as_str()));
+            });
+        }),
+    );
 
     let reference = rows[1].1;
     println!("{:<42} {:>8} {:>8}", "operation", "MiB/s", "× HMAC");
@@ -148,6 +187,19 @@ fn drain(r: &mut impl Read, buf_len: usize) {
     let mut buf = vec![0u8; buf_len];
     loop {
         let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        black_box(&buf[..n]);
+    }
+}
+
+#[cfg(feature = "tokio")]
+async fn drain_async(r: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = r.read(&mut buf).await.unwrap();
         if n == 0 {
             break;
         }

@@ -140,6 +140,12 @@ impl<R: Read> DecryptReader<R> {
         self
     }
 
+    /// The inner reader (the async readers fill it between reads).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn inner_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The number of ciphertext bytes read from the inner reader so far.
     pub fn bytes_read(&self) -> u64 {
         self.read

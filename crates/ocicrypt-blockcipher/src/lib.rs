@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod asyncio;
 mod decrypt;
 mod digest;
 mod encrypt;
@@ -14,6 +16,8 @@ use std::io::{self, Read};
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;
 
+#[cfg(feature = "tokio")]
+pub use asyncio::{AsyncDecryptReader, AsyncEncryptReader};
 pub use decrypt::DecryptReader;
 pub use encrypt::{EncryptReader, Finalized};
 pub use error::Error;
@@ -61,3 +65,5 @@ fn read_retry<R: Read>(inner: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_async;

@@ -1,0 +1,284 @@
+//! The async readers: same bytes, options, hold-back, sticky failures and pass-through
+//! errors as the sync ones, with inner readers that return `Pending` between pieces.
+
+#![cfg(feature = "tokio")]
+
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use super::*;
+
+const MIB: usize = 1024 * 1024;
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn key(b: u8) -> LayerKey {
+    LayerKey::from_bytes(&[b; KEY_LEN]).unwrap()
+}
+
+fn nonce(b: u8) -> Nonce {
+    Nonce::from_bytes(&[b; NONCE_LEN]).unwrap()
+}
+
+/// An async reader over `data` that answers every other poll with `Pending` (waking
+/// itself; unless `yields` is off), hands out at most `max` bytes at once, and fails once with `TimedOut` when
+/// `fail_at` bytes are left. After the data, `Ok` end of stream, or `Pending` forever if
+/// `hang`.
+struct Stutter<'a> {
+    data: &'a [u8],
+    max: usize,
+    pending: bool,
+    fail_at: Option<usize>,
+    hang: bool,
+    yields: bool,
+}
+
+fn stutter(data: &[u8], max: usize) -> Stutter<'_> {
+    Stutter {
+        data,
+        max,
+        pending: false,
+        fail_at: None,
+        hang: false,
+        yields: true,
+    }
+}
+
+impl AsyncRead for Stutter<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.pending = !self.pending;
+        if self.pending && self.yields {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if self.fail_at.is_some_and(|f| self.data.len() <= f) {
+            self.fail_at = None;
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "hiccup")));
+        }
+        if self.data.is_empty() && self.hang {
+            return Poll::Pending;
+        }
+        let n = buf.remaining().min(self.max).min(self.data.len());
+        buf.put_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads until end of stream or an error with buffers of `buf_len` bytes.
+async fn drain(r: &mut (impl AsyncRead + Unpin), buf_len: usize) -> (Vec<u8>, Option<io::Error>) {
+    let mut out = Vec::new();
+    let mut buf = vec![0; buf_len];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+fn sync_seal(plain: &[u8]) -> (Vec<u8>, Finalized) {
+    let mut enc = EncryptReader::with_key(plain, key(1), nonce(2))
+        .unwrap()
+        .compute_plaintext_digest(true);
+    let mut ct = Vec::new();
+    enc.read_to_end(&mut ct).unwrap();
+    (ct, enc.finalize().unwrap())
+}
+
+fn auth_error(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
+        && matches!(Error::from_io(e), Some(Error::Authentication))
+}
+
+#[tokio::test]
+async fn round_trips_match_the_sync_readers() {
+    for len in [
+        0,
+        1,
+        HOLD_BACK - 1,
+        HOLD_BACK,
+        HOLD_BACK + 1,
+        CHUNK + HOLD_BACK + 1,
+        3 * MIB + 5,
+    ] {
+        let plain = data(len, len as u64);
+        let (sync_ct, sync_done) = sync_seal(&plain);
+        let bufs: &[usize] = if len > MIB {
+            &[4096, 2 * CHUNK]
+        } else {
+            &[1, 4096, 2 * CHUNK]
+        };
+        for &buf_len in bufs {
+            let mut enc = AsyncEncryptReader::with_key(stutter(&plain, 5000), key(1), nonce(2))
+                .unwrap()
+                .compute_plaintext_digest(true);
+            let (ct, err) = drain(&mut enc, buf_len).await;
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(ct, sync_ct, "len {len} buffer {buf_len}");
+            assert_eq!(enc.bytes_read(), len as u64);
+            let done = enc.finalize().unwrap();
+            assert_eq!(done.public, sync_done.public);
+            assert_eq!(done.private.digest, sync_done.private.digest);
+            assert_eq!(done.size, len as u64);
+
+            let mut dec =
+                AsyncDecryptReader::new(stutter(&ct, 7000), &done.public, &done.private).unwrap();
+            let (pt, err) = drain(&mut dec, buf_len).await;
+            assert!(err.is_none(), "{err:?}");
+            assert!(pt == plain, "len {len} buffer {buf_len}");
+            assert_eq!(
+                dec.verified_digest(),
+                Some(sync_done.private.digest.as_str())
+            );
+            assert_eq!(dec.bytes_read(), len as u64);
+        }
+    }
+}
+
+#[tokio::test]
+async fn fresh_keys_and_single_thread_mode() {
+    let plain = data(2 * MIB + 3, 9);
+    let mut enc = AsyncEncryptReader::new(&plain[..]).unwrap().parallel(false);
+    let mut ct = Vec::new();
+    enc.read_to_end(&mut ct).await.unwrap();
+    let done = enc.finalize().unwrap();
+    let mut dec = AsyncDecryptReader::new(&ct[..], &done.public, &done.private)
+        .unwrap()
+        .parallel(false);
+    let mut pt = Vec::new();
+    dec.read_to_end(&mut pt).await.unwrap();
+    assert!(pt == plain);
+}
+
+/// Polls `r` with a waker that does nothing until it is `Pending`; returns what it released.
+fn poll_until_pending(r: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut out = Vec::new();
+    let mut storage = vec![0; 4096];
+    loop {
+        let mut buf = ReadBuf::new(&mut storage);
+        match Pin::new(&mut *r).poll_read(&mut cx, &mut buf) {
+            Poll::Pending => return out,
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => panic!("unexpected end of stream"),
+            Poll::Ready(Ok(())) => out.extend_from_slice(buf.filled()),
+            Poll::Ready(Err(e)) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn plaintext_is_held_back_until_the_end_of_the_stream() {
+    for len in [100, HOLD_BACK + 1, 3 * HOLD_BACK + 5, CHUNK + 77] {
+        let plain = data(len, 3);
+        let (ct, done) = sync_seal(&plain);
+        // Everything but the end of stream arrives.
+        let mut inner = stutter(&ct, 3000);
+        inner.hang = true;
+        inner.yields = false;
+        let mut dec = AsyncDecryptReader::new(inner, &done.public, &done.private).unwrap();
+        let released = poll_until_pending(&mut dec);
+        assert_eq!(released.len(), len.saturating_sub(HOLD_BACK), "len {len}");
+        assert!(released[..] == plain[..released.len()]);
+        assert_eq!(dec.verified_digest(), None);
+    }
+}
+
+#[tokio::test]
+async fn tampering_fails_at_the_end_and_stays_failed() {
+    for len in [100, 3 * HOLD_BACK + 123, 2 * MIB + 333] {
+        let plain = data(len, 5);
+        let (ct, done) = sync_seal(&plain);
+        let mut bad = ct.clone();
+        bad[len / 2] ^= 1;
+        let short = &ct[..len - 1];
+        for input in [&bad[..], short] {
+            let mut dec =
+                AsyncDecryptReader::new(stutter(input, 4000), &done.public, &done.private).unwrap();
+            let (released, err) = drain(&mut dec, 4096).await;
+            let err = err.expect("decryption must fail");
+            assert!(auth_error(&err), "{err:?}");
+            assert!(released.len() <= input.len().saturating_sub(HOLD_BACK));
+            assert_eq!(dec.verified_digest(), None);
+            for _ in 0..3 {
+                let again = dec.read(&mut [0; 100]).await.unwrap_err();
+                assert!(auth_error(&again), "not sticky: {again:?}");
+            }
+        }
+    }
+    // A digest mismatch is reported as such.
+    let plain = data(5000, 6);
+    let (ct, done) = sync_seal(&plain);
+    let mut private = done.private.clone();
+    private.digest = format!("sha256:{}", "0".repeat(64));
+    let mut dec = AsyncDecryptReader::new(&ct[..], &done.public, &private).unwrap();
+    let err = dec.read_to_end(&mut Vec::new()).await.unwrap_err();
+    assert!(matches!(
+        Error::from_io(&err),
+        Some(Error::DigestMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn inner_errors_pass_through_and_are_not_sticky() {
+    let plain = data(30_000, 13);
+    let mut inner = stutter(&plain, 1000);
+    inner.fail_at = Some(20_000);
+    let mut enc = AsyncEncryptReader::with_key(inner, key(1), nonce(2)).unwrap();
+    let mut ct = Vec::new();
+    let err = enc.read_to_end(&mut ct).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(Error::from_io(&err).is_none());
+    enc.read_to_end(&mut ct).await.unwrap();
+    let done = enc.finalize().unwrap();
+    assert_eq!(ct, sync_seal(&plain).0);
+
+    let mut inner = stutter(&ct, 1000);
+    inner.fail_at = Some(20_000);
+    let mut dec = AsyncDecryptReader::new(inner, &done.public, &done.private).unwrap();
+    let mut pt = Vec::new();
+    let err = dec.read_to_end(&mut pt).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    dec.read_to_end(&mut pt).await.unwrap();
+    assert!(pt == plain);
+}
+
+#[tokio::test]
+async fn finalize_requires_end_of_stream_and_debug_hides_secrets() {
+    let plain = data(50_000, 2);
+    let mut enc = AsyncEncryptReader::with_key(&plain[..], key(7), nonce(8)).unwrap();
+    let mut buf = [0; 1000];
+    assert_eq!(enc.read(&mut buf).await.unwrap(), 1000);
+    let debug = format!("{enc:?}");
+    assert!(
+        debug.contains("AsyncEncryptReader") && !debug.contains("0707"),
+        "{debug}"
+    );
+    assert!(matches!(enc.finalize(), Err(Error::NotFinished)));
+
+    let (ct, done) = sync_seal(&plain);
+    assert!(matches!(
+        AsyncDecryptReader::new(&ct[..], &PublicOptions::default(), &done.private),
+        Err(Error::NoCipher)
+    ));
+    let dec = AsyncDecryptReader::new(&ct[..], &done.public, &done.private).unwrap();
+    assert!(format!("{dec:?}").contains("streaming"));
+}
