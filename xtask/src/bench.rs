@@ -2,8 +2,8 @@
 //! run on this machine.
 //!
 //! 1. the machine (CPUs, CPU model);
-//! 2. `cargo bench -p ocicrypt-blockcipher` (raw AES-CTR, HMAC-SHA256, SHA-256 and the layer
-//!    cipher, as ratios to HMAC-SHA256);
+//! 2. `cargo bench -p ocicrypt-blockcipher --features tokio` (raw AES-CTR, HMAC-SHA256,
+//!    SHA-256 and the layer cipher, sync and async, as ratios to HMAC-SHA256);
 //! 3. the release CLI, file to file: `layer encrypt` and `layer decrypt` of one file (1 GiB by
 //!    default) beside `cp` of the same file, best of 3 with the page cache warm, with peak RSS
 //!    (from `/usr/bin/time -v`); again without fsync under `eatmydata` when it is installed
@@ -85,7 +85,7 @@ pub(crate) fn run(o: &Options) -> Result<()> {
     let root = sh::project_root();
     println!("machine: {}", machine());
     if o.blockcipher {
-        sh::run(sh::cargo().args(["bench", "-p", "ocicrypt-blockcipher"]))?;
+        sh::run(sh::cargo().args(["bench", "-p", "ocicrypt-blockcipher", "--features", "tokio"]))?;
     }
     sh::run(sh::cargo().args(["build", "--release", "-p", "ocicrypt-cli"]))?;
     let target =
