@@ -170,16 +170,17 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         o.file_mib
     );
     println!(
-        "{:<28} {:>9} {:>8} {:>14}",
-        "command", "MiB/s", "× cp", "peak RSS MiB"
+        "{:<28} {:>9} {:>8} {:>14} {:>6}",
+        "command", "MiB/s", "× cp", "peak RSS MiB", "CPU %"
     );
-    println!("{}", "-".repeat(62));
+    println!("{}", "-".repeat(69));
     for (name, m) in &rows {
         let r = rate(bytes, m.time);
         println!(
-            "{name:<28} {r:>9.0} {:>8.2} {:>14.1}",
+            "{name:<28} {r:>9.0} {:>8.2} {:>14.1} {:>6}",
             r / cp_rate,
-            m.max_rss_kib as f64 / 1024.0
+            m.max_rss_kib as f64 / 1024.0,
+            m.cpu_percent
         );
     }
     if !eatmydata {
@@ -208,10 +209,11 @@ pub(crate) fn run(o: &Options) -> Result<()> {
     let image_bytes = 4 * o.layer_mib * MIB;
     for (jobs, m) in ["1", "2"].iter().zip(&by_jobs) {
         println!(
-            "  --jobs {jobs}: {:>6.2}s {:>7.0} MiB/s, peak RSS {:.1} MiB",
+            "  --jobs {jobs}: {:>6.2}s {:>7.0} MiB/s, peak RSS {:.1} MiB, CPU {}%",
             m.time.as_secs_f64(),
             rate(image_bytes, m.time),
-            m.max_rss_kib as f64 / 1024.0
+            m.max_rss_kib as f64 / 1024.0,
+            m.cpu_percent
         );
     }
     if let [one, two] = by_jobs.as_slice() {
@@ -237,11 +239,13 @@ fn cpu_model(cpuinfo: &str) -> Option<&str> {
     })
 }
 
-/// One timed run: wall time and peak RSS of the command.
+/// One timed run: wall time, peak RSS and CPU use of the command.
 #[derive(Clone, Copy, Debug)]
 struct Measured {
     time: Duration,
     max_rss_kib: u64,
+    /// CPU time over wall time, in percent, of the fastest run (200 = two cores busy).
+    cpu_percent: u64,
 }
 
 /// Runs `cmd` under `/usr/bin/time -v` `RUNS` times, removing `outputs` before each run;
@@ -251,6 +255,7 @@ fn best_of(dir: &Path, cmd: &mut Command, outputs: &[&Path]) -> Result<Measured>
     let mut best = Measured {
         time: Duration::MAX,
         max_rss_kib: 0,
+        cpu_percent: 0,
     };
     for _ in 0..RUNS {
         for o in outputs {
@@ -266,9 +271,13 @@ fn best_of(dir: &Path, cmd: &mut Command, outputs: &[&Path]) -> Result<Measured>
         let start = Instant::now();
         sh::read(&mut timed)?;
         let took = start.elapsed();
-        let rss = max_rss_kib(&fs::read_to_string(&report)?)
+        let report = fs::read_to_string(&report)?;
+        let rss = max_rss_kib(&report)
             .context("no maximum resident set size in the output of /usr/bin/time -v")?;
-        best.time = best.time.min(took);
+        if took < best.time {
+            best.time = took;
+            best.cpu_percent = cpu_percent(&report).unwrap_or(0);
+        }
         best.max_rss_kib = best.max_rss_kib.max(rss);
     }
     eprintln!(
@@ -292,6 +301,18 @@ fn remove(p: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// `Percent of CPU this job got: N%` from `/usr/bin/time -v`.
+fn cpu_percent(report: &str) -> Option<u64> {
+    report.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Percent of CPU this job got:")?
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .ok()
+    })
 }
 
 /// `Maximum resident set size (kbytes): N` from `/usr/bin/time -v`.
@@ -414,9 +435,10 @@ mod tests {
 
     #[test]
     fn parses_time_v_and_cpuinfo() {
-        let report =
-            "\tCommand being timed: \"cp a b\"\n\tMaximum resident set size (kbytes): 2048\n";
+        let report = "\tCommand being timed: \"cp a b\"\n\tPercent of CPU this job got: 143%\n\tMaximum resident set size (kbytes): 2048\n";
         assert_eq!(max_rss_kib(report), Some(2048));
+        assert_eq!(cpu_percent(report), Some(143));
+        assert_eq!(cpu_percent("nothing"), None);
         assert_eq!(max_rss_kib("nothing"), None);
         let info = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: sha_ni\n";
         assert_eq!(cpu_model(info), Some("AMD EPYC 7B13"));
