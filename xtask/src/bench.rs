@@ -5,9 +5,10 @@
 //! 2. `cargo bench -p ocicrypt-blockcipher --features tokio` (raw AES-CTR, HMAC-SHA256,
 //!    SHA-256 and the layer cipher, sync and async, as ratios to HMAC-SHA256);
 //! 3. the release CLI, file to file: `layer encrypt` and `layer decrypt` of one file (1 GiB by
-//!    default) beside `cp` of the same file, best of 3 with the page cache warm, with peak RSS
-//!    (from `/usr/bin/time -v`); again without fsync under `eatmydata` when it is installed
-//!    (the CLI syncs every output before renaming it into place);
+//!    default) beside `cp` (an in-kernel copy) and `dd` (read/write) of the same file, best
+//!    of 3 with the page cache warm, with peak RSS and CPU use (from `/usr/bin/time -v`);
+//!    again without fsync under `eatmydata` when it is installed (the CLI syncs every output
+//!    before renaming it into place);
 //! 4. a 4-layer image (4 × 64 MiB by default) encrypted with `--jobs 1` and `--jobs 2`.
 //!
 //! Scratch files go to a temporary directory under `target/`, removed at the end.
@@ -141,7 +142,16 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         .arg("--out")
         .arg(&dec);
     let bytes = o.file_mib * MIB;
-    let mut rows = vec![("cp".to_owned(), best_of(dir, &mut cp, &[&copy])?)];
+    // GNU cp copies in the kernel (copy_file_range); dd shows a read/write copy through
+    // user space, the kind of I/O the CLI does.
+    let mut dd = Command::new("dd");
+    dd.arg(format!("if={}", input.display()))
+        .arg(format!("of={}", copy.display()))
+        .arg("bs=256K");
+    let mut rows = vec![
+        ("cp".to_owned(), best_of(dir, &mut cp, &[&copy])?),
+        ("dd bs=256K".to_owned(), best_of(dir, &mut dd, &[&copy])?),
+    ];
     // Each encrypt run rewrites both the blob and its descriptor, so the decrypt runs
     // that follow read a matching pair.
     let mut runs = vec![
