@@ -437,17 +437,21 @@ impl Job<'_> {
                     .bars
                     .add(progress::bar(desc.size(), &format!("layer {}/{n}", i + 1)));
                 let mut input = crate::digest::Hashing::new(bar.wrap_read(source()?));
-                let mut staged = self.dst.stage()?;
-                {
+                let mut staged = self.dst.stage_unhashed()?;
+                let (size, verified) = {
                     let mut dec = self.ctx.decrypt_layer(dc, &mut input, &desc.to_oci()?)?;
-                    io::copy(&mut dec, &mut staged).context("decryption failed")?;
-                }
+                    let size = io::copy(&mut dec, &mut staged).context("decryption failed")?;
+                    (size, dec.verified_digest().map(str::to_owned))
+                };
                 bar.finish_and_clear();
                 let (ct_digest, _, _) = input.finish();
                 if ct_digest != desc.digest() {
                     bail!("the blob is corrupt: its content hashes to {ct_digest}");
                 }
-                let (digest, size) = self.dst.commit_blob(staged)?;
+                // The reader verified the plaintext digest; the blob is named by it.
+                let digest = verified
+                    .context("internal error: decryption ended without a verified digest")?;
+                self.dst.commit_blob_as(staged, &digest)?;
                 let mut out = desc.clone();
                 let ann = annotations::filter_out(&desc.annotations());
                 out.set(

@@ -174,11 +174,11 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
     check_size(&desc, len, &a.input)?;
     let bar = progress::bar(len, "decrypting");
     let mut input = Hashing::new(bar.wrap_read(file));
-    let mut out = Hashing::new(Staged::new(&a.output)?);
-    let verified = {
+    let mut out = Staged::new(&a.output)?;
+    let (size, verified) = {
         let mut dec = crate::context()?.decrypt_layer(&dc, &mut input, &desc.to_oci()?)?;
-        io::copy(&mut dec, &mut out).context("decryption failed")?;
-        dec.verified_digest().map(str::to_owned)
+        let size = io::copy(&mut dec, &mut out).context("decryption failed")?;
+        (size, dec.verified_digest().map(str::to_owned))
     };
     bar.finish_and_clear();
     let (ct_digest, _, _) = input.finish();
@@ -189,13 +189,11 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
             desc.digest()
         );
     }
-    let (pt_digest, size, staged) = out.finish();
-    if let Some(v) = verified {
-        if v != pt_digest {
-            bail!("internal error: plaintext digest {v} differs from {pt_digest}");
-        }
-    }
-    staged.commit()?;
+    // The decrypting reader computed and checked the plaintext digest at the end of the
+    // stream; it is the digest of exactly the bytes written.
+    let pt_digest =
+        verified.context("internal error: decryption ended without a verified digest")?;
+    out.commit()?;
     if let Some(p) = &a.descriptor_out {
         let mut plain = desc.clone();
         let ann = annotations::filter_out(&desc.annotations());

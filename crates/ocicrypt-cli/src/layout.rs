@@ -248,21 +248,37 @@ impl LayoutWriter {
 
     /// A temporary file for a new blob, hashed as it is written.
     pub(crate) fn stage(&self) -> Result<Hashing<Staged>> {
+        Ok(Hashing::new(self.stage_unhashed()?))
+    }
+
+    /// A temporary file for a new blob whose digest the writer already computes (the
+    /// decrypting reader verifies the plaintext digest; hashing again would be wasted work).
+    pub(crate) fn stage_unhashed(&self) -> Result<Staged> {
         let dir = self.work.join("blobs").join("sha256");
         fs::create_dir_all(&dir)?;
-        Ok(Hashing::new(Staged::new(&dir.join("staging"))?))
+        Staged::new(&dir.join("staging"))
     }
 
     /// Moves a staged blob into place under its digest; returns (digest, size).
     pub(crate) fn commit_blob(&self, staged: Hashing<Staged>) -> Result<(String, u64)> {
         let (digest, size, staged) = staged.finish();
-        let path = blob_path(&self.work, &digest)?;
+        self.commit_blob_as(staged, &digest)?;
+        Ok((digest, size))
+    }
+
+    /// Moves a staged blob into place under `digest`, which the caller computed from the
+    /// bytes written (a `sha512:` digest goes to `blobs/sha512/`).
+    pub(crate) fn commit_blob_as(&self, staged: Staged, digest: &str) -> Result<()> {
+        let path = blob_path(&self.work, digest)?;
         if path.is_file() {
-            return Ok((digest, size)); // dropped: the temporary file is removed
+            return Ok(()); // dropped: the temporary file is removed
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
         }
         staged.commit_as(&path)?;
         self.record(path);
-        Ok((digest, size))
+        Ok(())
     }
 
     /// Writes a small blob (manifest, index); returns its digest and size.
