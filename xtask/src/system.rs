@@ -13,14 +13,14 @@ enum Check {
     Command(&'static str),
     /// `pkg-config --exists <name>` succeeds.
     PkgConfig(&'static str),
-    /// A `libclang*.so*` under `/usr/lib/llvm-*/lib` or `/usr/lib/<multiarch>` (for bindgen).
+    /// A `libclang.so*` or `libclang-<version>.so*` under `/usr/lib/llvm-*/lib` or `/usr/lib/<multiarch>` (for bindgen).
     LibClang,
 }
 
 /// Everything we need from Debian: (how to check, package that provides it).
 ///
-/// gpg (pgp scheme tests), softhsm2 (pkcs11 tests) and libclang (bindgen) are for later
-/// crates; they are installed now so a machine is set up once.
+/// skopeo, openssl and gpg are the interop tests' third-party tools, softhsm2 the PKCS#11
+/// tests' token, libclang what sequoia's OpenSSL backend runs bindgen with.
 const SYSTEM_TOOLS: &[(Check, &str)] = &[
     (Check::Command("skopeo"), "skopeo"),
     (Check::Command("openssl"), "openssl"),
@@ -78,9 +78,29 @@ fn dir_has_libclang(dir: &Path) -> bool {
         entries.flatten().any(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            name.starts_with("libclang") && name.contains(".so")
+            is_libclang(&name)
         })
     })
+}
+
+/// The names bindgen loads: `libclang.so*` or `libclang-<version>.so*`; not, say,
+/// `libclang-cpp.so.14`, which Debian installs without `libclang.so` (seen on a fresh
+/// machine: the check passed, then the build failed).
+fn is_libclang(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("libclang") else {
+        return false;
+    };
+    let rest = match rest.strip_prefix('-') {
+        Some(v) => {
+            let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return false;
+            }
+            v.trim_start_matches(|c: char| c.is_ascii_digit())
+        }
+        None => rest,
+    };
+    rest.starts_with(".so")
 }
 
 /// The Debian packages whose tools are missing, each once, in list order.
@@ -135,4 +155,28 @@ pub(crate) fn ensure_installed() -> Result<()> {
     }
     eprintln!("installed: {}", missing.join(" "));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn libclang_names() {
+        for yes in [
+            "libclang.so",
+            "libclang.so.1",
+            "libclang-14.so.1",
+            "libclang-14.so.14.0.6",
+        ] {
+            assert!(super::is_libclang(yes), "{yes}");
+        }
+        for no in [
+            "libclang-cpp.so.14",
+            "libclang.a",
+            "libclang-.so",
+            "libclangx.so",
+            "libclang-14.a",
+        ] {
+            assert!(!super::is_libclang(no), "{no}");
+        }
+    }
 }
