@@ -8,13 +8,14 @@ use std::thread;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use indicatif::MultiProgress;
+use indicatif::{MultiProgress, ProgressBar};
 use ocicrypt::spec::{annotations, media_types};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, Ocicrypt};
 use serde_json::{Value, json};
 
 use crate::descriptor::DescJson;
 use crate::layout::{INDEX_MT, ImageRef, Layout, LayoutWriter, MANIFEST_MT};
+use crate::pipe::{ReadAhead, WriteBehind};
 use crate::{keys, layer, progress};
 
 /// Commands on whole OCI image layouts.
@@ -421,9 +422,11 @@ impl Job<'_> {
 
     fn layer(&self, desc: &DescJson, i: usize, n: usize, cancel: &AtomicBool) -> Result<DescJson> {
         let encrypted = media_types::is_encrypted(desc.media_type());
-        let source = || -> Result<_> {
+        // The blob is read (and with `hash`, hashed) on a thread of its own, ahead of the
+        // cipher; the progress bar counts what that thread reads.
+        let source = |bar: &ProgressBar, hash: bool| -> Result<_> {
             Ok(Cancellable {
-                inner: self.src.open_blob(desc)?,
+                inner: ReadAhead::spawn(bar.wrap_read(self.src.open_blob(desc)?), hash)?,
                 cancel,
             })
         };
@@ -436,18 +439,19 @@ impl Job<'_> {
                 let bar = self
                     .bars
                     .add(progress::bar(desc.size(), &format!("layer {}/{n}", i + 1)));
-                let mut input = crate::digest::Hashing::new(bar.wrap_read(source()?));
-                let mut staged = self.dst.stage_unhashed()?;
+                let mut input = source(&bar, true)?;
+                let mut out = WriteBehind::spawn(self.dst.stage_unhashed()?, false)?;
                 let (size, verified) = {
                     let mut dec = self.ctx.decrypt_layer(dc, &mut input, &desc.to_oci()?)?;
-                    let size = io::copy(&mut dec, &mut staged).context("decryption failed")?;
+                    let size = out.copy_from(&mut dec).context("decryption failed")?;
                     (size, dec.verified_digest().map(str::to_owned))
                 };
                 bar.finish_and_clear();
-                let (ct_digest, _, _) = input.finish();
+                let ct_digest = input.inner.finish()?.digest.unwrap_or_default();
                 if ct_digest != desc.digest() {
                     bail!("the blob is corrupt: its content hashes to {ct_digest}");
                 }
+                let (staged, _) = out.finish().context("cannot write the decrypted blob")?;
                 // The reader verified the plaintext digest; the blob is named by it.
                 let digest = verified
                     .context("internal error: decryption ended without a verified digest")?;
@@ -473,20 +477,26 @@ impl Job<'_> {
                 let bar = self
                     .bars
                     .add(progress::bar(desc.size(), &format!("layer {}/{n}", i + 1)));
-                let file = bar.wrap_read(source()?);
+                let file = source(&bar, false)?;
                 let mut out = desc.clone();
                 match self.ctx.encrypt_layer(ec, file, &desc.to_oci()?)? {
                     Encrypted::Stream(mut enc) => {
-                        let mut staged = self.dst.stage()?;
-                        io::copy(&mut enc, &mut staged).context("encryption failed")?;
+                        // The blob is written and hashed on a thread of its own.
+                        let mut staged = WriteBehind::spawn(self.dst.stage_unhashed()?, true)?;
+                        staged.copy_from(&mut enc).context("encryption failed")?;
                         let enc_ann = enc.finalize()?;
-                        let (digest, size) = self.dst.commit_blob(staged)?;
+                        let (staged, written) =
+                            staged.finish().context("cannot write the encrypted blob")?;
+                        let digest = written
+                            .digest
+                            .context("internal error: the blob was not hashed")?;
+                        self.dst.commit_blob_as(staged, &digest)?;
                         let mut ann = annotations::filter_out(&desc.annotations());
                         ann.extend(enc_ann);
                         out.set(
                             &media_types::to_encrypted(desc.media_type()),
                             &digest,
-                            size,
+                            written.len,
                             ann,
                         );
                     }

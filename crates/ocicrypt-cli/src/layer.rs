@@ -11,8 +11,9 @@ use ocicrypt::spec::{annotations, media_types};
 use ocicrypt::{Encrypted, LayerInfo};
 
 use crate::descriptor::DescJson;
-use crate::digest::{Hashing, sha256_hex};
+use crate::digest::sha256_hex;
 use crate::fsx::{Staged, read_json, write_atomic};
+use crate::pipe::{ReadAhead, WriteBehind};
 use crate::{keys, progress};
 
 /// Commands on a single layer blob.
@@ -113,22 +114,23 @@ fn encrypt(a: EncryptArgs) -> Result<()> {
     let ctx = crate::context()?;
     let (file, len) = open_blob(&a.input)?;
     let bar = progress::bar(len, "encrypting");
-    let mut out = Hashing::new(Staged::new(&a.output)?);
+    let input = ReadAhead::spawn(bar.wrap_read(file), false)?;
+    let mut out = WriteBehind::spawn(Staged::new(&a.output)?, true)?;
     let (base, enc_annotations, newly_encrypted) = match &a.descriptor {
         Some(p) => {
             let base = read_descriptor(p)?;
             check_size(&base, len, &a.input)?;
-            match ctx.encrypt_layer(&ec, bar.wrap_read(file), &base.to_oci()?)? {
+            match ctx.encrypt_layer(&ec, input, &base.to_oci()?)? {
                 Encrypted::Stream(mut enc) => {
-                    io::copy(&mut enc, &mut out).context("encryption failed")?;
+                    out.copy_from(&mut enc).context("encryption failed")?;
                     (base, enc.finalize()?, true)
                 }
                 Encrypted::RecipientsAdded(ann) => {
                     let (f, _) = open_blob(&a.input)?;
-                    let mut r = Hashing::new(bar.wrap_read(f));
-                    io::copy(&mut r, &mut out).context("copying the layer failed")?;
-                    let (digest, _, _) = r.finish();
-                    if digest != base.digest() {
+                    let mut r = ReadAhead::spawn(bar.wrap_read(f), true)?;
+                    out.copy_from(&mut r).context("copying the layer failed")?;
+                    let digest = r.finish()?.digest;
+                    if digest.as_deref() != Some(base.digest()) {
                         bail!(
                             "{} does not match its descriptor's digest",
                             a.input.display()
@@ -144,13 +146,18 @@ fn encrypt(a: EncryptArgs) -> Result<()> {
                 .as_deref()
                 .unwrap_or(media_types::LAYER_TAR_GZIP)
                 .to_owned();
-            let mut enc = ctx.encrypt_stream(&ec, bar.wrap_read(file))?;
-            io::copy(&mut enc, &mut out).context("encryption failed")?;
+            let mut enc = ctx.encrypt_stream(&ec, input)?;
+            out.copy_from(&mut enc).context("encryption failed")?;
             (DescJson::new(&mt, "", len), enc.finalize()?, true)
         }
     };
     bar.finish_and_clear();
-    let (digest, size, staged) = out.finish();
+    let (staged, written) = out
+        .finish()
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    let digest = written
+        .digest
+        .context("internal error: the output was not hashed")?;
     let mut desc = base;
     let mut mt = a
         .media_type
@@ -161,7 +168,7 @@ fn encrypt(a: EncryptArgs) -> Result<()> {
     }
     let mut ann: BTreeMap<_, _> = annotations::filter_out(&desc.annotations());
     ann.extend(enc_annotations);
-    desc.set(&mt, &digest, size, ann);
+    desc.set(&mt, &digest, written.len, ann);
     staged.commit()?;
     write_atomic(&a.descriptor_out, &desc.to_pretty())
 }
@@ -173,19 +180,20 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
     let (file, len) = open_blob(&a.input)?;
     check_size(&desc, len, &a.input)?;
     let bar = progress::bar(len, "decrypting");
-    let mut input = Hashing::new(bar.wrap_read(file));
-    let mut out = Staged::new(&a.output)?;
+    let mut input = ReadAhead::spawn(bar.wrap_read(file), true)?;
+    let mut out = WriteBehind::spawn(Staged::new(&a.output)?, false)?;
     let (size, verified) = {
         let mut dec = crate::context()?.decrypt_layer(&dc, &mut input, &desc.to_oci()?)?;
-        let size = io::copy(&mut dec, &mut out).context("decryption failed")?;
+        let size = out.copy_from(&mut dec).context("decryption failed")?;
         (size, dec.verified_digest().map(str::to_owned))
     };
     bar.finish_and_clear();
-    let (ct_digest, _, _) = input.finish();
-    if ct_digest != desc.digest() {
+    let ct_digest = input.finish()?.digest;
+    if ct_digest.as_deref() != Some(desc.digest()) {
         bail!(
-            "{} does not match its descriptor: digest {ct_digest}, expected {}",
+            "{} does not match its descriptor: digest {}, expected {}",
             a.input.display(),
+            ct_digest.unwrap_or_default(),
             desc.digest()
         );
     }
@@ -193,7 +201,10 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
     // stream; it is the digest of exactly the bytes written.
     let pt_digest =
         verified.context("internal error: decryption ended without a verified digest")?;
-    out.commit()?;
+    let (staged, _) = out
+        .finish()
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    staged.commit()?;
     if let Some(p) = &a.descriptor_out {
         let mut plain = desc.clone();
         let ann = annotations::filter_out(&desc.annotations());

@@ -9,6 +9,7 @@ mod image;
 mod keys;
 mod layer;
 mod layout;
+mod pipe;
 mod progress;
 
 use std::ffi::OsString;

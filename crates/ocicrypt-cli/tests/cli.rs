@@ -278,6 +278,30 @@ fn tampered_truncated_and_extended_blobs_leave_no_output() {
     assert_eq!(fs::read_to_string(l.p("dec")).unwrap(), "previous content");
 }
 
+/// A layer of several pipe blocks whose last bytes are tampered with: the output file has
+/// been partly written (on the writer thread) when the HMAC fails at the end, and the
+/// command must still remove it before it exits.
+#[test]
+fn a_failure_after_megabytes_of_output_leaves_no_temporary_file() {
+    let l = Layer::new(3 * 1024 * 1024 + 5);
+    l.encrypt(PUB);
+    let mut ct = fs::read(l.p("enc")).unwrap();
+    let last = ct.len() - 1;
+    ct[last] ^= 1;
+    fs::write(l.p("enc"), &ct).unwrap();
+    let mut d = l.json("enc.json");
+    d["digest"] = json!(format!("sha256:{}", hex(&openssl::sha::sha256(&ct))));
+    fs::write(l.p("enc.json"), d.to_string()).unwrap();
+    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    assert!(err.contains("authentication failed"), "{err}");
+    let mut names: Vec<String> = fs::read_dir(l.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["enc", "enc.json", "plain", "plain.json"]);
+}
+
 #[test]
 fn key_errors() {
     let l = Layer::new(100);
