@@ -353,6 +353,17 @@ impl<R: Read> LayerEncryptor<R> {
         self
     }
 
+    /// Whether the HMAC may be computed on a helper thread (on by default when the machine
+    /// has more than one CPU; see
+    /// [`EncryptReader::parallel`]). Turn it
+    /// off to keep the work on the reading thread, for instance when as many layers as
+    /// there are CPUs are encrypted at once. Call before reading.
+    #[must_use]
+    pub fn parallel(mut self, on: bool) -> Self {
+        self.reader = self.reader.parallel(on);
+        self
+    }
+
     /// Plaintext bytes read so far.
     pub fn bytes_read(&self) -> u64 {
         self.reader.bytes_read()
@@ -401,6 +412,16 @@ impl<R: Read> LayerDecryptor<R> {
     /// After a successful final read: the plaintext digest as computed from the data.
     pub fn verified_digest(&self) -> Option<&str> {
         self.reader.verified_digest()
+    }
+
+    /// Whether the HMAC may be computed on a helper thread (on by default when the machine
+    /// has more than one CPU; see
+    /// [`DecryptReader::parallel`]). Call
+    /// before reading.
+    #[must_use]
+    pub fn parallel(mut self, on: bool) -> Self {
+        self.reader = self.reader.parallel(on);
+        self
     }
 
     /// Ciphertext bytes read so far.

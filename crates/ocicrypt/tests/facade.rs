@@ -138,6 +138,43 @@ fn round_trip_and_annotations() {
     assert_eq!(private.digest, desc.digest().to_string());
 }
 
+/// Past 1 MiB the HMAC moves to a helper thread unless `parallel(false)`: both ways give
+/// the same ciphertext for the same key, and each decrypts the other's.
+#[test]
+fn parallel_and_single_threaded_layers_interoperate() {
+    let ctx = ctx();
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 253) as u8).collect();
+    let desc = plain_desc(&data);
+    let mut outputs = Vec::new();
+    for parallel in [true, false] {
+        let Encrypted::Stream(enc) = ctx.encrypt_layer(&ec_for(3), &data[..], &desc).unwrap()
+        else {
+            panic!("plain layer must give a stream")
+        };
+        let mut enc = enc.parallel(parallel);
+        let mut ct = Vec::new();
+        enc.read_to_end(&mut ct).unwrap();
+        let mut out = desc.clone();
+        out.set_annotations(Some(enc.finalize().unwrap().into_iter().collect()));
+        outputs.push((ct, out));
+    }
+    for (ct, desc) in &outputs {
+        for parallel in [true, false] {
+            let mut dec = ctx
+                .decrypt_layer(&dc_for(&[3]), &ct[..], desc)
+                .unwrap()
+                .parallel(parallel);
+            let mut plain = Vec::new();
+            dec.read_to_end(&mut plain).unwrap();
+            assert!(plain == data, "parallel {parallel}");
+            assert_eq!(
+                dec.verified_digest(),
+                Some(desc.digest().to_string().as_str())
+            );
+        }
+    }
+}
+
 #[test]
 fn encrypt_checks_the_descriptor_digest() {
     let ctx = ctx();
