@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::descriptor::DescJson;
 use crate::layout::{INDEX_MT, ImageRef, Layout, LayoutWriter, MANIFEST_MT};
-use crate::pipe::{ReadAhead, WriteBehind};
+use crate::pipe::{Input, Output};
 use crate::{keys, layer, progress};
 
 /// Commands on whole OCI image layouts.
@@ -80,7 +80,9 @@ struct Selection {
 
 #[derive(Debug, Args, Clone, Copy)]
 struct Jobs {
-    /// How many layers of an image to process at once. Default: the number of CPUs.
+    /// How many CPUs to keep busy: that many layers are processed at once, each on one
+    /// thread, and the last layers (fewer than N left) also read, write and hash on helper
+    /// threads. Default: the number of CPUs.
     #[arg(long = "jobs", short = 'j', value_name = "N", default_value_t = default_jobs())]
     jobs: NonZeroUsize,
 }
@@ -372,8 +374,11 @@ impl Job<'_> {
                 let Some((desc, sel)) = descs.get(i) else {
                     break;
                 };
+                // `--jobs` is how many CPUs to keep busy: while at least that many layers
+                // are left, each runs on one thread; the last few also use helper threads.
+                let helpers = n - i < self.jobs.get();
                 let result = if *sel {
-                    self.layer(desc, i, n, &cancel)
+                    self.layer(desc, (i, n), helpers, &cancel)
                         .with_context(|| format!("layer {i} ({})", desc.digest()))
                 } else {
                     self.dst.copy_blob(self.src, desc).map(|()| desc.clone())
@@ -420,13 +425,22 @@ impl Job<'_> {
             .collect()
     }
 
-    fn layer(&self, desc: &DescJson, i: usize, n: usize, cancel: &AtomicBool) -> Result<DescJson> {
+    /// Encrypts or decrypts one layer. With `helpers`, the blob is read, written and MACed on
+    /// helper threads beside the one that runs the cipher; without, all on this thread.
+    fn layer(
+        &self,
+        desc: &DescJson,
+        (i, n): (usize, usize),
+        helpers: bool,
+        cancel: &AtomicBool,
+    ) -> Result<DescJson> {
         let encrypted = media_types::is_encrypted(desc.media_type());
-        // The blob is read (and with `hash`, hashed) on a thread of its own, ahead of the
-        // cipher; the progress bar counts what that thread reads.
+        // The blob is read (and with `hash`, hashed) ahead of the cipher; the progress bar
+        // counts what is read.
         let source = |bar: &ProgressBar, hash: bool| -> Result<_> {
+            let file = bar.wrap_read(self.src.open_blob(desc)?);
             Ok(Cancellable {
-                inner: ReadAhead::spawn(bar.wrap_read(self.src.open_blob(desc)?), hash)?,
+                inner: Input::open(file, hash, helpers)?,
                 cancel,
             })
         };
@@ -440,9 +454,12 @@ impl Job<'_> {
                     .bars
                     .add(progress::bar(desc.size(), &format!("layer {}/{n}", i + 1)));
                 let mut input = source(&bar, true)?;
-                let mut out = WriteBehind::spawn(self.dst.stage_unhashed()?, false)?;
+                let mut out = Output::open(self.dst.stage_unhashed()?, false, helpers)?;
                 let (size, verified) = {
-                    let mut dec = self.ctx.decrypt_layer(dc, &mut input, &desc.to_oci()?)?;
+                    let mut dec = self
+                        .ctx
+                        .decrypt_layer(dc, &mut input, &desc.to_oci()?)?
+                        .parallel(helpers);
                     let size = out.copy_from(&mut dec).context("decryption failed")?;
                     (size, dec.verified_digest().map(str::to_owned))
                 };
@@ -480,9 +497,9 @@ impl Job<'_> {
                 let file = source(&bar, false)?;
                 let mut out = desc.clone();
                 match self.ctx.encrypt_layer(ec, file, &desc.to_oci()?)? {
-                    Encrypted::Stream(mut enc) => {
-                        // The blob is written and hashed on a thread of its own.
-                        let mut staged = WriteBehind::spawn(self.dst.stage_unhashed()?, true)?;
+                    Encrypted::Stream(enc) => {
+                        let mut enc = enc.parallel(helpers);
+                        let mut staged = Output::open(self.dst.stage_unhashed()?, true, helpers)?;
                         staged.copy_from(&mut enc).context("encryption failed")?;
                         let enc_ann = enc.finalize()?;
                         let (staged, written) =

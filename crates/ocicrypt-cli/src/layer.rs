@@ -13,7 +13,7 @@ use ocicrypt::{Encrypted, LayerInfo};
 use crate::descriptor::DescJson;
 use crate::digest::sha256_hex;
 use crate::fsx::{Staged, read_json, write_atomic};
-use crate::pipe::{ReadAhead, WriteBehind};
+use crate::pipe::{Input, Output};
 use crate::{keys, progress};
 
 /// Commands on a single layer blob.
@@ -114,8 +114,8 @@ fn encrypt(a: EncryptArgs) -> Result<()> {
     let ctx = crate::context()?;
     let (file, len) = open_blob(&a.input)?;
     let bar = progress::bar(len, "encrypting");
-    let input = ReadAhead::spawn(bar.wrap_read(file), false)?;
-    let mut out = WriteBehind::spawn(Staged::new(&a.output)?, true)?;
+    let input = Input::open(bar.wrap_read(file), false, true)?;
+    let mut out = Output::open(Staged::new(&a.output)?, true, true)?;
     let (base, enc_annotations, newly_encrypted) = match &a.descriptor {
         Some(p) => {
             let base = read_descriptor(p)?;
@@ -127,7 +127,7 @@ fn encrypt(a: EncryptArgs) -> Result<()> {
                 }
                 Encrypted::RecipientsAdded(ann) => {
                     let (f, _) = open_blob(&a.input)?;
-                    let mut r = ReadAhead::spawn(bar.wrap_read(f), true)?;
+                    let mut r = Input::open(bar.wrap_read(f), true, true)?;
                     out.copy_from(&mut r).context("copying the layer failed")?;
                     let digest = r.finish()?.digest;
                     if digest.as_deref() != Some(base.digest()) {
@@ -180,8 +180,8 @@ fn decrypt(a: DecryptArgs) -> Result<()> {
     let (file, len) = open_blob(&a.input)?;
     check_size(&desc, len, &a.input)?;
     let bar = progress::bar(len, "decrypting");
-    let mut input = ReadAhead::spawn(bar.wrap_read(file), true)?;
-    let mut out = WriteBehind::spawn(Staged::new(&a.output)?, false)?;
+    let mut input = Input::open(bar.wrap_read(file), true, true)?;
+    let mut out = Output::open(Staged::new(&a.output)?, false, true)?;
     let (size, verified) = {
         let mut dec = crate::context()?.decrypt_layer(&dc, &mut input, &desc.to_oci()?)?;
         let size = out.copy_from(&mut dec).context("decryption failed")?;

@@ -10,6 +10,10 @@
 //!
 //! Neither pipe leaves a thread behind: dropping one stops its thread and waits for it (so
 //! that a staged output file is removed before the command exits).
+//!
+//! [`Input`] and [`Output`] are what commands use: the threaded pipes, or the same reads,
+//! writes and hashing on the caller's thread when the command runs one thread per layer
+//! (`image --jobs`).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
@@ -52,7 +56,7 @@ pub(crate) struct Summary {
 }
 
 /// A SHA-256 (or none) and a byte count, kept by a pipe's thread.
-struct Tally {
+pub(crate) struct Tally {
     hash: Option<Context>,
     len: u64,
 }
@@ -90,6 +94,106 @@ enum Msg {
     Data(Filled),
     End,
     Failed(io::Error),
+}
+
+/// A command's input: read ahead on a thread of its own or read inline, hashed or not.
+pub(crate) enum Input {
+    /// Read on a thread of its own.
+    Ahead(ReadAhead),
+    /// Read on the caller's thread.
+    Inline(Box<dyn Read + Send>, Tally),
+}
+
+impl Input {
+    /// Reads `src`, on a thread of its own if `threaded`; with `hash`, the summary carries
+    /// the SHA-256 of everything read.
+    pub(crate) fn open<R: Read + Send + 'static>(
+        src: R,
+        hash: bool,
+        threaded: bool,
+    ) -> io::Result<Self> {
+        Ok(if threaded {
+            Self::Ahead(ReadAhead::spawn(src, hash)?)
+        } else {
+            Self::Inline(Box::new(src), Tally::new(hash))
+        })
+    }
+
+    /// What was read (call it after a read returned `Ok(0)`).
+    pub(crate) fn finish(self) -> io::Result<Summary> {
+        match self {
+            Self::Ahead(r) => r.finish(),
+            Self::Inline(_, tally) => Ok(tally.finish()),
+        }
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Ahead(r) => r.read(buf),
+            Self::Inline(src, tally) => {
+                let n = src.read(buf)?;
+                tally.add(buf.get(..n).unwrap_or_default());
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// A command's output: written behind on a thread of its own or written inline, hashed or
+/// not.
+pub(crate) enum Output<W: Write + Send + 'static> {
+    /// Written on a thread of its own.
+    Behind(WriteBehind<W>),
+    /// Written on the caller's thread.
+    Inline(W, Tally),
+}
+
+impl<W: Write + Send + 'static> Output<W> {
+    /// Writes to `sink`, on a thread of its own if `threaded`; with `hash`, the summary
+    /// carries the SHA-256 of everything written.
+    pub(crate) fn open(sink: W, hash: bool, threaded: bool) -> io::Result<Self> {
+        Ok(if threaded {
+            Self::Behind(WriteBehind::spawn(sink, hash)?)
+        } else {
+            Self::Inline(sink, Tally::new(hash))
+        })
+    }
+
+    /// Copies `src` to its end; returns the byte count.
+    pub(crate) fn copy_from<R: Read + ?Sized>(&mut self, src: &mut R) -> io::Result<u64> {
+        match self {
+            Self::Behind(w) => w.copy_from(src),
+            Self::Inline(sink, tally) => {
+                let mut buf = Zeroizing::new(vec![0; BLOCK]);
+                let mut total = 0u64;
+                loop {
+                    let n = match src.read(&mut buf) {
+                        Ok(0) => return Ok(total),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let data = buf.get(..n).unwrap_or_default();
+                    tally.add(data);
+                    sink.write_all(data)?;
+                    total += n as u64;
+                }
+            }
+        }
+    }
+
+    /// Waits for everything to be written; returns the sink and what was written.
+    pub(crate) fn finish(self) -> io::Result<(W, Summary)> {
+        match self {
+            Self::Behind(w) => w.finish(),
+            Self::Inline(mut sink, tally) => {
+                sink.flush()?;
+                Ok((sink, tally.finish()))
+            }
+        }
+    }
 }
 
 /// Reads a source on its own thread, [`BLOCK`] bytes at a time, up to [`DEPTH`] blocks
@@ -465,6 +569,27 @@ mod tests {
             self.0 -= n;
             Ok(n)
         }
+    }
+
+    #[test]
+    fn inline_and_threaded_pipes_agree() {
+        let d = data(3 * BLOCK + 5);
+        let mut results = Vec::new();
+        for threaded in [false, true] {
+            let mut input =
+                Input::open(Trickle(io::Cursor::new(d.clone()), 100_000), true, threaded).unwrap();
+            let mut output = Output::open(Shared::default(), true, threaded).unwrap();
+            assert_eq!(output.copy_from(&mut input).unwrap(), d.len() as u64);
+            let read = input.finish().unwrap();
+            let (sink, written) = output.finish().unwrap();
+            assert!(*sink.0.lock().unwrap() == d);
+            assert_eq!(read.digest.as_deref(), Some(sha(&d).as_str()));
+            results.push((read.len, read.digest, written.len, written.digest));
+        }
+        assert_eq!(results[0], results[1]);
+        // Unhashed, the summaries carry no digest.
+        let input = Input::open(io::empty(), false, false).unwrap();
+        assert!(input.finish().unwrap().digest.is_none());
     }
 
     #[test]
