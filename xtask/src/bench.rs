@@ -9,7 +9,8 @@
 //!    of 3 with the page cache warm, with peak RSS and CPU use (from `/usr/bin/time -v`);
 //!    again without fsync under `eatmydata` when it is installed (the CLI syncs every output
 //!    before renaming it into place);
-//! 4. a 4-layer image (4 × 64 MiB by default) encrypted with `--jobs 1` and `--jobs 2`.
+//! 4. a 4-layer image (4 × 64 MiB by default) encrypted and then decrypted with `--jobs 1`
+//!    and `--jobs 2`, again without fsync under `eatmydata` when it is installed.
 //!
 //! Scratch files go to a temporary directory under `target/`, removed at the end.
 
@@ -200,37 +201,69 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         let _ = fs::remove_file(p);
     }
 
-    // A 4-layer image, --jobs 1 against --jobs 2.
+    // A 4-layer image, --jobs 1 against --jobs 2, encrypted and then decrypted; again
+    // without fsync when eatmydata is there (the CLI syncs every blob before renaming it
+    // into place, and the last blobs' writeback is a wait that no --jobs shortens).
     let image = dir.join("image");
     random_image(&image, 4, o.layer_mib * MIB)?;
-    let out = dir.join("image-enc");
-    let mut by_jobs = Vec::new();
-    for jobs in ["1", "2"] {
-        let mut c = Command::new(&cli);
-        c.args(["image", "encrypt", "--jobs", jobs, "-r", &recipient])
-            .arg(format!("oci:{}:latest", image.display()))
-            .arg(format!("oci:{}:latest", out.display()));
-        by_jobs.push(best_of(dir, &mut c, &[&out])?);
-    }
-    println!(
-        "\nimage encrypt, 4 layers × {} MiB, best of {RUNS}:",
-        o.layer_mib
-    );
+    let (enc_image, dec_image) = (dir.join("image-enc"), dir.join("image-dec"));
+    let key = key.display().to_string();
+    let steps: [(&str, Vec<&str>, &Path, &Path); 2] = [
+        (
+            "encrypt",
+            vec!["-r", recipient.as_str()],
+            &image,
+            &enc_image,
+        ),
+        ("decrypt", vec!["-k", key.as_str()], &enc_image, &dec_image),
+    ];
     let image_bytes = 4 * o.layer_mib * MIB;
-    for (jobs, m) in ["1", "2"].iter().zip(&by_jobs) {
-        println!(
-            "  --jobs {jobs}: {:>6.2}s {:>7.0} MiB/s, peak RSS {:.1} MiB, CPU {}%",
-            m.time.as_secs_f64(),
-            rate(image_bytes, m.time),
-            m.max_rss_kib as f64 / 1024.0,
-            m.cpu_percent
-        );
-    }
-    if let [one, two] = by_jobs.as_slice() {
-        println!(
-            "  speed-up with --jobs 2: {:.2}×",
-            one.time.as_secs_f64() / two.time.as_secs_f64()
-        );
+    for (verb, keys, src, dst) in steps {
+        for no_fsync in [false, true] {
+            if no_fsync && !eatmydata {
+                continue;
+            }
+            let mut by_jobs = Vec::new();
+            for jobs in ["1", "2"] {
+                let mut c = Command::new(if no_fsync {
+                    "eatmydata".as_ref()
+                } else {
+                    cli.as_os_str()
+                });
+                if no_fsync {
+                    c.arg(&cli);
+                }
+                c.args(["image", verb, "--jobs", jobs])
+                    .args(&keys)
+                    .arg(format!("oci:{}:latest", src.display()))
+                    .arg(format!("oci:{}:latest", dst.display()));
+                by_jobs.push(best_of(dir, &mut c, &[dst])?);
+            }
+            println!(
+                "\nimage {verb}, 4 layers × {} MiB{}, best of {RUNS}:",
+                o.layer_mib,
+                if no_fsync {
+                    ", no fsync (eatmydata)"
+                } else {
+                    ""
+                }
+            );
+            for (jobs, m) in ["1", "2"].iter().zip(&by_jobs) {
+                println!(
+                    "  --jobs {jobs}: {:>6.2}s {:>7.0} MiB/s, peak RSS {:.1} MiB, CPU {}%",
+                    m.time.as_secs_f64(),
+                    rate(image_bytes, m.time),
+                    m.max_rss_kib as f64 / 1024.0,
+                    m.cpu_percent
+                );
+            }
+            if let [one, two] = by_jobs.as_slice() {
+                println!(
+                    "  speed-up with --jobs 2: {:.2}×",
+                    one.time.as_secs_f64() / two.time.as_secs_f64()
+                );
+            }
+        }
     }
     Ok(())
 }

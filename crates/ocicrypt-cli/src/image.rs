@@ -347,6 +347,8 @@ impl Job<'_> {
             .map(|(i, (l, sel))| Ok((DescJson::from_value(l.clone(), &format!("layer {i}"))?, sel)))
             .collect::<Result<Vec<_>>>()?;
         let new = self.layers(&descs)?;
+        // The manifest is written only once its layers are in place.
+        self.dst.wait_for_blobs()?;
         for (layer, new) in layers.iter_mut().zip(new) {
             *layer = Value::Object(new.0);
         }
@@ -472,7 +474,7 @@ impl Job<'_> {
                 // The reader verified the plaintext digest; the blob is named by it.
                 let digest = verified
                     .context("internal error: decryption ended without a verified digest")?;
-                self.dst.commit_blob_as(staged, &digest)?;
+                self.dst.commit_blob_in_background(staged, &digest)?;
                 let mut out = desc.clone();
                 let ann = annotations::filter_out(&desc.annotations());
                 out.set(
@@ -507,7 +509,7 @@ impl Job<'_> {
                         let digest = written
                             .digest
                             .context("internal error: the blob was not hashed")?;
-                        self.dst.commit_blob_as(staged, &digest)?;
+                        self.dst.commit_blob_in_background(staged, &digest)?;
                         let mut ann = annotations::filter_out(&desc.annotations());
                         ann.extend(enc_ann);
                         out.set(

@@ -4,7 +4,8 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::thread::{self, JoinHandle};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -183,7 +184,44 @@ pub(crate) struct LayoutWriter {
     work: PathBuf,
     fresh: Option<tempfile::TempDir>,
     added: Mutex<Vec<PathBuf>>,
+    /// Layer blobs being synced and renamed into place in the background.
+    committer: Mutex<Option<Committer>>,
     committed: bool,
+}
+
+/// A thread that syncs staged blobs and renames them into place, in the order given, so
+/// that the thread that wrote a blob can go on with the next one while the disk catches
+/// up. After the first failure it only drops (removes) what it is given.
+struct Committer {
+    queue: mpsc::Sender<(Staged, PathBuf)>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Committer {
+    fn spawn() -> Result<Self> {
+        let (queue, staged) = mpsc::channel::<(Staged, PathBuf)>();
+        let thread = thread::Builder::new()
+            .name("ocicrypt-commit".to_owned())
+            .spawn(move || {
+                let mut outcome = Ok(());
+                for (blob, path) in staged {
+                    if outcome.is_ok() {
+                        outcome = blob.commit_as(&path);
+                    }
+                }
+                outcome
+            })
+            .context("cannot start a thread")?;
+        Ok(Self { queue, thread })
+    }
+
+    /// Waits until everything queued is in place.
+    fn wait(self) -> Result<()> {
+        drop(self.queue);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the blob commit thread panicked")))
+    }
 }
 
 impl LayoutWriter {
@@ -196,6 +234,7 @@ impl LayoutWriter {
                 work: dest.to_owned(),
                 fresh: None,
                 added: Mutex::new(Vec::new()),
+                committer: Mutex::new(None),
                 committed: false,
             });
         }
@@ -229,6 +268,7 @@ impl LayoutWriter {
             work,
             fresh: Some(tmp),
             added: Mutex::new(Vec::new()),
+            committer: Mutex::new(None),
             committed: false,
         })
     }
@@ -281,6 +321,47 @@ impl LayoutWriter {
         Ok(())
     }
 
+    /// Like [`LayoutWriter::commit_blob_as`], but the sync and rename happen on a
+    /// background thread; [`LayoutWriter::wait_for_blobs`] waits for them and reports the
+    /// first failure. (A blob is recorded before it is in place, so that a writer dropped
+    /// after a failure removes it whether or not it got there.)
+    pub(crate) fn commit_blob_in_background(&self, staged: Staged, digest: &str) -> Result<()> {
+        let path = blob_path(&self.work, digest)?;
+        if path.is_file() {
+            return Ok(()); // dropped: the temporary file is removed
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        self.record(path.clone());
+        let mut committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if committer.is_none() {
+            *committer = Some(Committer::spawn()?);
+        }
+        match committer.as_ref().map(|c| c.queue.send((staged, path))) {
+            Some(Ok(())) => Ok(()),
+            // The thread is gone: it can only have panicked.
+            _ => match committer.take().map(Committer::wait) {
+                Some(Err(e)) => Err(e),
+                _ => bail!("the blob commit thread stopped"),
+            },
+        }
+    }
+
+    /// Waits for the blobs given to [`LayoutWriter::commit_blob_in_background`]; the first
+    /// failure among them, if any.
+    pub(crate) fn wait_for_blobs(&self) -> Result<()> {
+        let committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        committer.map_or(Ok(()), Committer::wait)
+    }
+
     /// Writes a small blob (manifest, index); returns its digest and size.
     pub(crate) fn put_blob(&self, bytes: &[u8]) -> Result<(String, u64)> {
         let mut s = self.stage()?;
@@ -323,6 +404,7 @@ impl LayoutWriter {
     /// Writes `index.json` with `entry` tagged `tag` (replacing an entry with that tag),
     /// then moves a new layout into place.
     pub(crate) fn commit(mut self, mut entry: DescJson, tag: &str) -> Result<()> {
+        self.wait_for_blobs()?;
         let index_path = self.work.join("index.json");
         let mut index = if index_path.is_file() {
             let v: Value = serde_json::from_slice(&fs::read(&index_path)?)
@@ -369,6 +451,8 @@ impl LayoutWriter {
 
 impl Drop for LayoutWriter {
     fn drop(&mut self) {
+        // Blobs still being committed are either in place or removed after this.
+        let _ = self.wait_for_blobs();
         if self.committed || self.fresh.is_some() {
             return; // a fresh layout's TempDir removes itself
         }
