@@ -1,5 +1,6 @@
 //! `ocicrypt image ...`: whole OCI image layouts, as skopeo rewrites them.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -124,6 +125,25 @@ struct Job<'a> {
     bars: MultiProgress,
     /// How many layers were encrypted or decrypted.
     changed: AtomicUsize,
+    /// The new descriptor of every layer of the image, by [`LayerWork::key`], filled by
+    /// [`Job::run_layers`] before the manifests are rewritten.
+    done: HashMap<String, DescJson>,
+}
+
+/// A layer to process, with where it was found (for messages).
+struct LayerWork {
+    desc: DescJson,
+    selected: bool,
+    /// The manifest it belongs to (the first one, if several share it) and its index there.
+    manifest: String,
+    index: usize,
+}
+
+impl LayerWork {
+    /// Layers with the same descriptor and selection are processed once.
+    fn key(desc: &DescJson, selected: bool) -> String {
+        format!("{selected} {}", Value::Object(desc.0.clone()))
+    }
 }
 
 /// The error a layer's source reports once another layer has failed.
@@ -162,7 +182,7 @@ fn transform(src: &str, dst: &str, select: &Selection, jobs: Jobs, op: &Op) -> R
     }
     let src_layout = Layout::open(&src_ref.path)?;
     let top = src_layout.resolve(&src_ref.tag)?;
-    let job = Job {
+    let mut job = Job {
         src: &src_layout,
         dst: LayoutWriter::create(&dst_ref.path)?,
         op,
@@ -171,7 +191,14 @@ fn transform(src: &str, dst: &str, select: &Selection, jobs: Jobs, op: &Op) -> R
         jobs: jobs.jobs,
         bars: progress::multi(),
         changed: AtomicUsize::new(0),
+        done: HashMap::new(),
     };
+    // Every layer of every selected image first, all in one pool of --jobs workers (so a
+    // multi-platform index keeps the CPUs as busy as one big image); then the manifests
+    // and indexes that refer to them.
+    let mut work = Vec::new();
+    job.collect(&top, true, &mut work)?;
+    job.done = job.run_layers(&work)?;
     let mut entry = job.node(&top, true)?;
     // The index entry keeps everything but the tag, which the writer sets.
     let mut ann = top.annotations();
@@ -190,6 +217,22 @@ fn transform(src: &str, dst: &str, select: &Selection, jobs: Jobs, op: &Op) -> R
     };
     eprintln!("{verb} {changed} layer(s): {src_ref} -> {dst_ref}");
     Ok(())
+}
+
+/// The error for a manifest that is neither an OCI index nor an OCI image manifest.
+fn unsupported(desc: &DescJson) -> anyhow::Error {
+    match desc.media_type() {
+        "application/vnd.docker.distribution.manifest.v2+json"
+        | "application/vnd.docker.distribution.manifest.list.v2+json" => anyhow::anyhow!(
+            "{}: Docker schema 2 manifests are not supported; convert the image to OCI first \
+             (skopeo copy --format oci)",
+            desc.digest()
+        ),
+        other => anyhow::anyhow!(
+            "{}: unsupported manifest media type {other:?}",
+            desc.digest()
+        ),
+    }
 }
 
 fn parse_platform(p: &str) -> Result<(String, String, Option<String>)> {
@@ -253,17 +296,75 @@ impl Job<'_> {
         match desc.media_type() {
             INDEX_MT => self.index(desc, top),
             MANIFEST_MT => self.manifest(desc),
-            "application/vnd.docker.distribution.manifest.v2+json"
-            | "application/vnd.docker.distribution.manifest.list.v2+json" => bail!(
-                "{}: Docker schema 2 manifests are not supported; convert the image to OCI \
-                 first (skopeo copy --format oci)",
-                desc.digest()
-            ),
-            other => bail!(
-                "{}: unsupported manifest media type {other:?}",
-                desc.digest()
-            ),
+            _ => Err(unsupported(desc)),
         }
+    }
+
+    /// Collects the layers of the images under `desc` that the selection picks (walking
+    /// the tree as [`Job::node`] does, with the same checks), each distinct one once.
+    fn collect(&self, desc: &DescJson, top: bool, out: &mut Vec<LayerWork>) -> Result<()> {
+        match desc.media_type() {
+            INDEX_MT => {
+                let index: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
+                    .with_context(|| format!("image index {} is not valid JSON", desc.digest()))?;
+                let entries = index
+                    .get("manifests")
+                    .and_then(Value::as_array)
+                    .with_context(|| format!("image index {} has no manifests", desc.digest()))?;
+                let mut matched = 0;
+                for entry in entries {
+                    if platform_matches(self.select, entry.get("platform")) {
+                        matched += 1;
+                        let child = DescJson::from_value(entry.clone(), "an image index entry")?;
+                        self.collect(&child, false, out)?;
+                    }
+                }
+                if top && matched == 0 {
+                    bail!(
+                        "no image in the index matches --platform {}",
+                        self.select.platforms.join(", ")
+                    );
+                }
+                Ok(())
+            }
+            MANIFEST_MT => {
+                for (index, (desc_l, selected)) in
+                    self.manifest_layers(desc)?.into_iter().enumerate()
+                {
+                    let key = LayerWork::key(&desc_l, selected);
+                    if !out
+                        .iter()
+                        .any(|w| LayerWork::key(&w.desc, w.selected) == key)
+                    {
+                        out.push(LayerWork {
+                            desc: desc_l,
+                            selected,
+                            manifest: desc.digest().to_owned(),
+                            index,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(unsupported(desc)),
+        }
+    }
+
+    /// A manifest's layer descriptors, each with whether the selection picks it.
+    fn manifest_layers(&self, desc: &DescJson) -> Result<Vec<(DescJson, bool)>> {
+        let manifest: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
+            .with_context(|| format!("image manifest {} is not valid JSON", desc.digest()))?;
+        let layers = manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .with_context(|| format!("image manifest {} has no layers", desc.digest()))?;
+        let selected = selected_layers(self.select, layers.len())?;
+        layers
+            .iter()
+            .zip(selected)
+            .enumerate()
+            .map(|(i, (l, sel))| Ok((DescJson::from_value(l.clone(), &format!("layer {i}"))?, sel)))
+            .collect()
     }
 
     fn index(&self, desc: &DescJson, top: bool) -> Result<DescJson> {
@@ -335,20 +436,22 @@ impl Job<'_> {
             self.src,
             &DescJson::from_value(config, "the config descriptor")?,
         )?;
+        let new = self
+            .manifest_layers(desc)?
+            .into_iter()
+            .map(|(l, sel)| {
+                self.done
+                    .get(&LayerWork::key(&l, sel))
+                    .cloned()
+                    .with_context(|| {
+                        format!("internal error: layer {} was not processed", l.digest())
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let layers = manifest
             .get_mut("layers")
             .and_then(Value::as_array_mut)
             .with_context(|| format!("image manifest {} has no layers", desc.digest()))?;
-        let selected = selected_layers(self.select, layers.len())?;
-        let descs = layers
-            .iter()
-            .zip(selected)
-            .enumerate()
-            .map(|(i, (l, sel))| Ok((DescJson::from_value(l.clone(), &format!("layer {i}"))?, sel)))
-            .collect::<Result<Vec<_>>>()?;
-        let new = self.layers(&descs)?;
-        // The manifest is written only once its layers are in place.
-        self.dst.wait_for_blobs()?;
         for (layer, new) in layers.iter_mut().zip(new) {
             *layer = Value::Object(new.0);
         }
@@ -359,31 +462,40 @@ impl Job<'_> {
         Ok(out)
     }
 
-    /// Processes the layers of one manifest (`(descriptor, selected)`) on up to
-    /// `self.jobs` threads, each blob committed as it is finished; returns the new
-    /// descriptors in order. After the first failure the others stop, and that failure is
-    /// returned.
-    fn layers(&self, descs: &[(DescJson, bool)]) -> Result<Vec<DescJson>> {
-        let n = descs.len();
+    /// Processes the layers (of every image) on up to `self.jobs` threads, each blob
+    /// committed as it is finished, and waits until all are in place; returns the new
+    /// descriptors by [`LayerWork::key`]. After the first failure the others stop, and that
+    /// failure is returned.
+    fn run_layers(&self, work: &[LayerWork]) -> Result<HashMap<String, DescJson>> {
+        let n = work.len();
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         let done: Mutex<Vec<Option<DescJson>>> = Mutex::new(vec![None; n]);
         let workers = self.jobs.get().min(n).max(1);
-        let work = || {
+        let work_loop = || {
             while !cancel.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((desc, sel)) = descs.get(i) else {
+                let Some(w) = work.get(i) else {
                     break;
                 };
                 // `--jobs` is how many CPUs to keep busy: while at least that many layers
                 // are left, each runs on one thread; the last few also use helper threads.
                 let helpers = n - i < self.jobs.get();
-                let result = if *sel {
-                    self.layer(desc, (i, n), helpers, &cancel)
-                        .with_context(|| format!("layer {i} ({})", desc.digest()))
+                let result = if w.selected {
+                    self.layer(&w.desc, (i, n), helpers, &cancel)
+                        .with_context(|| {
+                            format!(
+                                "layer {} ({}) of manifest {}",
+                                w.index,
+                                w.desc.digest(),
+                                w.manifest
+                            )
+                        })
                 } else {
-                    self.dst.copy_blob(self.src, desc).map(|()| desc.clone())
+                    self.dst
+                        .copy_blob(self.src, &w.desc)
+                        .map(|()| w.desc.clone())
                 };
                 match result {
                     Ok(d) => {
@@ -405,11 +517,11 @@ impl Job<'_> {
             }
         };
         if workers == 1 {
-            work();
+            work_loop();
         } else {
             thread::scope(|s| {
                 for _ in 0..workers {
-                    s.spawn(work);
+                    s.spawn(work_loop);
                 }
             });
         }
@@ -419,11 +531,17 @@ impl Job<'_> {
         {
             return Err(e);
         }
+        // The manifests are written only once their layers are in place.
+        self.dst.wait_for_blobs()?;
         done.into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .into_iter()
-            .enumerate()
-            .map(|(i, d)| d.with_context(|| format!("layer {i} was not processed")))
+            .zip(work)
+            .map(|(d, w)| {
+                let d =
+                    d.with_context(|| format!("layer {} was not processed", w.desc.digest()))?;
+                Ok((LayerWork::key(&w.desc, w.selected), d))
+            })
             .collect()
     }
 

@@ -787,4 +787,39 @@ fn multi_platform_index() {
         &format!("oci:{}:dec", layout.display()),
     ]);
     assert_eq!(image_ids(&layout, "dec"), image_ids(&layout, "multi"));
+
+    // Without --platform both images are encrypted, in one pool of layers for the whole
+    // index: the layers the two manifests share are encrypted once, so both name the same
+    // encrypted blobs.
+    let all = format!("oci:{}:all", layout.display());
+    ok(&[
+        "image",
+        "encrypt",
+        "--jobs",
+        "3",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        &multi,
+        &all,
+    ]);
+    let ids = image_ids(&layout, "all");
+    assert_eq!(ids.len(), 4);
+    assert!(
+        ids.iter().all(|(mt, _)| mt.ends_with("+encrypted")),
+        "{ids:?}"
+    );
+    assert_eq!(
+        (&ids[0], &ids[1]),
+        (&ids[2], &ids[3]),
+        "shared layers encrypted once"
+    );
+    ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(PRIV),
+        &all,
+        &format!("oci:{}:alldec", layout.display()),
+    ]);
+    assert_eq!(image_ids(&layout, "alldec"), image_ids(&layout, "multi"));
 }
