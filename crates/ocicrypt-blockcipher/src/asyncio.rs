@@ -116,9 +116,9 @@ fn poll_read_over<R: AsyncRead + Unpin>(
 /// [`EncryptReader`] for asynchronous inner readers: reading yields the ciphertext, and
 /// [`finalize`](AsyncEncryptReader::finalize) the options, after end of stream.
 ///
-/// The HMAC helper thread (see [`parallel`](AsyncEncryptReader::parallel)) takes batches of
-/// up to 1 MiB; when it falls behind, a read waits for it (under a millisecond) on the
-/// calling thread.
+/// The helper thread (see [`parallel`](AsyncEncryptReader::parallel)) takes batches of up
+/// to 256 KiB, at most four at a time; when it falls behind, a read waits for it (under a
+/// millisecond) on the calling thread.
 pub struct AsyncEncryptReader<R> {
     inner: R,
     sync: EncryptReader<Feed>,

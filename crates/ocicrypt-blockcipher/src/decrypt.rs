@@ -11,18 +11,53 @@ use zeroize::{Zeroize, Zeroizing};
 use ocicrypt_spec::options::{AES_256_CTR_HMAC_SHA256, NONCE};
 
 use crate::digest::ExpectedDigest;
-use crate::offload::Offload;
+use crate::offload::{Failure, Feeder, INLINE_LIMIT, Pipeline, Stage};
 use crate::{
     CHUNK, Error, HMAC_LEN, HOLD_BACK, LayerKey, Nonce, PrivateOptions, PublicOptions, STEP,
 };
+
+/// The cipher and the MAC, run by the reading thread or by a [`Pipeline`] worker.
+struct Decipher {
+    ctx: CipherCtx,
+    mac: hmac::Context,
+}
+
+impl Stage for Decipher {
+    /// MACs and deciphers one piece of ciphertext in place, [`STEP`] bytes at a time so
+    /// that each step stays in cache between the two passes.
+    fn apply(&mut self, data: &mut [u8]) -> Result<(), Error> {
+        for step in data.chunks_mut(STEP) {
+            self.mac.update(step);
+            // CTR is a stream cipher for OpenSSL (block size 1): output length == input.
+            self.ctx.cipher_update_inplace(step, step.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the ciphertext is MACed and deciphered.
+// One per reader, never moved in a hot path: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Engine {
+    /// On the reading thread (short streams, one CPU, or `parallel(false)`). Past
+    /// [`INLINE_LIMIT`] bytes, with `parallel`, it moves to a pipeline.
+    Inline { decipher: Decipher, parallel: bool },
+    /// On a worker thread, up to [`PIPELINE_DEPTH`](crate::offload::PIPELINE_DEPTH) batches ahead of the reader, while the
+    /// reading thread hashes the plaintext: the two threads then do about equal work.
+    Pipelined(Pipeline<Decipher>),
+    /// Only while switching, or after the worker died.
+    Broken,
+}
 
 // One per reader, never moved in a hot path: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum State {
     /// Still reading ciphertext.
     Streaming {
-        mac: Offload<hmac::Context>,
+        engine: Engine,
         digest: digest::Context,
+        /// Pipelined only: the reading side of the pipeline.
+        feeder: Feeder,
     },
     /// The inner reader hit EOF and every check passed; holds the plaintext digest.
     Verified(String),
@@ -54,10 +89,9 @@ enum State {
 /// garbage, which only the plaintext digest (when the private options carry one) catches.
 ///
 /// Memory use is constant: a buffer of 256 KiB + [`HOLD_BACK`], plus up to 1 MiB of
-/// batches for the HMAC thread (see [`parallel`](DecryptReader::parallel)).
+/// batches for the helper thread (see [`parallel`](DecryptReader::parallel)).
 pub struct DecryptReader<R: Read> {
     inner: R,
-    ctx: CipherCtx,
     expected_mac: [u8; HMAC_LEN],
     expected_digest: Option<ExpectedDigest>,
     state: State,
@@ -115,12 +149,15 @@ impl<R: Read> DecryptReader<R> {
             .map_or(&digest::SHA256, |d| d.algorithm);
         Ok(Self {
             inner,
-            ctx,
             expected_mac,
             expected_digest,
             state: State::Streaming {
-                mac: Offload::new(mac),
+                engine: Engine::Inline {
+                    decipher: Decipher { ctx, mac },
+                    parallel: crate::offload::default_parallel(),
+                },
                 digest: digest::Context::new(algorithm),
+                feeder: Feeder::default(),
             },
             buf: Zeroizing::new(Vec::new()),
             start: 0,
@@ -129,13 +166,17 @@ impl<R: Read> DecryptReader<R> {
         })
     }
 
-    /// Whether the HMAC may be computed on a helper thread (on by default when the machine
-    /// has more than one CPU). Streams up to 1 MiB never start the thread. Call it before
-    /// the first read.
+    /// Whether the HMAC and the cipher may run on a helper thread while the reading thread
+    /// hashes the plaintext (on by default when the machine has more than one CPU). Streams
+    /// up to 1 MiB never start the thread. Call it before the first read.
     #[must_use]
     pub fn parallel(mut self, on: bool) -> Self {
-        if let State::Streaming { mac, .. } = &mut self.state {
-            mac.set_parallel(on);
+        if let State::Streaming {
+            engine: Engine::Inline { parallel, .. },
+            ..
+        } = &mut self.state
+        {
+            *parallel = on;
         }
         self
     }
@@ -165,7 +206,7 @@ impl<R: Read> DecryptReader<R> {
     fn finish(&mut self) -> Result<(), Error> {
         let outcome = match std::mem::replace(&mut self.state, State::Failed(Error::Authentication))
         {
-            State::Streaming { mac, digest } => match mac.finish() {
+            State::Streaming { engine, digest, .. } => match engine.finish() {
                 Ok(mac) => {
                     let tag = mac.sign();
                     if bool::from(tag.as_ref().ct_eq(&self.expected_mac)) {
@@ -209,43 +250,119 @@ impl<R: Read> DecryptReader<R> {
     }
 
     /// Reads and decrypts the next piece of ciphertext into the buffer. `Ok(false)` at EOF.
+    ///
+    /// Called only when at most [`HOLD_BACK`] bytes are held, so that after sliding them
+    /// to the front there is room for a whole [`CHUNK`] (a pipeline batch is at most that).
     fn fill(&mut self) -> io::Result<bool> {
         if self.buf.is_empty() {
             self.buf.resize(CHUNK + HOLD_BACK, 0);
         }
-        // Slide the held bytes (at most HOLD_BACK of them when we get here) to the front
-        // only once the free space runs low, so that an inner reader returning small pieces
-        // does not cost a HOLD_BACK-sized move per piece.
-        if self.start > 0 && self.buf.len() - self.end < CHUNK / 2 {
+        // Slide the held bytes to the front only once the free space runs low, so that an
+        // inner reader returning small pieces does not cost a HOLD_BACK-sized move per piece.
+        let pipelined = matches!(
+            self.state,
+            State::Streaming {
+                engine: Engine::Pipelined(_),
+                ..
+            }
+        );
+        let wanted = if pipelined { CHUNK } else { CHUNK / 2 };
+        if self.start > 0 && self.buf.len() - self.end < wanted {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
+        let result = if pipelined {
+            self.fill_pipelined()
+        } else {
+            self.fill_inline()
+        };
+        result.map_err(|e| match e {
+            Failure::Inner(e) => e,
+            Failure::Cipher(e) => self.fail(e).into(),
+        })
+    }
+
+    /// Reads into the buffer and deciphers there, on this thread.
+    fn fill_inline(&mut self) -> Result<bool, Failure> {
+        let State::Streaming { engine, digest, .. } = &mut self.state else {
+            return Ok(false);
+        };
+        if let Engine::Inline { parallel: true, .. } = engine {
+            if self.read > INLINE_LIMIT {
+                engine.start_pipeline();
+                return self.fill_pipelined();
+            }
+        }
+        let Engine::Inline { decipher, .. } = engine else {
+            return Err(Failure::Cipher(Error::Worker));
+        };
         let free = self.buf.get_mut(self.end..).unwrap_or_default();
-        let n = crate::read_retry(&mut self.inner, free)?;
+        let n = crate::read_retry(&mut self.inner, free).map_err(Failure::Inner)?;
         if n == 0 {
             return Ok(false);
         }
-        let State::Streaming { mac, digest } = &mut self.state else {
-            return Ok(false);
-        };
         let filled = free.get_mut(..n).unwrap_or_default();
-        let mut result = Ok(());
         for step in filled.chunks_mut(STEP) {
-            mac.update(step);
-            // CTR is a stream cipher for OpenSSL (block size 1): output length == input.
-            if let Err(e) = self.ctx.cipher_update_inplace(step, step.len()) {
-                result = Err(Error::Crypto(e));
-                break;
-            }
+            decipher.apply(step).map_err(Failure::Cipher)?;
             digest.update(step);
-        }
-        if let Err(e) = result {
-            return Err(self.fail(e).into());
         }
         self.end += n;
         self.read = self.read.saturating_add(n as u64);
         Ok(true)
+    }
+
+    /// Keeps the worker supplied with ciphertext (see [`Feeder`]), then takes the oldest
+    /// batch back as plaintext, hashes it and appends it to the buffer.
+    fn fill_pipelined(&mut self) -> Result<bool, Failure> {
+        let State::Streaming {
+            engine: Engine::Pipelined(pipeline),
+            digest,
+            feeder,
+        } = &mut self.state
+        else {
+            return Err(Failure::Cipher(Error::Worker));
+        };
+        let n = feeder.top_up(pipeline, &mut self.inner, |_| {})?;
+        self.read = self.read.saturating_add(n);
+        if !feeder.ready(pipeline)? {
+            return Ok(false);
+        }
+        let plain = pipeline.receive().map_err(Failure::Cipher)?;
+        digest.update(&plain);
+        let dst = self
+            .buf
+            .get_mut(self.end..self.end + plain.len())
+            .ok_or(Failure::Cipher(Error::Worker))?;
+        dst.copy_from_slice(&plain);
+        self.end += plain.len();
+        pipeline.recycle(plain);
+        Ok(true)
+    }
+}
+
+impl Engine {
+    /// Moves the cipher and MAC to a worker thread (stays inline if none can start).
+    fn start_pipeline(&mut self) {
+        let Engine::Inline { decipher, .. } = std::mem::replace(self, Engine::Broken) else {
+            return;
+        };
+        *self = match Pipeline::start(decipher) {
+            Ok(p) => Engine::Pipelined(p),
+            Err(decipher) => Engine::Inline {
+                decipher,
+                parallel: false,
+            },
+        };
+    }
+
+    /// The MAC over everything given, once the worker (if any) is done.
+    fn finish(self) -> Result<hmac::Context, Error> {
+        match self {
+            Engine::Inline { decipher, .. } => Ok(decipher.mac),
+            Engine::Pipelined(p) => p.finish().map(|d| d.mac),
+            Engine::Broken => Err(Error::Worker),
+        }
     }
 }
 

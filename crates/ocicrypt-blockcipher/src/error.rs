@@ -76,7 +76,8 @@ pub enum Error {
     /// plaintext.
     #[error("plaintext digest requested after reading had started")]
     DigestRequestedLate,
-    /// A helper thread computing the HMAC or digest died (this should not happen).
+    /// A helper thread computing the HMAC (and perhaps the cipher) died (this should not
+    /// happen).
     #[error("layer hash worker thread failed")]
     Worker,
     /// OpenSSL failed (random number generation or the cipher).

@@ -647,40 +647,56 @@ impl Read for Hiccup<'_> {
 
 #[test]
 fn inner_errors_pass_through_and_are_not_sticky() {
-    let plain = data(30_000, 13);
-    let mut enc = EncryptReader::with_key(
-        Hiccup {
-            data: &plain,
-            failed: false,
-        },
-        key(1),
-        nonce(2),
-    )
-    .unwrap();
-    let mut ct = Vec::new();
-    let err = enc.read_to_end(&mut ct).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    assert!(Error::from_io(&err).is_none());
-    enc.read_to_end(&mut ct).unwrap();
-    let done = enc.finalize().unwrap();
-    assert_eq!(ct, reference_ciphertext(&key(1), &nonce(2), &plain));
+    // The long stream fails with batches in flight to the decrypting pipeline.
+    for len in [30_000, 2 * MIB + 4321] {
+        let plain = data(len, 13);
+        let mut enc = EncryptReader::with_key(
+            Hiccup {
+                data: &plain,
+                failed: false,
+            },
+            key(1),
+            nonce(2),
+        )
+        .unwrap()
+        .compute_plaintext_digest(true);
+        let mut ct = Vec::new();
+        let err = enc.read_to_end(&mut ct).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(Error::from_io(&err).is_none());
+        enc.read_to_end(&mut ct).unwrap();
+        let done = enc.finalize().unwrap();
+        assert!(ct == reference_ciphertext(&key(1), &nonce(2), &plain));
+        assert_eq!(done.private.digest, sha256(&plain));
+        assert_eq!(done.public.hmac, reference_hmac(&key(1), &ct));
 
-    let mut dec = DecryptReader::new(
-        Hiccup {
-            data: &ct,
-            failed: false,
-        },
-        &done.public,
-        &done.private,
-    )
-    .unwrap();
-    let mut pt = Vec::new();
-    assert_eq!(
-        dec.read_to_end(&mut pt).unwrap_err().kind(),
-        io::ErrorKind::TimedOut
-    );
-    dec.read_to_end(&mut pt).unwrap();
-    assert_eq!(pt, plain);
+        for parallel in [true, false] {
+            let mut dec = DecryptReader::new(
+                Hiccup {
+                    data: &ct,
+                    failed: false,
+                },
+                &done.public,
+                &done.private,
+            )
+            .unwrap()
+            .parallel(parallel);
+            let mut pt = Vec::new();
+            assert_eq!(
+                dec.read_to_end(&mut pt).unwrap_err().kind(),
+                io::ErrorKind::TimedOut
+            );
+            // Everything read before the error was released before it.
+            assert!(
+                pt.len() + HOLD_BACK + 20_000 >= len,
+                "len {len}: {}",
+                pt.len()
+            );
+            dec.read_to_end(&mut pt).unwrap();
+            assert!(pt == plain, "len {len}, parallel {parallel}");
+            assert_eq!(dec.bytes_read(), len as u64);
+        }
+    }
 }
 
 #[test]

@@ -187,7 +187,14 @@ fn poll_until_pending(r: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
 
 #[test]
 fn plaintext_is_held_back_until_the_end_of_the_stream() {
-    for len in [100, HOLD_BACK + 1, 3 * HOLD_BACK + 5, CHUNK + 77] {
+    // The last length goes through the decrypting pipeline (past its first MiB).
+    for len in [
+        100,
+        HOLD_BACK + 1,
+        3 * HOLD_BACK + 5,
+        CHUNK + 77,
+        2 * MIB + 77,
+    ] {
         let plain = data(len, 3);
         let (ct, done) = sync_seal(&plain);
         // Everything but the end of stream arrives.
@@ -239,26 +246,33 @@ async fn tampering_fails_at_the_end_and_stays_failed() {
 
 #[tokio::test]
 async fn inner_errors_pass_through_and_are_not_sticky() {
-    let plain = data(30_000, 13);
-    let mut inner = stutter(&plain, 1000);
-    inner.fail_at = Some(20_000);
-    let mut enc = AsyncEncryptReader::with_key(inner, key(1), nonce(2)).unwrap();
-    let mut ct = Vec::new();
-    let err = enc.read_to_end(&mut ct).await.unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    assert!(Error::from_io(&err).is_none());
-    enc.read_to_end(&mut ct).await.unwrap();
-    let done = enc.finalize().unwrap();
-    assert_eq!(ct, sync_seal(&plain).0);
+    for len in [30_000, 2 * MIB + 99] {
+        let plain = data(len, 13);
+        let mut inner = stutter(&plain, 1000);
+        inner.fail_at = Some(20_000);
+        let mut enc = AsyncEncryptReader::with_key(inner, key(1), nonce(2))
+            .unwrap()
+            .compute_plaintext_digest(true);
+        let mut ct = Vec::new();
+        let err = enc.read_to_end(&mut ct).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(Error::from_io(&err).is_none());
+        enc.read_to_end(&mut ct).await.unwrap();
+        let done = enc.finalize().unwrap();
+        let (sync_ct, sync_done) = sync_seal(&plain);
+        assert!(ct == sync_ct);
+        assert_eq!(done.private.digest, sync_done.private.digest);
+        assert_eq!(done.public.hmac, sync_done.public.hmac);
 
-    let mut inner = stutter(&ct, 1000);
-    inner.fail_at = Some(20_000);
-    let mut dec = AsyncDecryptReader::new(inner, &done.public, &done.private).unwrap();
-    let mut pt = Vec::new();
-    let err = dec.read_to_end(&mut pt).await.unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    dec.read_to_end(&mut pt).await.unwrap();
-    assert!(pt == plain);
+        let mut inner = stutter(&ct, 1000);
+        inner.fail_at = Some(20_000);
+        let mut dec = AsyncDecryptReader::new(inner, &done.public, &done.private).unwrap();
+        let mut pt = Vec::new();
+        let err = dec.read_to_end(&mut pt).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        dec.read_to_end(&mut pt).await.unwrap();
+        assert!(pt == plain, "len {len}");
+    }
 }
 
 #[tokio::test]
