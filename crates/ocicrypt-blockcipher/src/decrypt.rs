@@ -257,8 +257,14 @@ impl<R: Read> DecryptReader<R> {
         if self.buf.is_empty() {
             self.buf.resize(CHUNK + HOLD_BACK, 0);
         }
+        if let State::Streaming { engine, .. } = &mut self.state {
+            if matches!(engine, Engine::Inline { parallel: true, .. }) && self.read > INLINE_LIMIT {
+                engine.start_pipeline();
+            }
+        }
         // Slide the held bytes to the front only once the free space runs low, so that an
-        // inner reader returning small pieces does not cost a HOLD_BACK-sized move per piece.
+        // inner reader returning small pieces does not cost a HOLD_BACK-sized move per piece
+        // (a pipeline batch needs room for a whole CHUNK).
         let pipelined = matches!(
             self.state,
             State::Streaming {
@@ -288,12 +294,6 @@ impl<R: Read> DecryptReader<R> {
         let State::Streaming { engine, digest, .. } = &mut self.state else {
             return Ok(false);
         };
-        if let Engine::Inline { parallel: true, .. } = engine {
-            if self.read > INLINE_LIMIT {
-                engine.start_pipeline();
-                return self.fill_pipelined();
-            }
-        }
         let Engine::Inline { decipher, .. } = engine else {
             return Err(Failure::Cipher(Error::Worker));
         };

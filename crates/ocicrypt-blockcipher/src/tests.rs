@@ -191,6 +191,39 @@ fn single_threaded_and_parallel_agree() {
     assert_eq!(outputs[0].1, reference_hmac(&key(3), &outputs[0].0));
 }
 
+/// Long streams through the pipelines with inner readers and callers of awkward sizes
+/// (the switch to the pipeline happens wherever the first MiB ends).
+#[test]
+fn pipelines_with_odd_read_sizes() {
+    let plain = data(2 * MIB + 12_345, 5);
+    let (k, n) = (key(6), nonce(7));
+    let want_ct = reference_ciphertext(&k, &n, &plain);
+    for (inner_max, buf_len) in [
+        (100_000, 7),
+        (100_000, 70_000),
+        (4_000, 300_000),
+        (CHUNK + 1, 4095),
+    ] {
+        let what = format!("inner max {inner_max}, buffer {buf_len}");
+        let mut enc = EncryptReader::with_key(trickle(&plain, inner_max), k.clone(), n)
+            .unwrap()
+            .compute_plaintext_digest(true)
+            .parallel(true);
+        let (ct, err) = drain(&mut enc, buf_len);
+        assert!(err.is_none(), "{what}: {err:?}");
+        assert!(ct == want_ct, "{what}: ciphertext differs");
+        let done = enc.finalize().unwrap();
+        assert_eq!(done.private.digest, sha256(&plain), "{what}");
+        assert_eq!(done.public.hmac, reference_hmac(&k, &ct), "{what}");
+        let mut dec = DecryptReader::new(trickle(&ct, inner_max), &done.public, &done.private)
+            .unwrap()
+            .parallel(true);
+        let (pt, err) = drain(&mut dec, buf_len);
+        assert!(err.is_none(), "{what}: {err:?}");
+        assert!(pt == plain, "{what}: plaintext differs");
+    }
+}
+
 #[test]
 fn finalized_options_have_gos_shape() {
     let k = key(9);
