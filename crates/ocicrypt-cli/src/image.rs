@@ -219,6 +219,14 @@ fn transform(src: &str, dst: &str, select: &Selection, jobs: Jobs, op: &Op) -> R
     Ok(())
 }
 
+/// The `manifests` list of an image index (read from `desc`).
+fn index_entries<'v>(index: &'v mut Value, desc: &DescJson) -> Result<&'v mut Vec<Value>> {
+    index
+        .get_mut("manifests")
+        .and_then(Value::as_array_mut)
+        .with_context(|| format!("image index {} has no manifests", desc.digest()))
+}
+
 /// The error for a manifest that is neither an OCI index nor an OCI image manifest.
 fn unsupported(desc: &DescJson) -> anyhow::Error {
     match desc.media_type() {
@@ -305,14 +313,9 @@ impl Job<'_> {
     fn collect(&self, desc: &DescJson, top: bool, out: &mut Vec<LayerWork>) -> Result<()> {
         match desc.media_type() {
             INDEX_MT => {
-                let index: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
-                    .with_context(|| format!("image index {} is not valid JSON", desc.digest()))?;
-                let entries = index
-                    .get("manifests")
-                    .and_then(Value::as_array)
-                    .with_context(|| format!("image index {} has no manifests", desc.digest()))?;
+                let mut index = self.read_index(desc)?;
                 let mut matched = 0;
-                for entry in entries {
+                for entry in index_entries(&mut index, desc)?.iter() {
                     if platform_matches(self.select, entry.get("platform")) {
                         matched += 1;
                         let child = DescJson::from_value(entry.clone(), "an image index entry")?;
@@ -350,6 +353,12 @@ impl Job<'_> {
         }
     }
 
+    /// An image index, parsed.
+    fn read_index(&self, desc: &DescJson) -> Result<Value> {
+        serde_json::from_slice(&self.src.read_blob(desc)?)
+            .with_context(|| format!("image index {} is not valid JSON", desc.digest()))
+    }
+
     /// A manifest's layer descriptors, each with whether the selection picks it.
     fn manifest_layers(&self, desc: &DescJson) -> Result<Vec<(DescJson, bool)>> {
         let manifest: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
@@ -368,12 +377,8 @@ impl Job<'_> {
     }
 
     fn index(&self, desc: &DescJson, top: bool) -> Result<DescJson> {
-        let mut index: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
-            .with_context(|| format!("image index {} is not valid JSON", desc.digest()))?;
-        let entries = index
-            .get_mut("manifests")
-            .and_then(Value::as_array_mut)
-            .with_context(|| format!("image index {} has no manifests", desc.digest()))?;
+        let mut index = self.read_index(desc)?;
+        let entries = index_entries(&mut index, desc)?;
         let mut matched = 0;
         for entry in entries.iter_mut() {
             let child = DescJson::from_value(entry.clone(), "an image index entry")?;

@@ -306,16 +306,24 @@ impl LayoutWriter {
         Ok((digest, size))
     }
 
-    /// Moves a staged blob into place under `digest`, which the caller computed from the
-    /// bytes written (a `sha512:` digest goes to `blobs/sha512/`).
-    pub(crate) fn commit_blob_as(&self, staged: Staged, digest: &str) -> Result<()> {
+    /// Where a blob with `digest` goes, its directory created; `None` if it is there already.
+    fn new_blob_path(&self, digest: &str) -> Result<Option<PathBuf>> {
         let path = blob_path(&self.work, digest)?;
         if path.is_file() {
-            return Ok(()); // dropped: the temporary file is removed
+            return Ok(None);
         }
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
+        Ok(Some(path))
+    }
+
+    /// Moves a staged blob into place under `digest`, which the caller computed from the
+    /// bytes written (a `sha512:` digest goes to `blobs/sha512/`).
+    pub(crate) fn commit_blob_as(&self, staged: Staged, digest: &str) -> Result<()> {
+        let Some(path) = self.new_blob_path(digest)? else {
+            return Ok(()); // dropped: the temporary file is removed
+        };
         staged.commit_as(&path)?;
         self.record(path);
         Ok(())
@@ -326,13 +334,9 @@ impl LayoutWriter {
     /// first failure. (A blob is recorded before it is in place, so that a writer dropped
     /// after a failure removes it whether or not it got there.)
     pub(crate) fn commit_blob_in_background(&self, staged: Staged, digest: &str) -> Result<()> {
-        let path = blob_path(&self.work, digest)?;
-        if path.is_file() {
+        let Some(path) = self.new_blob_path(digest)? else {
             return Ok(()); // dropped: the temporary file is removed
-        }
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
+        };
         self.record(path.clone());
         let mut committer = self
             .committer
