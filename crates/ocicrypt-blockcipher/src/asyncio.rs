@@ -12,6 +12,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, ReadBuf};
 use zeroize::Zeroizing;
 
+use crate::offload::Stalled;
 use crate::{
     CHUNK, DecryptReader, EncryptReader, Error, Finalized, LayerKey, Nonce, PrivateOptions,
     PublicOptions,
@@ -24,6 +25,8 @@ struct Feed {
     pos: usize,
     end: usize,
     eof: bool,
+    /// The inner reader returned `Pending`: say [`Stalled`] instead of a plain `WouldBlock`.
+    stalled: bool,
 }
 
 impl Feed {
@@ -33,6 +36,7 @@ impl Feed {
             pos: 0,
             end: 0,
             eof: false,
+            stalled: false,
         }
     }
 
@@ -62,7 +66,11 @@ impl Read for Feed {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let ready = self.buf.get(self.pos..self.end).unwrap_or_default();
         if ready.is_empty() && !self.eof {
-            return Err(io::ErrorKind::WouldBlock.into());
+            return Err(if self.stalled {
+                io::Error::new(io::ErrorKind::WouldBlock, Stalled)
+            } else {
+                io::ErrorKind::WouldBlock.into()
+            });
         }
         let n = ready.len().min(out.len());
         if let (Some(dst), Some(src)) = (out.get_mut(..n), ready.get(..n)) {
@@ -103,10 +111,26 @@ fn poll_read_over<R: AsyncRead + Unpin>(
                 buf.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            // Only the feed says `WouldBlock`, and the readers return its errors before
-            // changing any state, so the same read is made again after the fill.
+            // Only the feed says `WouldBlock`, and the readers keep what they read before
+            // it, so the same read is made again after the fill.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ready!(sync.feed().poll_fill(inner, cx))?;
+                match sync.feed().poll_fill(inner, cx) {
+                    Poll::Ready(result) => result?,
+                    Poll::Pending => {
+                        // Before waiting, release what a pipeline has in flight.
+                        sync.feed().stalled = true;
+                        let released = sync.read(buf.initialize_unfilled());
+                        sync.feed().stalled = false;
+                        return match released {
+                            Ok(n) => {
+                                buf.advance(n);
+                                Poll::Ready(Ok(()))
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                            Err(e) => Poll::Ready(Err(e)),
+                        };
+                    }
+                }
             }
             Err(e) => return Poll::Ready(Err(e)),
         }

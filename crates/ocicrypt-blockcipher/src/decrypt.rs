@@ -323,8 +323,7 @@ impl<R: Read> DecryptReader<R> {
         else {
             return Err(Failure::Cipher(Error::Worker));
         };
-        let n = feeder.top_up(pipeline, &mut self.inner, |_| {})?;
-        self.read = self.read.saturating_add(n);
+        feeder.top_up(pipeline, &mut self.inner, &mut self.read, |_| {})?;
         if !feeder.ready(pipeline)? {
             return Ok(false);
         }

@@ -385,15 +385,12 @@ impl<R: Read> EncryptReader<R> {
             if let Some(used) = current.take() {
                 pipeline.recycle(used);
             }
-            let fed = feeder.top_up(pipeline, inner, |piece| {
+            let fed = feeder.top_up(pipeline, inner, read, |piece| {
                 if let DigestState::On(sha) = digest {
                     sha.update(piece);
                 }
             });
-            let next = fed.and_then(|n| {
-                *read = read.saturating_add(n);
-                feeder.ready(pipeline)
-            });
+            let next = fed.and_then(|()| feeder.ready(pipeline));
             let next = next.and_then(|more| {
                 if more {
                     pipeline.receive().map(Some).map_err(Failure::Cipher)

@@ -321,6 +321,26 @@ pub(crate) enum Failure {
     Cipher(Error),
 }
 
+/// The payload of the `WouldBlock` error an async feed returns when its inner reader is
+/// pending: unlike a plain `WouldBlock` ("nothing yet, ask again"), the pipeline then
+/// releases what it has in flight before it reports the error, so that a stalled stream
+/// still hands out everything but the hold-back.
+#[derive(Debug)]
+pub(crate) struct Stalled;
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the inner reader has no data yet")
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// Whether `e` is a plain `WouldBlock` (not [`Stalled`]).
+fn is_plain_would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock && !e.get_ref().is_some_and(|r| r.is::<Stalled>())
+}
+
 /// The least data sent to a pipeline worker at once (but for the last batch): an inner
 /// reader returning small pieces would otherwise cost a round trip to the worker per piece.
 const MIN_BATCH: usize = BATCH / 4;
@@ -328,9 +348,11 @@ const MIN_BATCH: usize = BATCH / 4;
 /// The reading side of a [`Pipeline`]: fills batches from the inner reader and keeps the
 /// worker supplied.
 ///
-/// When the inner reader fails (or, under the async readers, has nothing yet), what was
-/// read is sent as it is and the error is kept until the batches in flight have been
-/// received, then returned once; the next call reads on from there.
+/// When the inner reader fails (or is [`Stalled`]), what was read is sent as it is and the
+/// error is kept until the batches in flight have been received, then returned once; the
+/// next call reads on from there. A plain `WouldBlock` (an async feed that ran dry) is
+/// returned at once, with nothing sent early, so that the feed is refilled and the worker
+/// kept busy.
 #[derive(Default)]
 pub(crate) struct Feeder {
     /// Data read but not yet enough to send.
@@ -342,15 +364,15 @@ pub(crate) struct Feeder {
 
 impl Feeder {
     /// Reads and submits until [`PIPELINE_DEPTH`] batches are in flight, the inner reader
-    /// ends, or it fails. `seen` is called with every piece read, in order. Returns how many
-    /// bytes were read.
+    /// ends, or it fails. `seen` is called with every piece read, in order, and `count`
+    /// grows by its length (also when an error follows).
     pub(crate) fn top_up<S: Stage, R: io::Read>(
         &mut self,
         pipeline: &mut Pipeline<S>,
         inner: &mut R,
+        count: &mut u64,
         mut seen: impl FnMut(&[u8]),
-    ) -> Result<u64, Failure> {
-        let mut total = 0u64;
+    ) -> Result<(), Failure> {
         while self.deferred.is_none() && !self.inner_done && pipeline.in_flight() < PIPELINE_DEPTH {
             let mut batch = self
                 .filling
@@ -365,11 +387,20 @@ impl Feeder {
                     (0, None)
                 }
                 Ok(n) => (n, None),
+                Err(e) if is_plain_would_block(&e) => {
+                    batch.truncate(len);
+                    if batch.is_empty() {
+                        pipeline.recycle(batch);
+                    } else {
+                        self.filling = Some(batch);
+                    }
+                    return Err(Failure::Inner(e));
+                }
                 Err(e) => (0, Some(e)),
             };
             batch.truncate(len + n);
             seen(batch.get(len..).unwrap_or_default());
-            total += n as u64;
+            *count = count.saturating_add(n as u64);
             let last = self.inner_done || error.is_some();
             if batch.len() >= MIN_BATCH || (last && !batch.is_empty()) {
                 pipeline.submit(batch).map_err(Failure::Cipher)?;
@@ -385,7 +416,7 @@ impl Feeder {
                 self.deferred = Some(e);
             }
         }
-        Ok(total)
+        Ok(())
     }
 
     /// After [`top_up`](Feeder::top_up): `Ok(true)` if a batch can be received, `Ok(false)`
