@@ -24,8 +24,9 @@ Commands:
   fuzz [SECONDS]     run every fuzz target for SECONDS each (default 10)
   bench [--file-mib N] [--layer-mib N] [--no-blockcipher]
                      throughput: the blockcipher bench, CLI file-to-file encrypt/decrypt of
-                     a 1 GiB file beside cp (MiB/s, peak RSS), a 4 × 64 MiB image with
-                     --jobs 1 and 2; needs /usr/bin/time, uses eatmydata if installed
+                     a 1 GiB file beside cp (MiB/s, peak RSS), a 4 × 64 MiB image
+                     encrypted and decrypted with --jobs 1 and 2; needs /usr/bin/time,
+                     uses eatmydata if installed
   demo               encrypt, inspect and decrypt examples/image with the ocicrypt CLI
   codegen            regenerate the committed gRPC code of ocicrypt-keyprovider (no protoc)
   vectors [ARGS]     regenerate tests/vectors/skopeo (runs make-vectors.sh ARGS)
