@@ -162,14 +162,14 @@ mod tests {
                 (&ct, &b"aaX"[..], &tag),
             ] {
                 let err = enc.decrypt(&key, &iv, c, a, t).unwrap_err();
-                assert!(err.reason.contains("authentication failed"), "{name}");
+                assert!(err.reason().contains("authentication failed"), "{name}");
             }
             let err = enc.decrypt(&key, &iv, &ct, b"aad", &tag[1..]).unwrap_err();
-            assert!(err.reason.contains("wrong length"));
+            assert!(err.reason().contains("wrong length"));
             let err = enc.decrypt(&key, &iv[1..], &ct, b"aad", &tag).unwrap_err();
-            assert!(err.reason.contains("wrong length"));
+            assert!(err.reason().contains("wrong length"));
             let err = enc.decrypt(&key[1..], &iv, &ct, b"aad", &tag).unwrap_err();
-            assert!(err.reason.contains("wrong length"));
+            assert!(err.reason().contains("wrong length"));
         }
         assert!(ContentEnc::from_name("A256CBC").is_none());
     }

@@ -194,7 +194,7 @@ mod tests {
             ),
         ] {
             let err = parse(jwk).err().expect("must fail");
-            assert!(err.reason.contains(want), "{}: {}", err.reason, want);
+            assert!(err.reason().contains(want), "{}: {}", err.reason(), want);
         }
     }
 
@@ -216,6 +216,6 @@ mod tests {
             enc(&k2.private_key().to_owned().unwrap())
         );
         let err = parse(jwk.as_bytes()).err().expect("must fail");
-        assert!(err.reason.contains("does not match"), "{}", err.reason);
+        assert!(err.reason().contains("does not match"), "{}", err.reason());
     }
 }

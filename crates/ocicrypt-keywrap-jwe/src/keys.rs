@@ -3,12 +3,11 @@
 //!
 //! The CLI also uses these functions to tell what kind of key a file holds.
 
-use std::cell::Cell;
 use std::fmt;
 
 use ocicrypt_keywrap::Error;
-use ocicrypt_keywrap::secrecy::{ExposeSecret, SecretString};
-use openssl::error::ErrorStack;
+use ocicrypt_keywrap::openssl_keys::{encrypted_pem, encrypted_pkcs8_der};
+use ocicrypt_keywrap::secrecy::SecretString;
 use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::Rsa;
@@ -186,7 +185,7 @@ impl PublicKey {
                 "JWK algorithm {alg} cannot be used with a {} key",
                 self.kind
             ))
-            .recipient());
+            .recipient(SCHEME));
         }
         Ok(alg)
     }
@@ -316,7 +315,7 @@ fn public_from_der(der: &[u8]) -> Option<PKey<Public>> {
 /// [`Error::InvalidRecipient`] when `data` is none of those, or the key type is not
 /// supported.
 pub fn parse_public_key(data: &[u8]) -> Result<PublicKey, Error> {
-    parse_public(data).map_err(Failure::recipient)
+    parse_public(data).map_err(|f| f.recipient(SCHEME))
 }
 
 fn parse_public(data: &[u8]) -> Result<PublicKey, Failure> {
@@ -372,7 +371,7 @@ pub fn parse_private_key(
     password: Option<&SecretString>,
 ) -> Result<PrivateKey, Error> {
     let (key, kid) = load_private(data, password)?;
-    let kind = kind_of(&key).map_err(Failure::private)?;
+    let kind = kind_of(&key).map_err(|f| f.private_key(SCHEME))?;
     Ok(PrivateKey { key, kind, kid })
 }
 
@@ -384,73 +383,31 @@ fn load_private(
     if let Ok(key) = PKey::private_key_from_der(data) {
         return Ok((key, None));
     }
-    if let Some(key) = encrypted_pkcs8_der(data, password)? {
+    if let Some(key) = encrypted_pkcs8_der(SCHEME, data, password)? {
         return Ok((key, None));
     }
     if let Some(block) = pem::first_block(data) {
         let key = if block.is_encrypted() {
-            let Some(password) = password else {
-                return Err(Error::MissingPassword {
-                    scheme: SCHEME.to_owned(),
-                });
-            };
-            PKey::private_key_from_pem_callback(&block.text, |buf| give_password(password, buf))
-                .map_err(|_| Error::WrongPassword {
-                    scheme: SCHEME.to_owned(),
-                })?
+            encrypted_pem(SCHEME, &block.text, password)?
         } else {
             PKey::private_key_from_der(&block.der).map_err(|e| {
                 Failure::with_source(
                     format!("PEM block {:?} does not hold a private key", block.label),
                     e,
                 )
-                .private()
+                .private_key(SCHEME)
             })?
         };
         return Ok((key, None));
     }
     if jwk::looks_like_json(data) {
-        let jwk = jwk::parse(data).map_err(Failure::private)?;
+        let jwk = jwk::parse(data).map_err(|f| f.private_key(SCHEME))?;
         let JwkKey::Private(key) = jwk.key else {
-            return Err(Failure::new("JWK is not a private key").private());
+            return Err(Failure::new("JWK is not a private key").private_key(SCHEME));
         };
         return Ok((key, jwk.kid.clone()));
     }
-    Err(Failure::new("not a PEM, DER or JWK private key").private())
-}
-
-/// A DER `EncryptedPrivateKeyInfo`, decrypted with `password`. `Ok(None)` if `data` is not
-/// one (OpenSSL asks for the password only after it has parsed the structure).
-fn encrypted_pkcs8_der(
-    data: &[u8],
-    password: Option<&SecretString>,
-) -> Result<Option<PKey<Private>>, Error> {
-    let asked = Cell::new(false);
-    let result = PKey::private_key_from_pkcs8_callback(data, |buf| {
-        asked.set(true);
-        match password {
-            Some(p) => give_password(p, buf),
-            None => Err(ErrorStack::get()),
-        }
-    });
-    match (result, asked.get(), password) {
-        (Ok(key), _, _) => Ok(Some(key)),
-        (Err(_), false, _) => Ok(None),
-        (Err(_), true, None) => Err(Error::MissingPassword {
-            scheme: SCHEME.to_owned(),
-        }),
-        (Err(_), true, Some(_)) => Err(Error::WrongPassword {
-            scheme: SCHEME.to_owned(),
-        }),
-    }
-}
-
-/// Copies the password into OpenSSL's buffer.
-fn give_password(password: &SecretString, buf: &mut [u8]) -> Result<usize, ErrorStack> {
-    let pw = password.expose_secret().as_bytes();
-    let dst = buf.get_mut(..pw.len()).ok_or_else(ErrorStack::get)?;
-    dst.copy_from_slice(pw);
-    Ok(pw.len())
+    Err(Failure::new("not a PEM, DER or JWK private key").private_key(SCHEME))
 }
 
 /// Whether `data` is a private key file: any private key [`parse_private_key`] can read,

@@ -11,8 +11,6 @@ mod serialization;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use josekit::jwe::alg::ecdh_es::EcdhEsJweAlgorithm;
@@ -20,6 +18,7 @@ use josekit::jwe::{
     JweDecrypter, JweEncrypter, JweHeader, JweHeaderSet, serialize_flattened_json,
     serialize_general_json,
 };
+pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
     BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey as KeyFile, SecretBytes,
 };
@@ -43,61 +42,8 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
-/// Why one key or recipient could not be used; becomes an [`Error`] or a `causes` line.
-#[derive(Debug)]
-struct Failure {
-    reason: String,
-    source: Option<BoxError>,
-}
-
-impl Failure {
-    fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            source: None,
-        }
-    }
-
-    fn with_source(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self {
-            reason: reason.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    fn recipient(self) -> Error {
-        Error::InvalidRecipient {
-            scheme: SCHEME.to_owned(),
-            reason: self.reason,
-            source: self.source,
-        }
-    }
-
-    fn private(self) -> Error {
-        Error::InvalidPrivateKey {
-            scheme: SCHEME.to_owned(),
-            reason: self.reason,
-            source: self.source,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
-    }
-}
-
 fn backend(context: &str, source: impl Into<BoxError>) -> Error {
-    Error::Backend {
-        scheme: SCHEME.to_owned(),
-        context: context.to_owned(),
-        source: source.into(),
-    }
+    Error::backend(SCHEME, context, source)
 }
 
 /// The `jwe` key-wrap scheme: the layer's private options are encrypted as one JWE
@@ -180,9 +126,9 @@ fn encrypter(key: &PublicKey) -> Result<Box<dyn JweEncrypter>, Error> {
         scheme: SCHEME.to_owned(),
         algorithm: alg.name().to_owned(),
     })?;
-    let mut enc = ecdh
-        .encrypter_from_der(key.to_spki_der()?)
-        .map_err(|e| Failure::with_source("EC key cannot be used for ECDH-ES", e).recipient())?;
+    let mut enc = ecdh.encrypter_from_der(key.to_spki_der()?).map_err(|e| {
+        Failure::with_source("EC key cannot be used for ECDH-ES", e).recipient(SCHEME)
+    })?;
     if let Some(kid) = kid {
         enc.set_key_id(kid);
     }

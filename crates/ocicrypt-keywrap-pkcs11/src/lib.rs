@@ -8,11 +8,10 @@ mod keyfile;
 mod token;
 mod uri;
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ocicrypt_keywrap::{BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, SecretBytes};
+pub(crate) use ocicrypt_keywrap::Failure;
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, Error, KeyWrapper, SecretBytes};
 use openssl::encrypt::Encrypter;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Public};
@@ -159,47 +158,6 @@ impl OaepHash {
     }
 }
 
-/// Why one key or recipient could not be used; becomes an [`Error`] or a `causes` line.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    reason: String,
-    source: Option<BoxError>,
-}
-
-impl Failure {
-    pub(crate) fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            source: None,
-        }
-    }
-
-    fn with_source(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self {
-            reason: reason.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    fn recipient(self) -> Error {
-        Error::InvalidRecipient {
-            scheme: SCHEME.to_owned(),
-            reason: self.reason,
-            source: self.source,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
-    }
-}
-
 pub(crate) fn config_error(reason: impl Into<String>) -> Error {
     Error::Config {
         scheme: SCHEME.to_owned(),
@@ -208,10 +166,7 @@ pub(crate) fn config_error(reason: impl Into<String>) -> Error {
 }
 
 fn malformed(reason: impl Into<String>) -> Error {
-    Error::MalformedBlob {
-        scheme: SCHEME.to_owned(),
-        reason: reason.into(),
-    }
+    Error::malformed(SCHEME, reason.into())
 }
 
 /// The JSON blob, as Go's `Pkcs11Blob` (field order matters for byte equality).
@@ -336,7 +291,7 @@ impl KeyWrapper for Pkcs11KeyWrapper {
             .pkcs11_public_keys
             .iter()
             .chain(&ec.pkcs11_yamls)
-            .map(|k| parse_recipient(k).map_err(Failure::recipient))
+            .map(|k| parse_recipient(k).map_err(|f| f.recipient(SCHEME)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut recipients = Vec::with_capacity(keys.len());
         for key in keys {
@@ -357,7 +312,7 @@ impl KeyWrapper for Pkcs11KeyWrapper {
                     .map_err(|f| Failure::new(format!("{}: {f}", kf.uri())))
                 }
             }
-            .map_err(Failure::recipient)?;
+            .map_err(|f| f.recipient(SCHEME))?;
             recipients.push(Recipient {
                 version: 0,
                 blob: STANDARD.encode(ciphertext),

@@ -1,10 +1,9 @@
 //! Reading private keys and certificates with OpenSSL.
 
-use std::cell::Cell;
-
 use der::Decode;
 use ocicrypt_keywrap::Error;
-use ocicrypt_keywrap::secrecy::{ExposeSecret, SecretString};
+use ocicrypt_keywrap::openssl_keys::{encrypted_pem, encrypted_pkcs8_der};
+use ocicrypt_keywrap::secrecy::SecretString;
 use openssl::error::ErrorStack;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::x509::X509;
@@ -79,58 +78,15 @@ pub(crate) fn parse_private_key(
     if let Ok(key) = PKey::private_key_from_der(data) {
         return Ok(Ok(key));
     }
-    if let Some(key) = encrypted_pkcs8_der(data, password)? {
+    if let Some(key) = encrypted_pkcs8_der(SCHEME, data, password)? {
         return Ok(Ok(key));
     }
     if is_encrypted_pem(data) {
-        let Some(password) = password else {
-            return Err(Error::MissingPassword {
-                scheme: SCHEME.to_owned(),
-            });
-        };
-        return PKey::private_key_from_pem_callback(data, |buf| give_password(password, buf))
-            .map(Ok)
-            .map_err(|_| Error::WrongPassword {
-                scheme: SCHEME.to_owned(),
-            });
+        return encrypted_pem(SCHEME, data, password).map(Ok);
     }
     // A callback that refuses, so that OpenSSL never prompts on a terminal.
     Ok(
         PKey::private_key_from_pem_callback(data, |_| Err(ErrorStack::get()))
             .map_err(|e| Failure::with_source("not a PEM or DER private key", e)),
     )
-}
-
-/// A DER `EncryptedPrivateKeyInfo`, decrypted with `password`. `Ok(None)` if `data` is not
-/// one (OpenSSL asks for the password only after it has parsed the structure).
-fn encrypted_pkcs8_der(
-    data: &[u8],
-    password: Option<&SecretString>,
-) -> Result<Option<PKey<Private>>, Error> {
-    let asked = Cell::new(false);
-    let result = PKey::private_key_from_pkcs8_callback(data, |buf| {
-        asked.set(true);
-        match password {
-            Some(p) => give_password(p, buf),
-            None => Err(ErrorStack::get()),
-        }
-    });
-    match (result, asked.get(), password) {
-        (Ok(key), _, _) => Ok(Some(key)),
-        (Err(_), false, _) => Ok(None),
-        (Err(_), true, None) => Err(Error::MissingPassword {
-            scheme: SCHEME.to_owned(),
-        }),
-        (Err(_), true, Some(_)) => Err(Error::WrongPassword {
-            scheme: SCHEME.to_owned(),
-        }),
-    }
-}
-
-/// Copies the password into OpenSSL's buffer.
-fn give_password(password: &SecretString, buf: &mut [u8]) -> Result<usize, ErrorStack> {
-    let pw = password.expose_secret().as_bytes();
-    let dst = buf.get_mut(..pw.len()).ok_or_else(ErrorStack::get)?;
-    dst.copy_from_slice(pw);
-    Ok(pw.len())
 }

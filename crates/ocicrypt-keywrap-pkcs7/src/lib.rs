@@ -19,6 +19,7 @@ use const_oid::db::rfc5911::{ID_AES_128_GCM, ID_AES_256_CBC, ID_DATA, ID_ENVELOP
 use const_oid::db::rfc5912::{ID_MGF_1, ID_P_SPECIFIED, ID_RSAES_OAEP, RSA_ENCRYPTION};
 use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, Encode};
+pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
     BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey as KeyFile, SecretBytes,
 };
@@ -38,61 +39,12 @@ use crate::keys::Cert;
 /// The scheme name.
 const SCHEME: &str = "pkcs7";
 
-/// Why one key, certificate or recipient could not be used; becomes an [`Error`] or a
-/// `causes` line.
-#[derive(Debug)]
-struct Failure {
-    reason: String,
-    source: Option<BoxError>,
-}
-
-impl Failure {
-    fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            source: None,
-        }
-    }
-
-    fn with_source(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self {
-            reason: reason.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    fn recipient(self) -> Error {
-        Error::InvalidRecipient {
-            scheme: SCHEME.to_owned(),
-            reason: self.reason,
-            source: self.source,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
-    }
-}
-
 fn backend(context: &str, source: impl Into<BoxError>) -> Error {
-    Error::Backend {
-        scheme: SCHEME.to_owned(),
-        context: context.to_owned(),
-        source: source.into(),
-    }
+    Error::backend(SCHEME, context, source)
 }
 
 fn malformed(reason: impl fmt::Display) -> Error {
-    Error::MalformedBlob {
-        scheme: SCHEME.to_owned(),
-        reason: reason.to_string(),
-    }
+    Error::malformed(SCHEME, reason)
 }
 
 /// The `pkcs7` key-wrap scheme: the layer's private options are encrypted as one CMS
@@ -268,11 +220,8 @@ fn wrap(
         .enumerate()
         .map(|(i, c)| {
             keys::parse_recipient_certificate(c).map_err(|f| {
-                Failure {
-                    reason: format!("certificate {}: {}", i + 1, f.reason),
-                    source: f.source,
-                }
-                .recipient()
+                f.prefixed(format_args!("certificate {}", i + 1))
+                    .recipient(SCHEME)
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;

@@ -1,5 +1,7 @@
 //! The error type shared by all key-wrap schemes.
 
+use std::fmt;
+
 /// A boxed error from a backend library, kept as the `source` of an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -86,11 +88,106 @@ pub enum Error {
     },
 }
 
+/// Why one key or recipient could not be used: a reason and the backend's error, if any.
+///
+/// Schemes collect these while trying keys; one becomes an [`Error`] (with
+/// [`recipient`](Failure::recipient) or [`private_key`](Failure::private_key)), or its
+/// text becomes a line of [`Error::NoMatchingKey`]'s causes.
+///
+/// ```
+/// use ocicrypt_keywrap::{Error, Failure};
+///
+/// let e = Failure::new("not an RSA key").recipient("pkcs7");
+/// assert!(matches!(e, Error::InvalidRecipient { .. }));
+/// assert_eq!(e.to_string(), "pkcs7: invalid recipient key: not an RSA key");
+/// ```
+#[derive(Debug)]
+pub struct Failure {
+    reason: String,
+    source: Option<BoxError>,
+}
+
+impl Failure {
+    /// A failure with a reason only.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by a backend's error.
+    pub fn with_source(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The same failure with `prefix` and `": "` before the reason (to say which key).
+    #[must_use]
+    pub fn prefixed(mut self, prefix: impl fmt::Display) -> Self {
+        self.reason = format!("{prefix}: {}", self.reason);
+        self
+    }
+
+    /// The reason, without the source.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// [`Error::InvalidRecipient`] of `scheme`.
+    pub fn recipient(self, scheme: &str) -> Error {
+        Error::InvalidRecipient {
+            scheme: scheme.to_owned(),
+            reason: self.reason,
+            source: self.source,
+        }
+    }
+
+    /// [`Error::InvalidPrivateKey`] of `scheme`.
+    pub fn private_key(self, scheme: &str) -> Error {
+        Error::InvalidPrivateKey {
+            scheme: scheme.to_owned(),
+            reason: self.reason,
+            source: self.source,
+        }
+    }
+}
+
+/// The reason, then `": "` and the source if there is one.
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
 fn format_causes(causes: &[String]) -> String {
     causes.iter().map(|c| format!("\n- {c}")).collect()
 }
 
 impl Error {
+    /// [`Error::Backend`]: `scheme`'s backend failed while doing `context`.
+    pub fn backend(scheme: &str, context: &str, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            scheme: scheme.to_owned(),
+            context: context.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// [`Error::MalformedBlob`]: the wrapped key is not what `scheme` writes.
+    pub fn malformed(scheme: &str, reason: impl fmt::Display) -> Self {
+        Self::MalformedBlob {
+            scheme: scheme.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Whether this error is about a missing or wrong password (Go's `IsPasswordError`).
     pub fn is_password_error(&self) -> bool {
         matches!(

@@ -1,14 +1,18 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;
+#[cfg(feature = "openssl")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openssl")))]
+pub mod openssl_keys;
 
 use std::fmt;
 
 pub use config::{DecryptConfig, EncryptConfig, Parameters, PrivateKey};
-pub use error::{BoxError, Error};
+pub use error::{BoxError, Error, Failure};
 pub use ocicrypt_spec::secret::SecretBytes;
 pub use secrecy;
 
