@@ -9,68 +9,23 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{
+    PRIV, PUB, blob_path, data, fails, fails_stdin, image_layers, ocicrypt, ok, run, run_stdin,
+    walk,
+};
 
-fn data(rel: &str) -> String {
-    root().join(rel).to_string_lossy().into_owned()
-}
-
-const PUB: &str = "examples/keys/TEST-ONLY-rsa-public.pem";
-const PRIV: &str = "examples/keys/TEST-ONLY-rsa-private.pem";
 const OTHER_PRIV: &str = "tests/vectors/skopeo/keys/p256-private.pem";
 const OTHER_PUB: &str = "tests/vectors/skopeo/keys/p256-public.pem";
 const ENC_KEY: &str = "crates/ocicrypt-keywrap-jwe/tests/data/rsa2048-legacy-enc.pem";
 const ENC_KEY_PUB: &str = "crates/ocicrypt-keywrap-jwe/tests/data/rsa2048.pub.pem";
 const PBES2_KEY: &str = "crates/ocicrypt-keywrap-jwe/tests/data/rsa2048-pbes2.pem";
-
-fn run(args: &[&str]) -> Output {
-    run_stdin(args, b"")
-}
-
-fn run_stdin(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with status 1 and one line on stderr; returns the line.
-fn fails(args: &[&str]) -> String {
-    fails_stdin(args, b"")
-}
-
-fn fails_stdin(args: &[&str], stdin: &[u8]) -> String {
-    let out = run_stdin(args, stdin);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "not one line: {err}");
-    assert!(err.starts_with("ocicrypt: error: "), "{err}");
-    err
-}
 
 struct Layer {
     dir: tempfile::TempDir,
@@ -82,7 +37,7 @@ impl Layer {
         let dir = tempfile::tempdir().unwrap();
         let blob: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         fs::write(dir.path().join("plain"), &blob).unwrap();
-        let digest = format!("sha256:{}", hex(&openssl::sha::sha256(&blob)));
+        let digest = format!("sha256:{}", hex::encode(openssl::sha::sha256(&blob)));
         let desc = json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             "digest": digest,
@@ -139,10 +94,6 @@ impl Layer {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -159,7 +110,7 @@ fn layer_round_trip_and_descriptors() {
     let ct = fs::read(l.p("enc")).unwrap();
     assert_eq!(
         enc["digest"],
-        format!("sha256:{}", hex(&openssl::sha::sha256(&ct)))
+        format!("sha256:{}", hex::encode(openssl::sha::sha256(&ct)))
     );
     assert_eq!(enc["size"], 300_000);
     assert_eq!(enc["annotations"]["org.example.keep"], "me");
@@ -246,7 +197,10 @@ fn tampered_truncated_and_extended_blobs_leave_no_output() {
     ] {
         fs::write(l.p("enc"), &blob).unwrap();
         let mut d = desc.clone();
-        d["digest"] = json!(format!("sha256:{}", hex(&openssl::sha::sha256(&blob))));
+        d["digest"] = json!(format!(
+            "sha256:{}",
+            hex::encode(openssl::sha::sha256(&blob))
+        ));
         d["size"] = json!(blob.len());
         fs::write(l.p("enc.json"), d.to_string()).unwrap();
         let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
@@ -290,7 +244,7 @@ fn a_failure_after_megabytes_of_output_leaves_no_temporary_file() {
     ct[last] ^= 1;
     fs::write(l.p("enc"), &ct).unwrap();
     let mut d = l.json("enc.json");
-    d["digest"] = json!(format!("sha256:{}", hex(&openssl::sha::sha256(&ct))));
+    d["digest"] = json!(format!("sha256:{}", hex::encode(openssl::sha::sha256(&ct))));
     fs::write(l.p("enc.json"), d.to_string()).unwrap();
     let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
     assert!(err.contains("authentication failed"), "{err}");
@@ -384,7 +338,7 @@ fn passwords() {
     );
     let err = fails_stdin(&strs(&l.decrypt_args(&format!("{key}:fd=0"))), b"nope\n");
     assert!(err.contains("wrong password"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+    let out = ocicrypt()
         .args(l.decrypt_args(&format!("{}:env=OCICRYPT_TEST_PW", data(PBES2_KEY))))
         .env("OCICRYPT_TEST_PW", "password")
         .output()
@@ -466,53 +420,6 @@ fn usage_errors_exit_2() {
     assert!(run(&["--help"]).status.success());
 }
 
-fn image_ids(layout: &Path, tag: &str) -> Vec<(String, String)> {
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap()
-        .clone();
-    let blob = |d: &str| {
-        fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
-        .unwrap()
-    };
-    let top: Value = serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
-    let manifests: Vec<Value> = if top["manifests"].is_array() {
-        top["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| serde_json::from_slice(&blob(m["digest"].as_str().unwrap())).unwrap())
-            .collect()
-    } else {
-        vec![top]
-    };
-    manifests
-        .iter()
-        .flat_map(|m| {
-            m["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| {
-                    (
-                        l["mediaType"].as_str().unwrap().to_owned(),
-                        l["digest"].as_str().unwrap().to_owned(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn image_failures_leave_destination_untouched() {
     let tmp = tempfile::tempdir().unwrap();
@@ -561,13 +468,10 @@ fn image_failures_leave_destination_untouched() {
     assert_eq!(fs::read(enc.join("index.json")).unwrap(), index_before);
 
     // A tampered layer blob: decryption fails, nothing written.
-    let layer = image_ids(&enc, "latest")[1].1.clone();
-    let blob_path = enc
-        .join("blobs/sha256")
-        .join(layer.trim_start_matches("sha256:"));
-    let mut blob = fs::read(&blob_path).unwrap();
+    let path = blob_path(&enc, &image_layers(&enc, "latest")[1].1);
+    let mut blob = fs::read(&path).unwrap();
     blob[10] ^= 1;
-    fs::write(&blob_path, &blob).unwrap();
+    fs::write(&path, &blob).unwrap();
     let err = fails(&[
         "image",
         "decrypt",
@@ -607,21 +511,6 @@ fn image_failures_leave_destination_untouched() {
     assert!(err.contains("not an OCI layout"), "{err}");
 }
 
-fn walk(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            let bytes = fs::read(&p).unwrap();
-            out.push((p, bytes));
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn image_into_same_layout_and_layer_selection() {
     let tmp = tempfile::tempdir().unwrap();
@@ -636,8 +525,8 @@ fn image_into_same_layout_and_layer_selection() {
         &format!("oci:{}:latest", data("examples/image")),
         &format!("oci:{}:enc", layout.display()),
     ]);
-    let orig = image_ids(Path::new(&data("examples/image")), "latest");
-    let enc = image_ids(&layout, "enc");
+    let orig = image_layers(Path::new(&data("examples/image")), "latest");
+    let enc = image_layers(&layout, "enc");
     assert!(enc[0].0.ends_with("+encrypted") && !enc[1].0.ends_with("+encrypted"));
     assert_eq!(enc[1], orig[1]);
     // Decrypt into the same layout under another tag.
@@ -649,8 +538,8 @@ fn image_into_same_layout_and_layer_selection() {
         &format!("oci:{}:enc", layout.display()),
         &format!("oci:{}:plain", layout.display()),
     ]);
-    assert_eq!(image_ids(&layout, "plain"), orig);
-    assert_eq!(image_ids(&layout, "enc"), enc, "the other tag is kept");
+    assert_eq!(image_layers(&layout, "plain"), orig);
+    assert_eq!(image_layers(&layout, "enc"), enc, "the other tag is kept");
     // Encrypting an encrypted layer again needs a key; with one, recipients are added.
     let err = fails(&[
         "image",
@@ -679,7 +568,7 @@ fn image_into_same_layout_and_layer_selection() {
         &format!("oci:{}:enc2", layout.display()),
         &format!("oci:{}:plain2", layout.display()),
     ]);
-    assert_eq!(image_ids(&layout, "plain2"), orig);
+    assert_eq!(image_layers(&layout, "plain2"), orig);
     let err = fails(&[
         "image",
         "encrypt",
@@ -728,12 +617,12 @@ fn multi_platform_index() {
         let mut m = manifest.clone();
         m["annotations"] = json!({"test.platform": format!("{os}/{arch}")});
         let bytes = serde_json::to_vec(&m).unwrap();
-        let d = hex(&openssl::sha::sha256(&bytes));
+        let d = hex::encode(openssl::sha::sha256(&bytes));
         fs::write(blobs.join(&d), &bytes).unwrap();
         entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{d}"), "size": bytes.len(), "platform": {"os": os, "architecture": arch}}));
     }
     let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries})).unwrap();
-    let d = hex(&openssl::sha::sha256(&idx));
+    let d = hex::encode(openssl::sha::sha256(&idx));
     fs::write(blobs.join(&d), &idx).unwrap();
     let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{d}"), "size": idx.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
     fs::write(layout.join("index.json"), top.to_string()).unwrap();
@@ -750,7 +639,7 @@ fn multi_platform_index() {
         &multi,
         &enc,
     ]);
-    let ids = image_ids(&layout, "enc");
+    let ids = image_layers(&layout, "enc");
     assert_eq!(ids.len(), 4);
     assert!(
         !ids[0].0.ends_with("+encrypted") && !ids[1].0.ends_with("+encrypted"),
@@ -786,7 +675,7 @@ fn multi_platform_index() {
         &enc,
         &format!("oci:{}:dec", layout.display()),
     ]);
-    assert_eq!(image_ids(&layout, "dec"), image_ids(&layout, "multi"));
+    assert_eq!(image_layers(&layout, "dec"), image_layers(&layout, "multi"));
 
     // Without --platform both images are encrypted, in one pool of layers for the whole
     // index: the layers the two manifests share are encrypted once, so both name the same
@@ -802,7 +691,7 @@ fn multi_platform_index() {
         &multi,
         &all,
     ]);
-    let ids = image_ids(&layout, "all");
+    let ids = image_layers(&layout, "all");
     assert_eq!(ids.len(), 4);
     assert!(
         ids.iter().all(|(mt, _)| mt.ends_with("+encrypted")),
@@ -821,5 +710,8 @@ fn multi_platform_index() {
         &all,
         &format!("oci:{}:alldec", layout.display()),
     ]);
-    assert_eq!(image_ids(&layout, "alldec"), image_ids(&layout, "multi"));
+    assert_eq!(
+        image_layers(&layout, "alldec"),
+        image_layers(&layout, "multi")
+    );
 }

@@ -10,6 +10,8 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,9 +19,9 @@ use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{
+    PRIV, PUB, assert_exit_1, assert_success, data, example_image, manifest_layers, ocicrypt, root,
+};
 
 /// Builds the example provider (a binary of ocicrypt-keyprovider behind its `example`
 /// feature) once, with the cargo that runs these tests.
@@ -201,7 +203,7 @@ impl Setup {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+        ocicrypt()
             .args(args)
             .env("OCICRYPT_KEYPROVIDER_CONFIG", self.p("providers.json"))
             .env("OCICRYPT_KEYPROVIDER_TIMEOUT", "3")
@@ -210,18 +212,11 @@ impl Setup {
     }
 
     fn ok(&self, args: &[&str]) {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(args, self.run(args));
     }
 
     fn err(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
-        String::from_utf8(out.stderr).unwrap()
+        assert_exit_1(args, self.run(args))
     }
 
     fn img(&self, name: &str) -> String {
@@ -229,31 +224,12 @@ impl Setup {
     }
 }
 
-fn example_image() -> String {
-    format!("oci:{}:latest", root().join("examples/image").display())
-}
-
-fn layers(layout: &str) -> Vec<String> {
-    let dir = PathBuf::from(
-        layout
-            .trim_start_matches("oci:")
-            .trim_end_matches(":latest"),
-    );
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let d = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_owned();
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(d)).unwrap()).unwrap();
-    m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| format!("{} {}", l["mediaType"], l["digest"]))
-        .collect()
+/// The (media type, digest) of each layer of the image an `oci:DIR:latest` reference names.
+fn layers(reference: &str) -> Vec<(String, String)> {
+    let dir = reference
+        .trim_start_matches("oci:")
+        .trim_end_matches(":latest");
+    manifest_layers(Path::new(dir), "latest")
 }
 
 #[test]
@@ -272,7 +248,7 @@ fn command_grpc_and_tls_providers_round_trip() {
         ]);
         let enc_layers = layers(&enc);
         assert!(
-            enc_layers.iter().all(|l| l.contains("+encrypted")),
+            enc_layers.iter().all(|(mt, _)| mt.contains("+encrypted")),
             "{name}"
         );
         let dec = s.img(&format!("dec-{name}"));
@@ -291,10 +267,7 @@ fn command_grpc_and_tls_providers_round_trip() {
         "image",
         "decrypt",
         "-k",
-        &root()
-            .join("examples/keys/TEST-ONLY-rsa-private.pem")
-            .display()
-            .to_string(),
+        &data(PRIV),
         &s.img("enc-cmdkms"),
         &s.img("x"),
     ]);
@@ -309,26 +282,17 @@ fn mixed_jwe_and_provider_recipients() {
     let s = Setup::new();
     let original = layers(&example_image());
     let enc = s.img("enc");
-    let public = root().join("examples/keys/TEST-ONLY-rsa-public.pem");
     s.ok(&[
         "image",
         "encrypt",
         "-r",
-        &format!("jwe:{}", public.display()),
+        &format!("jwe:{}", data(PUB)),
         "-r",
         "provider:grpckms",
         &example_image(),
         &enc,
     ]);
-    let private = root().join("examples/keys/TEST-ONLY-rsa-private.pem");
-    s.ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        private.to_str().unwrap(),
-        &enc,
-        &s.img("d1"),
-    ]);
+    s.ok(&["image", "decrypt", "-k", &data(PRIV), &enc, &s.img("d1")]);
     s.ok(&[
         "image",
         "decrypt",
@@ -367,7 +331,7 @@ fn failing_providers_give_clear_errors_and_no_output() {
         assert!(!Path::new(&s.p(&format!("out-{name}"))).exists(), "{name}");
     }
     // A bad configuration file is named in the error.
-    let out = Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
+    let out = ocicrypt()
         .args(["image", "inspect", &example_image()])
         .env("OCICRYPT_KEYPROVIDER_CONFIG", s.p("ca.pem"))
         .output()

@@ -9,44 +9,28 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
-fn data(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-        .to_string_lossy()
-        .into_owned()
-}
+use common::{
+    PRIV, PUB, assert_exit_1, assert_success, blob, blob_path, data, manifest_layers, run, walk,
+};
 
-const PUB: &str = "examples/keys/TEST-ONLY-rsa-public.pem";
-const PRIV: &str = "examples/keys/TEST-ONLY-rsa-private.pem";
 const LAYER_MT: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
+/// Runs a command that must succeed (unlike `common::ok`, its stdout is not looked at).
 fn ok(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(args, run(args));
 }
 
+/// Runs a command that must fail with status 1; returns its stderr (unlike `common::fails`,
+/// which also wants one `ocicrypt: error:` line).
 fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
+    assert_exit_1(args, run(args))
 }
 
 fn oci(p: &Path, tag: &str) -> String {
@@ -101,49 +85,13 @@ fn random_image(root: &Path, n: usize) -> Vec<Vec<u8>> {
 /// The layer descriptors (media type, digest) of the image tagged `tag`, and the layers'
 /// contents.
 fn layers_of(root: &Path, tag: &str) -> Vec<(String, String, Vec<u8>)> {
-    let blob = |d: &str| {
-        fs::read(
-            root.join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
-        .unwrap()
-    };
-    let index: Value = serde_json::from_slice(&fs::read(root.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap();
-    let manifest: Value = serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let d = l["digest"].as_str().unwrap();
-            (
-                l["mediaType"].as_str().unwrap().to_owned(),
-                d.to_owned(),
-                blob(d),
-            )
+    manifest_layers(root, tag)
+        .into_iter()
+        .map(|(mt, d)| {
+            let contents = blob(root, &d);
+            (mt, d, contents)
         })
         .collect()
-}
-
-fn walk(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            let bytes = fs::read(&p).unwrap();
-            out.push((p, bytes));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -238,12 +186,10 @@ fn a_failed_layer_among_parallel_ones_leaves_no_destination() {
     ]);
     // Tamper with the last byte of layer 2 (caught by the HMAC at its end).
     let (_, digest, _) = layers_of(&enc, "latest").swap_remove(2);
-    let blob_path = enc
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    let mut blob = fs::read(&blob_path).unwrap();
+    let path = blob_path(&enc, &digest);
+    let mut blob = fs::read(&path).unwrap();
     *blob.last_mut().unwrap() ^= 1;
-    fs::write(&blob_path, &blob).unwrap();
+    fs::write(&path, &blob).unwrap();
 
     let dst = tmp.path().join("dec");
     let err = fails(&[

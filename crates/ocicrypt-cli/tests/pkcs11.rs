@@ -9,9 +9,13 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{assert_exit_1, assert_success, example_image, manifest_layers, ocicrypt, root};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "1234";
@@ -109,8 +113,10 @@ impl Token {
     }
 }
 
+/// Runs the binary with `policy` (or none) as `OCICRYPT_CONFIG`, and no configuration file
+/// it could find by itself.
 fn run(args: &[&str], policy: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ocicrypt"));
+    let mut c = ocicrypt();
     c.args(args)
         .env("OCICRYPT_OAEP_HASHALG", "sha1")
         .env_remove("OCICRYPT_CONFIG");
@@ -123,47 +129,21 @@ fn run(args: &[&str], policy: Option<&str>) -> Output {
 }
 
 fn ok(args: &[&str]) {
-    let out = run(args, Some("internal"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(args, run(args, Some("internal")));
 }
 
 fn err(args: &[&str], policy: Option<&str>) -> String {
-    let out = run(args, policy);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
-    String::from_utf8(out.stderr).unwrap()
+    assert_exit_1(args, run(args, policy))
 }
 
-fn image() -> String {
-    format!(
-        "oci:{}/../../examples/image:latest",
-        env!("CARGO_MANIFEST_DIR")
-    )
+/// The (media type, digest) of each layer of the image tagged `latest` in `layout`.
+fn layers(layout: &Path) -> Vec<(String, String)> {
+    manifest_layers(layout, "latest")
 }
 
-fn layers(layout: &Path) -> Vec<String> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let d = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_owned();
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(d)).unwrap()).unwrap();
-    m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| format!("{} {}", l["mediaType"], l["digest"]))
-        .collect()
-}
-
-fn original() -> Vec<String> {
-    layers(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/image"))
+/// The layers of the repository's example image.
+fn original() -> Vec<(String, String)> {
+    layers(&root().join("examples/image"))
 }
 
 #[test]
@@ -178,11 +158,11 @@ fn token_and_software_recipients_decrypt_on_the_token() {
             "encrypt",
             "-r",
             &format!("pkcs11:{}", t.p(recipient).display()),
-            &image(),
+            &example_image(),
             &format!("oci:{}:latest", enc.display()),
         ]);
         assert!(
-            layers(&enc).iter().all(|l| l.contains("+encrypted")),
+            layers(&enc).iter().all(|(mt, _)| mt.contains("+encrypted")),
             "{recipient}"
         );
         let info = run(
@@ -212,7 +192,7 @@ fn token_errors() {
         "encrypt",
         "-r",
         &format!("pkcs11:{}", t.p("pub.yaml").display()),
-        &image(),
+        &example_image(),
         &format!("oci:{}:latest", enc.display()),
     ]);
     let src = format!("oci:{}:latest", enc.display());
@@ -266,7 +246,7 @@ fn token_errors() {
             "encrypt",
             "-r",
             &format!("pkcs11:{}", conf.display()),
-            &image(),
+            &example_image(),
             &dst,
         ],
         Some("internal"),
