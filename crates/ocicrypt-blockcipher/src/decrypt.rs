@@ -44,7 +44,10 @@ enum Engine {
     Inline { decipher: Decipher, parallel: bool },
     /// On a worker thread, up to [`PIPELINE_DEPTH`](crate::offload::PIPELINE_DEPTH) batches ahead of the reader, while the
     /// reading thread hashes the plaintext: the two threads then do about equal work.
-    Pipelined(Pipeline<Decipher>),
+    Pipelined {
+        pipeline: Pipeline<Decipher>,
+        feeder: Feeder,
+    },
     /// Only while switching, or after the worker died.
     Broken,
 }
@@ -56,8 +59,6 @@ enum State {
     Streaming {
         engine: Engine,
         digest: digest::Context,
-        /// Pipelined only: the reading side of the pipeline.
-        feeder: Feeder,
     },
     /// The inner reader hit EOF and every check passed; holds the plaintext digest.
     Verified(String),
@@ -157,7 +158,6 @@ impl<R: Read> DecryptReader<R> {
                     parallel: crate::offload::default_parallel(),
                 },
                 digest: digest::Context::new(algorithm),
-                feeder: Feeder::default(),
             },
             buf: Zeroizing::new(Vec::new()),
             start: 0,
@@ -206,7 +206,7 @@ impl<R: Read> DecryptReader<R> {
     fn finish(&mut self) -> Result<(), Error> {
         let outcome = match std::mem::replace(&mut self.state, State::Failed(Error::Authentication))
         {
-            State::Streaming { engine, digest, .. } => match engine.finish() {
+            State::Streaming { engine, digest } => match engine.finish() {
                 Ok(mac) => {
                     let tag = mac.sign();
                     if bool::from(tag.as_ref().ct_eq(&self.expected_mac)) {
@@ -268,7 +268,7 @@ impl<R: Read> DecryptReader<R> {
         let pipelined = matches!(
             self.state,
             State::Streaming {
-                engine: Engine::Pipelined(_),
+                engine: Engine::Pipelined { .. },
                 ..
             }
         );
@@ -291,7 +291,7 @@ impl<R: Read> DecryptReader<R> {
 
     /// Reads into the buffer and deciphers there, on this thread.
     fn fill_inline(&mut self) -> Result<bool, Failure> {
-        let State::Streaming { engine, digest, .. } = &mut self.state else {
+        let State::Streaming { engine, digest } = &mut self.state else {
             return Ok(false);
         };
         let Engine::Inline { decipher, .. } = engine else {
@@ -316,18 +316,16 @@ impl<R: Read> DecryptReader<R> {
     /// batch back as plaintext, hashes it and appends it to the buffer.
     fn fill_pipelined(&mut self) -> Result<bool, Failure> {
         let State::Streaming {
-            engine: Engine::Pipelined(pipeline),
+            engine: Engine::Pipelined { pipeline, feeder },
             digest,
-            feeder,
         } = &mut self.state
         else {
             return Err(Failure::Cipher(Error::Worker));
         };
         feeder.top_up(pipeline, &mut self.inner, &mut self.read, |_| {})?;
-        if !feeder.ready(pipeline)? {
+        let Some(plain) = feeder.next(pipeline)? else {
             return Ok(false);
-        }
-        let plain = pipeline.receive().map_err(Failure::Cipher)?;
+        };
         digest.update(&plain);
         let dst = self
             .buf
@@ -347,7 +345,10 @@ impl Engine {
             return;
         };
         *self = match Pipeline::start(decipher) {
-            Ok(p) => Engine::Pipelined(p),
+            Ok(pipeline) => Engine::Pipelined {
+                pipeline,
+                feeder: Feeder::default(),
+            },
             Err(decipher) => Engine::Inline {
                 decipher,
                 parallel: false,
@@ -359,7 +360,7 @@ impl Engine {
     fn finish(self) -> Result<hmac::Context, Error> {
         match self {
             Engine::Inline { decipher, .. } => Ok(decipher.mac),
-            Engine::Pipelined(p) => p.finish().map(|d| d.mac),
+            Engine::Pipelined { pipeline, .. } => pipeline.finish().map(|d| d.mac),
             Engine::Broken => Err(Error::Worker),
         }
     }

@@ -390,14 +390,7 @@ impl<R: Read> EncryptReader<R> {
                     sha.update(piece);
                 }
             });
-            let next = fed.and_then(|()| feeder.ready(pipeline));
-            let next = next.and_then(|more| {
-                if more {
-                    pipeline.receive().map(Some).map_err(Failure::Cipher)
-                } else {
-                    Ok(None)
-                }
-            });
+            let next = fed.and_then(|()| feeder.next(pipeline));
             match next {
                 Ok(Some(batch)) => {
                     *current = Some(batch);

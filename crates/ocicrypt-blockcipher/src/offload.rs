@@ -13,7 +13,8 @@
 //!
 //! Streams start hashing inline and move to a worker only after [`INLINE_LIMIT`] bytes, so
 //! small layers never start a thread. If a thread cannot be started, hashing stays inline.
-//! Memory is bounded: at most [`MAX_BATCHES`] batches of [`BATCH`] bytes exist per hash.
+//! Memory is bounded: at most [`PIPELINE_DEPTH`] + 2 batches of [`BATCH`] bytes exist per
+//! helper.
 
 use std::io;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -28,8 +29,6 @@ use crate::Error;
 pub(crate) const INLINE_LIMIT: u64 = 1024 * 1024;
 /// Bytes handed to the worker at once.
 const BATCH: usize = crate::CHUNK;
-/// Batches per worker (in flight plus being filled).
-const MAX_BATCHES: usize = 4;
 
 /// Whether helper threads are used unless the caller says: when there is more than one CPU.
 pub(crate) fn default_parallel() -> bool {
@@ -56,15 +55,23 @@ impl Absorb for digest::Context {
 /// Plaintext may pass through a batch, so batches are wiped when dropped.
 pub(crate) type Batch = Zeroizing<Vec<u8>>;
 
-struct Worker<H> {
-    to_worker: SyncSender<Batch>,
-    from_worker: Receiver<Batch>,
-    handle: JoinHandle<Option<H>>,
-    filling: Batch,
-    allocated: usize,
+/// A hash as a [`Pipeline`] stage: it reads each batch and gives it back unchanged.
+struct Hasher<H>(H);
+
+impl<H: Absorb> Stage for Hasher<H> {
+    fn apply(&mut self, data: &mut [u8]) -> Result<(), Error> {
+        self.0.absorb(data);
+        Ok(())
+    }
 }
 
-enum State<H> {
+/// The hash on a pipeline worker, and the batch being filled for it.
+struct Worker<H: Absorb> {
+    pipeline: Pipeline<Hasher<H>>,
+    filling: Batch,
+}
+
+enum State<H: Absorb> {
     Inline(H),
     Worker(Worker<H>),
     /// Only while switching, or after the worker died (reported by `finish`).
@@ -124,48 +131,23 @@ impl<H: Absorb> Offload<H> {
         let State::Inline(hash) = std::mem::replace(&mut self.state, State::Broken) else {
             return;
         };
-        // The hash is sent over a channel after the thread is up, so that it survives a
-        // failure to start one.
-        let (give_hash, take_hash) = mpsc::sync_channel::<H>(1);
-        let (to_worker, batches) = mpsc::sync_channel::<Batch>(MAX_BATCHES);
-        let (give_back, from_worker) = mpsc::sync_channel::<Batch>(MAX_BATCHES);
-        let spawned = thread::Builder::new()
-            .name("ocicrypt-hash".to_owned())
-            .spawn(move || {
-                let mut hash = take_hash.recv().ok()?;
-                while let Ok(batch) = batches.recv() {
-                    hash.absorb(&batch);
-                    // The owner may be gone already; then the batch is just dropped.
-                    let _ = give_back.send(batch);
-                }
-                Some(hash)
-            });
-        let handle = match spawned {
-            Ok(handle) => handle,
-            Err(_) => {
+        self.state = match Pipeline::start(Hasher(hash)) {
+            Ok(mut pipeline) => State::Worker(Worker {
+                filling: pipeline.empty_batch(),
+                pipeline,
+            }),
+            Err(Hasher(hash)) => {
                 self.parallel = false;
-                self.state = State::Inline(hash);
-                return;
+                State::Inline(hash)
             }
         };
-        if let Err(mpsc::SendError(hash)) = give_hash.send(hash) {
-            // The worker is gone (it cannot be, it has not run yet): keep hashing inline.
-            self.parallel = false;
-            self.state = State::Inline(hash);
-            return;
-        }
-        self.state = State::Worker(Worker {
-            to_worker,
-            from_worker,
-            handle,
-            filling: Zeroizing::new(Vec::with_capacity(BATCH)),
-            allocated: 1,
-        });
     }
 }
 
 impl<H: Absorb> Worker<H> {
-    /// Copies `data` into batches, sending each one that is full.
+    /// Copies `data` into batches, sending each one that is full; with
+    /// [`PIPELINE_DEPTH`] batches in flight, waits for the oldest (this is where a fast
+    /// producer waits).
     fn feed(&mut self, mut data: &[u8]) -> Result<(), Error> {
         while !data.is_empty() {
             let room = BATCH.saturating_sub(self.filling.len());
@@ -173,42 +155,30 @@ impl<H: Absorb> Worker<H> {
             self.filling.extend_from_slice(now);
             data = rest;
             if self.filling.len() >= BATCH {
-                let next = self.next_batch()?;
-                let full = std::mem::replace(&mut self.filling, next);
-                self.to_worker.send(full).map_err(|_| Error::Worker)?;
+                self.send_filling()?;
             }
         }
         Ok(())
     }
 
-    /// An empty batch: a returned one, a new one while under the limit, or the next one
-    /// the worker gives back (this is where a fast producer waits).
-    fn next_batch(&mut self) -> Result<Batch, Error> {
-        let batch = match self.from_worker.try_recv() {
-            Ok(batch) => batch,
-            Err(_) if self.allocated < MAX_BATCHES => {
-                self.allocated += 1;
-                Zeroizing::new(Vec::with_capacity(BATCH))
-            }
-            Err(_) => self.from_worker.recv().map_err(|_| Error::Worker)?,
-        };
-        let mut batch = batch;
-        batch.clear();
-        Ok(batch)
+    fn send_filling(&mut self) -> Result<(), Error> {
+        if self.pipeline.in_flight() >= PIPELINE_DEPTH {
+            let done = self.pipeline.receive()?;
+            self.pipeline.recycle(done);
+        }
+        let next = self.pipeline.empty_batch();
+        let full = std::mem::replace(&mut self.filling, next);
+        self.pipeline.submit(full)
     }
 
-    fn finish(self) -> Result<H, Error> {
-        let Worker {
-            to_worker,
-            handle,
-            filling,
-            ..
-        } = self;
-        if !filling.is_empty() {
-            to_worker.send(filling).map_err(|_| Error::Worker)?;
+    fn finish(mut self) -> Result<H, Error> {
+        if !self.filling.is_empty() {
+            self.send_filling()?;
         }
-        drop(to_worker);
-        handle.join().ok().flatten().ok_or(Error::Worker)
+        while self.pipeline.in_flight() > 0 {
+            self.pipeline.receive()?;
+        }
+        self.pipeline.finish().map(|Hasher(hash)| hash)
     }
 }
 
@@ -223,7 +193,8 @@ pub(crate) const PIPELINE_DEPTH: usize = 3;
 
 /// A worker thread that applies a [`Stage`] to batches and returns them in order.
 ///
-/// Memory is bounded: at most [`PIPELINE_DEPTH`] + 1 batches of [`BATCH`] bytes exist.
+/// Memory is bounded: at most [`PIPELINE_DEPTH`] batches in flight, [`PIPELINE_DEPTH`] + 1
+/// kept for reuse, and what the caller holds.
 pub(crate) struct Pipeline<S: Stage> {
     to_worker: SyncSender<Batch>,
     from_worker: Receiver<Result<Batch, Error>>,
@@ -239,7 +210,7 @@ impl<S: Stage> Pipeline<S> {
         let (to_worker, batches) = mpsc::sync_channel::<Batch>(PIPELINE_DEPTH);
         let (give_back, from_worker) = mpsc::sync_channel(PIPELINE_DEPTH);
         let spawned = thread::Builder::new()
-            .name("ocicrypt-cipher".to_owned())
+            .name("ocicrypt-helper".to_owned())
             .spawn(move || {
                 let mut stage: S = take_stage.recv().ok()?;
                 while let Ok(mut batch) = batches.recv() {
@@ -358,7 +329,7 @@ pub(crate) struct Feeder {
     /// Data read but not yet enough to send.
     filling: Option<Batch>,
     /// The inner reader has returned end of stream.
-    pub(crate) inner_done: bool,
+    inner_done: bool,
     deferred: Option<io::Error>,
 }
 
@@ -419,15 +390,19 @@ impl Feeder {
         Ok(())
     }
 
-    /// After [`top_up`](Feeder::top_up): `Ok(true)` if a batch can be received, `Ok(false)`
-    /// at the end of the stream (nothing in flight), or the inner reader's deferred error.
-    pub(crate) fn ready<S: Stage>(&mut self, pipeline: &Pipeline<S>) -> Result<bool, Failure> {
+    /// After [`top_up`](Feeder::top_up): the oldest batch, once the worker is done with it;
+    /// `Ok(None)` at the end of the stream (nothing in flight), or the inner reader's
+    /// deferred error.
+    pub(crate) fn next<S: Stage>(
+        &mut self,
+        pipeline: &mut Pipeline<S>,
+    ) -> Result<Option<Batch>, Failure> {
         if pipeline.in_flight() > 0 {
-            return Ok(true);
+            return pipeline.receive().map(Some).map_err(Failure::Cipher);
         }
         match self.deferred.take() {
             Some(e) => Err(Failure::Inner(e)),
-            None => Ok(false),
+            None => Ok(None),
         }
     }
 }
