@@ -4,39 +4,80 @@ use std::io::{self, Read, Write};
 
 use ring::digest::{Context, SHA256};
 
-/// Passes bytes through and hashes them with SHA-256.
+/// What passed through a [`Hashing`] adapter or a pipe: the number of bytes and, if they
+/// were hashed, `sha256:<hex>`.
+#[derive(Debug)]
+pub(crate) struct Summary {
+    pub(crate) len: u64,
+    pub(crate) digest: Option<String>,
+}
+
+/// A running SHA-256 (or none) and a byte count.
+pub(crate) struct Tally {
+    hash: Option<Context>,
+    len: u64,
+}
+
+impl Tally {
+    pub(crate) fn new(hash: bool) -> Self {
+        Self {
+            hash: hash.then(|| Context::new(&SHA256)),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, data: &[u8]) {
+        if let Some(h) = &mut self.hash {
+            h.update(data);
+        }
+        self.len += data.len() as u64;
+    }
+
+    pub(crate) fn finish(self) -> Summary {
+        Summary {
+            len: self.len,
+            digest: self
+                .hash
+                .map(|h| format!("sha256:{}", hex::encode(h.finish().as_ref()))),
+        }
+    }
+}
+
+/// Passes bytes through and counts them, hashing them with SHA-256 unless made with
+/// `hash` off.
 pub(crate) struct Hashing<T> {
     inner: T,
-    ctx: Context,
-    count: u64,
+    tally: Tally,
 }
 
 impl<T> Hashing<T> {
     pub(crate) fn new(inner: T) -> Self {
+        Self::with(inner, true)
+    }
+
+    pub(crate) fn with(inner: T, hash: bool) -> Self {
         Self {
             inner,
-            ctx: Context::new(&SHA256),
-            count: 0,
+            tally: Tally::new(hash),
         }
     }
 
-    /// `sha256:<hex>` of the bytes so far, and their count.
+    /// `sha256:<hex>` of the bytes so far (empty if not hashing), and their count.
     pub(crate) fn finish(self) -> (String, u64, T) {
-        let d = self.ctx.finish();
-        (
-            format!("sha256:{}", hex::encode(d.as_ref())),
-            self.count,
-            self.inner,
-        )
+        let (summary, inner) = self.into_summary();
+        (summary.digest.unwrap_or_default(), summary.len, inner)
+    }
+
+    /// What passed, and the inner reader or writer.
+    pub(crate) fn into_summary(self) -> (Summary, T) {
+        (self.tally.finish(), self.inner)
     }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let read = buf.get(..n).unwrap_or_default();
-        self.ctx.update(read);
-        self.count += n as u64;
+        self.tally.add(buf.get(..n).unwrap_or_default());
         Ok(n)
     }
 }
@@ -44,8 +85,7 @@ impl<R: Read> Read for Hashing<R> {
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.ctx.update(buf.get(..n).unwrap_or_default());
-        self.count += n as u64;
+        self.tally.add(buf.get(..n).unwrap_or_default());
         Ok(n)
     }
 

@@ -19,8 +19,9 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread::{self, JoinHandle};
 
-use ring::digest::{Context, SHA256};
 use zeroize::Zeroizing;
+
+use crate::digest::{Hashing, Summary, Tally};
 
 /// Bytes moved between threads at once.
 pub(crate) const BLOCK: usize = 256 * 1024;
@@ -47,45 +48,6 @@ impl Filled {
     }
 }
 
-/// What went through a pipe: the number of bytes and, if the pipe hashed them,
-/// `sha256:<hex>`.
-#[derive(Debug)]
-pub(crate) struct Summary {
-    pub(crate) len: u64,
-    pub(crate) digest: Option<String>,
-}
-
-/// A SHA-256 (or none) and a byte count, kept by a pipe's thread.
-pub(crate) struct Tally {
-    hash: Option<Context>,
-    len: u64,
-}
-
-impl Tally {
-    fn new(hash: bool) -> Self {
-        Self {
-            hash: hash.then(|| Context::new(&SHA256)),
-            len: 0,
-        }
-    }
-
-    fn add(&mut self, data: &[u8]) {
-        if let Some(h) = &mut self.hash {
-            h.update(data);
-        }
-        self.len += data.len() as u64;
-    }
-
-    fn finish(self) -> Summary {
-        Summary {
-            len: self.len,
-            digest: self
-                .hash
-                .map(|h| format!("sha256:{}", hex::encode(h.finish().as_ref()))),
-        }
-    }
-}
-
 fn died(what: &str) -> io::Error {
     io::Error::other(format!("the {what} thread stopped unexpectedly"))
 }
@@ -101,7 +63,7 @@ pub(crate) enum Input {
     /// Read on a thread of its own.
     Ahead(ReadAhead),
     /// Read on the caller's thread.
-    Inline(Box<dyn Read + Send>, Tally),
+    Inline(Hashing<Box<dyn Read + Send>>),
 }
 
 impl Input {
@@ -115,7 +77,7 @@ impl Input {
         Ok(if threaded {
             Self::Ahead(ReadAhead::spawn(src, hash)?)
         } else {
-            Self::Inline(Box::new(src), Tally::new(hash))
+            Self::Inline(Hashing::with(Box::new(src), hash))
         })
     }
 
@@ -123,7 +85,7 @@ impl Input {
     pub(crate) fn finish(self) -> io::Result<Summary> {
         match self {
             Self::Ahead(r) => r.finish(),
-            Self::Inline(_, tally) => Ok(tally.finish()),
+            Self::Inline(h) => Ok(h.into_summary().0),
         }
     }
 }
@@ -132,11 +94,7 @@ impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Ahead(r) => r.read(buf),
-            Self::Inline(src, tally) => {
-                let n = src.read(buf)?;
-                tally.add(buf.get(..n).unwrap_or_default());
-                Ok(n)
-            }
+            Self::Inline(h) => h.read(buf),
         }
     }
 }
@@ -147,7 +105,7 @@ pub(crate) enum Output<W: Write + Send + 'static> {
     /// Written on a thread of its own.
     Behind(WriteBehind<W>),
     /// Written on the caller's thread.
-    Inline(W, Tally),
+    Inline(Hashing<W>),
 }
 
 impl<W: Write + Send + 'static> Output<W> {
@@ -157,7 +115,7 @@ impl<W: Write + Send + 'static> Output<W> {
         Ok(if threaded {
             Self::Behind(WriteBehind::spawn(sink, hash)?)
         } else {
-            Self::Inline(sink, Tally::new(hash))
+            Self::Inline(Hashing::with(sink, hash))
         })
     }
 
@@ -165,7 +123,7 @@ impl<W: Write + Send + 'static> Output<W> {
     pub(crate) fn copy_from<R: Read + ?Sized>(&mut self, src: &mut R) -> io::Result<u64> {
         match self {
             Self::Behind(w) => w.copy_from(src),
-            Self::Inline(sink, tally) => {
+            Self::Inline(sink) => {
                 let mut buf = Zeroizing::new(vec![0; BLOCK]);
                 let mut total = 0u64;
                 loop {
@@ -175,9 +133,7 @@ impl<W: Write + Send + 'static> Output<W> {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(e),
                     };
-                    let data = buf.get(..n).unwrap_or_default();
-                    tally.add(data);
-                    sink.write_all(data)?;
+                    sink.write_all(buf.get(..n).unwrap_or_default())?;
                     total += n as u64;
                 }
             }
@@ -188,9 +144,10 @@ impl<W: Write + Send + 'static> Output<W> {
     pub(crate) fn finish(self) -> io::Result<(W, Summary)> {
         match self {
             Self::Behind(w) => w.finish(),
-            Self::Inline(mut sink, tally) => {
+            Self::Inline(mut sink) => {
                 sink.flush()?;
-                Ok((sink, tally.finish()))
+                let (summary, sink) = sink.into_summary();
+                Ok((sink, summary))
             }
         }
     }
@@ -527,7 +484,7 @@ mod tests {
     fn sha(d: &[u8]) -> String {
         format!(
             "sha256:{}",
-            hex::encode(ring::digest::digest(&SHA256, d).as_ref())
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, d).as_ref())
         )
     }
 
