@@ -132,6 +132,8 @@ struct Job<'a> {
 
 /// A layer to process, with where it was found (for messages).
 struct LayerWork {
+    /// [`LayerWork::key`] of `desc` and `selected`.
+    key: String,
     desc: DescJson,
     selected: bool,
     /// The manifest it belongs to (the first one, if several share it) and its index there.
@@ -331,15 +333,16 @@ impl Job<'_> {
                 Ok(())
             }
             MANIFEST_MT => {
-                for (index, (desc_l, selected)) in
-                    self.manifest_layers(desc)?.into_iter().enumerate()
+                let manifest = self.read_manifest(desc)?;
+                for (index, (desc_l, selected)) in self
+                    .manifest_layers(&manifest, desc)?
+                    .into_iter()
+                    .enumerate()
                 {
                     let key = LayerWork::key(&desc_l, selected);
-                    if !out
-                        .iter()
-                        .any(|w| LayerWork::key(&w.desc, w.selected) == key)
-                    {
+                    if !out.iter().any(|w| w.key == key) {
                         out.push(LayerWork {
+                            key,
                             desc: desc_l,
                             selected,
                             manifest: desc.digest().to_owned(),
@@ -359,10 +362,15 @@ impl Job<'_> {
             .with_context(|| format!("image index {} is not valid JSON", desc.digest()))
     }
 
-    /// A manifest's layer descriptors, each with whether the selection picks it.
-    fn manifest_layers(&self, desc: &DescJson) -> Result<Vec<(DescJson, bool)>> {
-        let manifest: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
-            .with_context(|| format!("image manifest {} is not valid JSON", desc.digest()))?;
+    /// An image manifest, parsed.
+    fn read_manifest(&self, desc: &DescJson) -> Result<Value> {
+        serde_json::from_slice(&self.src.read_blob(desc)?)
+            .with_context(|| format!("image manifest {} is not valid JSON", desc.digest()))
+    }
+
+    /// The layer descriptors of `manifest` (read from `desc`), each with whether the
+    /// selection picks it.
+    fn manifest_layers(&self, manifest: &Value, desc: &DescJson) -> Result<Vec<(DescJson, bool)>> {
         let layers = manifest
             .get("layers")
             .and_then(Value::as_array)
@@ -431,8 +439,7 @@ impl Job<'_> {
     }
 
     fn manifest(&self, desc: &DescJson) -> Result<DescJson> {
-        let mut manifest: Value = serde_json::from_slice(&self.src.read_blob(desc)?)
-            .with_context(|| format!("image manifest {} is not valid JSON", desc.digest()))?;
+        let mut manifest = self.read_manifest(desc)?;
         let config = manifest
             .get("config")
             .cloned()
@@ -442,7 +449,7 @@ impl Job<'_> {
             &DescJson::from_value(config, "the config descriptor")?,
         )?;
         let new = self
-            .manifest_layers(desc)?
+            .manifest_layers(&manifest, desc)?
             .into_iter()
             .map(|(l, sel)| {
                 self.done
@@ -545,7 +552,7 @@ impl Job<'_> {
             .map(|(d, w)| {
                 let d =
                     d.with_context(|| format!("layer {} was not processed", w.desc.digest()))?;
-                Ok((LayerWork::key(&w.desc, w.selected), d))
+                Ok((w.key.clone(), d))
             })
             .collect()
     }
