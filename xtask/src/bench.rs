@@ -164,15 +164,7 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         runs.push(("layer decrypt, no fsync", &decrypt, &dec, true));
     }
     for (name, c, out, no_fsync) in runs {
-        let mut c = if no_fsync {
-            let mut e = Command::new("eatmydata");
-            e.arg(c.get_program()).args(c.get_args());
-            e
-        } else {
-            let mut e = Command::new(c.get_program());
-            e.args(c.get_args());
-            e
-        };
+        let mut c = copy_command(c, no_fsync);
         rows.push((name.to_owned(), best_of(dir, &mut c, &[out])?));
     }
     let cp_rate = rate(bytes, rows.first().map_or(Duration::MAX, |r| r.1.time));
@@ -225,19 +217,12 @@ pub(crate) fn run(o: &Options) -> Result<()> {
             }
             let mut by_jobs = Vec::new();
             for jobs in ["1", "2"] {
-                let mut c = Command::new(if no_fsync {
-                    "eatmydata".as_ref()
-                } else {
-                    cli.as_os_str()
-                });
-                if no_fsync {
-                    c.arg(&cli);
-                }
+                let mut c = Command::new(&cli);
                 c.args(["image", verb, "--jobs", jobs])
                     .args(&keys)
                     .arg(format!("oci:{}:latest", src.display()))
                     .arg(format!("oci:{}:latest", dst.display()));
-                by_jobs.push(best_of(dir, &mut c, &[dst])?);
+                by_jobs.push(best_of(dir, &mut copy_command(&c, no_fsync), &[dst])?);
             }
             println!(
                 "\nimage {verb}, 4 layers × {} MiB{}, best of {RUNS}:",
@@ -266,6 +251,19 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A copy of `c` (program and arguments), run under `eatmydata` (no fsync) if `no_fsync`.
+fn copy_command(c: &Command, no_fsync: bool) -> Command {
+    let mut copy = if no_fsync {
+        let mut e = Command::new("eatmydata");
+        e.arg(c.get_program());
+        e
+    } else {
+        Command::new(c.get_program())
+    };
+    copy.args(c.get_args());
+    copy
 }
 
 /// `2 CPUs, AMD EPYC ...`
