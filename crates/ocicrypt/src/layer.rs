@@ -353,11 +353,11 @@ impl<R: Read> LayerEncryptor<R> {
         self
     }
 
-    /// Whether the HMAC may be computed on a helper thread (on by default when the machine
-    /// has more than one CPU; see
-    /// [`EncryptReader::parallel`]). Turn it
-    /// off to keep the work on the reading thread, for instance when as many layers as
-    /// there are CPUs are encrypted at once. Call before reading.
+    /// Whether the HMAC (and, with the plaintext digest, the cipher) may run on a helper
+    /// thread (on by default when the machine has more than one CPU; see
+    /// [`EncryptReader::parallel`]). Turn it off to keep the work on the reading thread,
+    /// for instance when as many layers as there are CPUs are encrypted at once. Call
+    /// before reading.
     #[must_use]
     pub fn parallel(mut self, on: bool) -> Self {
         self.reader = self.reader.parallel(on);
@@ -414,10 +414,9 @@ impl<R: Read> LayerDecryptor<R> {
         self.reader.verified_digest()
     }
 
-    /// Whether the HMAC may be computed on a helper thread (on by default when the machine
-    /// has more than one CPU; see
-    /// [`DecryptReader::parallel`]). Call
-    /// before reading.
+    /// Whether the HMAC and the cipher may run on a helper thread while the reading thread
+    /// hashes the plaintext (on by default when the machine has more than one CPU; see
+    /// [`DecryptReader::parallel`]). Call before reading.
     #[must_use]
     pub fn parallel(mut self, on: bool) -> Self {
         self.reader = self.reader.parallel(on);
