@@ -39,7 +39,7 @@ impl Check {
             Check::Command(name) => format!("command `{name}`"),
             Check::PkgConfig(name) => format!("`pkg-config --exists {name}`"),
             Check::LibClang => {
-                "libclang*.so* (under /usr/lib/llvm-*/lib or /usr/lib/*-linux-gnu)".to_owned()
+                "libclang.so* or libclang-<version>.so* (under /usr/lib/llvm-*/lib or /usr/lib/*-linux-gnu)".to_owned()
             }
         }
     }
