@@ -50,6 +50,9 @@ pub enum Error {
         /// Why each scheme failed.
         causes: Vec<String>,
     },
+    /// A bug in this library: what should not happen, did.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The plaintext read while encrypting does not match the descriptor's digest.
     #[error("the layer data does not match its descriptor: digest {actual}, expected {expected}")]
     DigestMismatch {

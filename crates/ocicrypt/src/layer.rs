@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::str::FromStr;
 
 use ocicrypt_blockcipher::{DecryptReader, EncryptReader};
 use ocicrypt_keywrap::{DecryptConfig, EncryptConfig};
@@ -10,6 +11,10 @@ use ocicrypt_spec::options::{PrivateOptions, PublicOptions};
 use serde::Serialize;
 
 use crate::{Annotations, Descriptor, Error, Ocicrypt, Registry, annotations_of};
+
+/// SHA-256 of nothing: the placeholder digest of a stream's base descriptor (the real one
+/// is computed while the stream is read).
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// What [`Ocicrypt::encrypt_layer`] returns.
 #[derive(Debug)]
@@ -38,6 +43,8 @@ pub struct LayerEncryptor<R: Read> {
     digest: Option<String>,
     /// Whether to check the data read against `digest`.
     verify: bool,
+    /// The plain layer's descriptor (for [`LayerEncryptor::finalize_descriptor`]).
+    base: Descriptor,
 }
 
 /// A layer being decrypted: a reader of plaintext.
@@ -52,6 +59,8 @@ pub struct LayerEncryptor<R: Read> {
 pub struct LayerDecryptor<R: Read> {
     reader: DecryptReader<R>,
     digest: String,
+    /// The encrypted layer's descriptor (for [`LayerDecryptor::descriptor`]).
+    base: Descriptor,
 }
 
 impl Ocicrypt {
@@ -84,6 +93,7 @@ impl Ocicrypt {
                 .map(Encrypted::RecipientsAdded);
         }
         let mut enc = self.encrypt_stream(ec, reader)?;
+        enc.base = desc.clone();
         enc.digest = Some(desc.digest().to_string());
         enc.verify = desc.digest().algorithm().as_ref() == "sha256";
         enc.reader = enc.reader.compute_plaintext_digest(enc.verify);
@@ -91,7 +101,9 @@ impl Ocicrypt {
     }
 
     /// Encrypts a plain stream whose digest is not known beforehand: its SHA-256 is
-    /// computed while it is read and stored in the private options.
+    /// computed while it is read and stored in the private options. Its media type is taken
+    /// to be `application/vnd.oci.image.layer.v1.tar+gzip` unless set with
+    /// [`LayerEncryptor::media_type`].
     ///
     /// # Errors
     /// [`Error::NoRecipients`], [`Error::SchemeNotAvailable`], or a failure to create the
@@ -108,7 +120,19 @@ impl Ocicrypt {
             ec: ec.clone(),
             digest: None,
             verify: false,
+            base: Descriptor::new(
+                oci_spec::image::MediaType::ImageLayerGzip,
+                0,
+                oci_spec::image::Sha256Digest::from_str(EMPTY_SHA256)
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            ),
         })
+    }
+
+    /// Whether `desc` is an encrypted layer as far as this registry can tell: it carries a
+    /// wrapped-key annotation of one of its schemes. (Its media type is not consulted.)
+    pub fn is_encrypted_layer(&self, desc: &Descriptor) -> bool {
+        self.is_encrypted(&annotations_of(desc))
     }
 
     fn check_recipients(&self, ec: &EncryptConfig) -> Result<(), Error> {
@@ -177,6 +201,7 @@ impl Ocicrypt {
         Ok(LayerDecryptor {
             reader,
             digest: private.digest.clone(),
+            base: desc.clone(),
         })
     }
 
@@ -396,6 +421,41 @@ impl<R: Read> LayerEncryptor<R> {
     }
 }
 
+impl<R: Read> LayerEncryptor<R> {
+    /// The plain media type of a stream from [`Ocicrypt::encrypt_stream`] (the encrypted
+    /// descriptor gets it with `+encrypted`). Ignored for [`Ocicrypt::encrypt_layer`], which
+    /// takes it from the descriptor.
+    #[must_use]
+    pub fn media_type(mut self, media_type: oci_spec::image::MediaType) -> Self {
+        if self.digest.is_none() {
+            self.base.set_media_type(media_type);
+        }
+        self
+    }
+
+    /// Like [`LayerEncryptor::finalize`], and returns the encrypted blob's descriptor
+    /// instead of the annotations: given the `digest` and `size` of the ciphertext the
+    /// caller read (and stored), it is the plain descriptor with the `+encrypted` media type,
+    /// that digest and size, and the encryption annotations (see [`crate::descriptor`]).
+    ///
+    /// # Errors
+    /// As [`LayerEncryptor::finalize`].
+    pub fn finalize_descriptor(
+        self,
+        digest: oci_spec::image::Digest,
+        size: u64,
+    ) -> Result<Descriptor, Error> {
+        let base = self.base.clone();
+        let annotations = self.finalize()?;
+        Ok(crate::descriptor::encrypted(
+            &base,
+            &annotations,
+            digest,
+            size,
+        ))
+    }
+}
+
 impl<R: Read> Read for LayerEncryptor<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.reader.read(buf)
@@ -426,6 +486,19 @@ impl<R: Read> LayerDecryptor<R> {
     /// Ciphertext bytes read so far.
     pub fn bytes_read(&self) -> u64 {
         self.reader.bytes_read()
+    }
+
+    /// After a successful final read: the decrypted blob's descriptor (the plain media
+    /// type, the verified plaintext digest and its size, the encryption annotations removed;
+    /// see [`crate::descriptor`]). `None` before the stream was read to a clean end.
+    pub fn descriptor(&self) -> Option<Descriptor> {
+        let digest = self.reader.verified_digest()?.parse().ok()?;
+        // AES-CTR: the plaintext is exactly as long as the ciphertext.
+        Some(crate::descriptor::decrypted(
+            &self.base,
+            digest,
+            self.reader.bytes_read(),
+        ))
     }
 }
 

@@ -3,7 +3,9 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod descriptor;
 mod error;
+pub mod helpers;
 mod layer;
 mod registry;
 
