@@ -1,19 +1,16 @@
 //! `ocicrypt layer ...`: one layer blob and its descriptor.
 
-use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use ocicrypt::spec::{annotations, media_types};
-use ocicrypt::{Encrypted, LayerInfo};
+use ocicrypt::LayerInfo;
+use ocicrypt::oci_spec::image::{Descriptor, MediaType};
+use ocicrypt::spec::media_types;
+use ocicrypt_image::{Lossless, Options, PlainLayer, write_atomic};
 
-use crate::descriptor::DescJson;
-use crate::digest::sha256_hex;
-use crate::fsx::{Staged, read_json, write_atomic};
-use crate::pipe::{Input, Output};
 use crate::{keys, progress};
 
 /// Commands on a single layer blob.
@@ -84,144 +81,71 @@ pub(crate) fn run(cmd: LayerCommand) -> Result<()> {
     }
 }
 
-fn open_blob(path: &Path) -> Result<(File, u64)> {
-    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let len = f
-        .metadata()
-        .with_context(|| format!("cannot stat {}", path.display()))?
-        .len();
-    Ok((f, len))
+/// A descriptor file, with the fields `oci-spec` does not model kept.
+fn read_descriptor(path: &Path) -> Result<Lossless<Descriptor>> {
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read descriptor {}", path.display()))?;
+    Ok(Lossless::from_slice(
+        &bytes,
+        &format!("descriptor {}", path.display()),
+    )?)
 }
 
-fn read_descriptor(path: &Path) -> Result<DescJson> {
-    let what = format!("descriptor {}", path.display());
-    DescJson::from_value(read_json(path, "descriptor")?, &what)
+/// Writes `base` changed to `new` (or `new` alone) as indented JSON.
+fn write_descriptor(
+    path: &Path,
+    base: Option<Lossless<Descriptor>>,
+    new: Descriptor,
+) -> Result<()> {
+    let doc = match base {
+        Some(mut d) => {
+            d.update(|d| *d = new)?;
+            d
+        }
+        None => Lossless::new(new)?,
+    };
+    Ok(write_atomic(path, &doc.to_pretty()?)?)
 }
 
-fn check_size(desc: &DescJson, len: u64, path: &Path) -> Result<()> {
-    if desc.size() != len {
-        bail!(
-            "{} is {len} bytes but its descriptor says {}",
-            path.display(),
-            desc.size()
-        );
-    }
-    Ok(())
+fn options(what: &'static str) -> Result<Options> {
+    Ok(Options::default()
+        .ocicrypt(crate::context()?)
+        .progress(progress::bars(move |_, _| what.to_owned())))
 }
 
 fn encrypt(a: EncryptArgs) -> Result<()> {
     let ec = a.recipients.config()?;
-    let ctx = crate::context()?;
-    let (file, len) = open_blob(&a.input)?;
-    let bar = progress::bar(len, "encrypting");
-    let input = Input::open(bar.wrap_read(file), false, true)?;
-    let mut out = Output::open(Staged::new(&a.output)?, true, true)?;
-    let (base, enc_annotations, newly_encrypted) = match &a.descriptor {
-        Some(p) => {
-            let base = read_descriptor(p)?;
-            check_size(&base, len, &a.input)?;
-            match ctx.encrypt_layer(&ec, input, &base.to_oci()?)? {
-                Encrypted::Stream(mut enc) => {
-                    out.copy_from(&mut enc).context("encryption failed")?;
-                    (base, enc.finalize()?, true)
-                }
-                Encrypted::RecipientsAdded(ann) => {
-                    let (f, _) = open_blob(&a.input)?;
-                    let mut r = Input::open(bar.wrap_read(f), true, true)?;
-                    out.copy_from(&mut r).context("copying the layer failed")?;
-                    let digest = r.finish()?.digest;
-                    if digest.as_deref() != Some(base.digest()) {
-                        bail!(
-                            "{} does not match its descriptor's digest",
-                            a.input.display()
-                        );
-                    }
-                    (base, ann, false)
-                }
-            }
-        }
-        None => {
-            let mt = a
-                .media_type
-                .as_deref()
-                .unwrap_or(media_types::LAYER_TAR_GZIP)
-                .to_owned();
-            let mut enc = ctx.encrypt_stream(&ec, input)?;
-            out.copy_from(&mut enc).context("encryption failed")?;
-            (DescJson::new(&mt, "", len), enc.finalize()?, true)
-        }
-    };
-    bar.finish_and_clear();
-    let (staged, written) = out
-        .finish()
-        .with_context(|| format!("cannot write {}", a.output.display()))?;
-    let digest = written
-        .digest
-        .context("internal error: the output was not hashed")?;
-    let mut desc = base;
-    let mut mt = a
-        .media_type
-        .clone()
-        .unwrap_or_else(|| desc.media_type().to_owned());
-    if newly_encrypted {
-        mt = media_types::to_encrypted(&mt);
+    let options = options("encrypting")?;
+    let media_type = a.media_type.as_deref().map(MediaType::from);
+    let mut base = a.descriptor.as_deref().map(read_descriptor).transpose()?;
+    if let (Some(b), Some(mt)) = (&mut base, &media_type) {
+        b.update(|d| {
+            d.set_media_type(mt.clone());
+        })?;
     }
-    let mut ann: BTreeMap<_, _> = annotations::filter_out(&desc.annotations());
-    ann.extend(enc_annotations);
-    desc.set(&mt, &digest, written.len, ann);
-    staged.commit()?;
-    write_atomic(&a.descriptor_out, &desc.to_pretty())
+    let default_mt = MediaType::from(media_types::LAYER_TAR_GZIP);
+    let plain = match &base {
+        Some(b) => PlainLayer::Described(b.get()),
+        None => PlainLayer::Undescribed(media_type.as_ref().unwrap_or(&default_mt)),
+    };
+    let desc = ocicrypt_image::encrypt_file(&a.input, &a.output, plain, &ec, &options)?;
+    write_descriptor(&a.descriptor_out, base, desc)
 }
 
 fn decrypt(a: DecryptArgs) -> Result<()> {
     let dc = a.keys.config()?;
     let desc = read_descriptor(&a.descriptor)?;
-    sha256_hex(desc.digest()).context("the encrypted blob's descriptor")?;
-    let (file, len) = open_blob(&a.input)?;
-    check_size(&desc, len, &a.input)?;
-    let bar = progress::bar(len, "decrypting");
-    let mut input = Input::open(bar.wrap_read(file), true, true)?;
-    let mut out = Output::open(Staged::new(&a.output)?, false, true)?;
-    let (size, verified) = {
-        let mut dec = crate::context()?.decrypt_layer(&dc, &mut input, &desc.to_oci()?)?;
-        let size = out.copy_from(&mut dec).context("decryption failed")?;
-        (size, dec.verified_digest().map(str::to_owned))
-    };
-    bar.finish_and_clear();
-    let ct_digest = input.finish()?.digest;
-    if ct_digest.as_deref() != Some(desc.digest()) {
-        bail!(
-            "{} does not match its descriptor: digest {}, expected {}",
-            a.input.display(),
-            ct_digest.unwrap_or_default(),
-            desc.digest()
-        );
+    let options = options("decrypting")?;
+    let plain = ocicrypt_image::decrypt_file(&a.input, &a.output, desc.get(), &dc, &options)?;
+    match &a.descriptor_out {
+        Some(p) => write_descriptor(p, Some(desc), plain),
+        None => Ok(()),
     }
-    // The decrypting reader computed and checked the plaintext digest at the end of the
-    // stream; it is the digest of exactly the bytes written.
-    let pt_digest =
-        verified.context("internal error: decryption ended without a verified digest")?;
-    let (staged, _) = out
-        .finish()
-        .with_context(|| format!("cannot write {}", a.output.display()))?;
-    staged.commit()?;
-    if let Some(p) = &a.descriptor_out {
-        let mut plain = desc.clone();
-        let ann = annotations::filter_out(&desc.annotations());
-        plain.set(
-            media_types::to_decrypted(desc.media_type()),
-            &pt_digest,
-            size,
-            ann,
-        );
-        write_atomic(p, &plain.to_pretty())?;
-    }
-    Ok(())
 }
 
 fn inspect(a: InspectArgs) -> Result<()> {
     let desc = read_descriptor(&a.descriptor)?;
-    let info = crate::context()?.inspect(&desc.to_oci()?)?;
+    let info = crate::context()?.inspect(desc.get())?;
     let mut stdout = io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut stdout, &info)?;

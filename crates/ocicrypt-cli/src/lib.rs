@@ -2,14 +2,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod descriptor;
-mod digest;
-mod fsx;
 mod image;
 mod keys;
 mod layer;
-mod layout;
-mod pipe;
 mod progress;
 
 use std::ffi::OsString;

@@ -1,8 +1,8 @@
-//! SHA-256 of the bytes flowing through a reader or writer.
+//! SHA-256 of the bytes flowing through a reader or writer, and checking blob digests.
 
 use std::io::{self, Read, Write};
 
-use ring::digest::{Context, SHA256};
+use ring::digest::{Context, SHA256, SHA512};
 
 /// What passed through a [`Hashing`] adapter or a pipe: the number of bytes and, if they
 /// were hashed, `sha256:<hex>`.
@@ -94,19 +94,61 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Splits `sha256:<64 hex>` into its hex part, or says what is wrong.
-pub(crate) fn sha256_hex(digest: &str) -> anyhow::Result<&str> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .ok_or_else(|| anyhow::anyhow!("digest {digest:?} is not a sha256 digest"))?;
-    if hex.len() != 64
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        anyhow::bail!("digest {digest:?} is malformed");
+/// A digest we can name a blob by and verify: `sha256:` or `sha512:` with lowercase hex of
+/// the right length (so that it cannot point outside a layout either).
+pub(crate) fn checked(digest: &oci_spec::image::Digest) -> crate::Result<(&'static str, &str)> {
+    use oci_spec::image::DigestAlgorithm;
+    let (alg, len) = match digest.algorithm() {
+        DigestAlgorithm::Sha256 => ("sha256", 64),
+        DigestAlgorithm::Sha512 => ("sha512", 128),
+        _ => {
+            return Err(crate::Error::BadDigest {
+                digest: digest.to_string(),
+            });
+        }
+    };
+    let hex = digest.digest();
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(crate::Error::BadDigest {
+            digest: digest.to_string(),
+        });
     }
-    Ok(hex)
+    Ok((alg, hex))
+}
+
+/// Hashes with the algorithm of `expected` (SHA-256 or SHA-512).
+pub(crate) struct Verifier {
+    ctx: Context,
+    expected: oci_spec::image::Digest,
+}
+
+impl Verifier {
+    pub(crate) fn new(expected: &oci_spec::image::Digest) -> crate::Result<Self> {
+        let (alg, _) = checked(expected)?;
+        let algorithm = if alg == "sha256" { &SHA256 } else { &SHA512 };
+        Ok(Self {
+            ctx: Context::new(algorithm),
+            expected: expected.clone(),
+        })
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        self.ctx.update(data);
+    }
+
+    /// Fails unless what was hashed has the expected digest.
+    pub(crate) fn verify(self) -> crate::Result<()> {
+        let alg = self.expected.algorithm().to_string();
+        let actual = format!("{alg}:{}", hex::encode(self.ctx.finish().as_ref()));
+        if actual == self.expected.as_ref() {
+            Ok(())
+        } else {
+            Err(crate::Error::DigestMismatch {
+                expected: self.expected.to_string(),
+                actual,
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,8 +167,5 @@ mod tests {
             d,
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(sha256_hex(&d).is_ok());
-        assert!(sha256_hex("sha512:00").is_err());
-        assert!(sha256_hex("sha256:XYZ").is_err());
     }
 }

@@ -1,21 +1,26 @@
-//! Writing outputs so that a failed command leaves its destination untouched.
+//! Writing outputs so that a failure leaves the destination untouched.
 
-use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use tempfile::NamedTempFile;
+
+use crate::{Error, Result};
 
 /// A file being written under a temporary name in its destination's directory; it
 /// replaces the destination only on [`Staged::commit`]. Dropped uncommitted, it is removed.
-pub(crate) struct Staged {
+#[derive(Debug)]
+pub struct Staged {
     dest: PathBuf,
     file: BufWriter<NamedTempFile>,
 }
 
 impl Staged {
-    pub(crate) fn new(dest: &Path) -> Result<Self> {
+    /// A temporary file beside `dest` (named `.ocicrypt-*.tmp`).
+    ///
+    /// # Errors
+    /// The directory is not writable.
+    pub fn new(dest: &Path) -> Result<Self> {
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -24,7 +29,10 @@ impl Staged {
             .prefix(".ocicrypt-")
             .suffix(".tmp")
             .tempfile_in(dir)
-            .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+            .map_err(Error::io(format!(
+                "cannot create a temporary file in {}",
+                dir.display()
+            )))?;
         Ok(Self {
             dest: dest.to_owned(),
             file: BufWriter::with_capacity(256 * 1024, tmp),
@@ -32,24 +40,31 @@ impl Staged {
     }
 
     /// Flushes, syncs and renames the file over the destination.
-    pub(crate) fn commit(self) -> Result<()> {
+    ///
+    /// # Errors
+    /// Writing, syncing or renaming failed.
+    pub fn commit(self) -> Result<()> {
         let dest = self.dest.clone();
         self.commit_as(&dest)
     }
 
     /// Like [`Staged::commit`], to another name in the same directory (for files named
     /// by their digest, known only at the end).
-    pub(crate) fn commit_as(self, dest: &Path) -> Result<()> {
+    ///
+    /// # Errors
+    /// Writing, syncing or renaming failed.
+    pub fn commit_as(self, dest: &Path) -> Result<()> {
+        let what = || format!("cannot write {}", dest.display());
         let tmp = self
             .file
             .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write {}", dest.display()))?;
-        tmp.as_file()
-            .sync_all()
-            .with_context(|| format!("cannot write {}", dest.display()))?;
-        tmp.persist(dest).map_err(|e| e.error).with_context(|| {
-            format!("cannot rename the output into place at {}", dest.display())
+            .map_err(|e| Error::io(what())(e.into_error()))?;
+        tmp.as_file().sync_all().map_err(Error::io(what()))?;
+        tmp.persist(dest).map_err(|e| {
+            Error::io(format!(
+                "cannot rename the output into place at {}",
+                dest.display()
+            ))(e.error)
         })?;
         Ok(())
     }
@@ -65,28 +80,21 @@ impl Write for Staged {
     }
 }
 
-/// Writes `bytes` to `dest` atomically.
-pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `dest` atomically (a temporary file renamed over it).
+///
+/// # Errors
+/// Writing, syncing or renaming failed.
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     let mut s = Staged::new(dest)?;
     s.write_all(bytes)
-        .with_context(|| format!("cannot write {}", dest.display()))?;
+        .map_err(Error::io(format!("cannot write {}", dest.display())))?;
     s.commit()
-}
-
-/// Reads a JSON file into a value, naming the file in errors.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{what} {} is not valid JSON of the expected shape",
-            path.display()
-        )
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn uncommitted_output_leaves_no_trace() {

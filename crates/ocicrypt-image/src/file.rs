@@ -1,0 +1,199 @@
+//! One layer blob from a file to a file (what `ocicrypt layer encrypt|decrypt` do).
+//!
+//! The input is read on a thread of its own, the output written and hashed on another,
+//! beside the cipher's; the output is written under a temporary name and renamed into place
+//! only after the HMAC and the digests were checked.
+
+use std::fs::File;
+use std::path::Path;
+
+use oci_spec::image::{Descriptor, MediaType};
+use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted};
+
+use crate::fsx::Staged;
+use crate::options::Progress;
+use crate::pipe::{Input, Output};
+use crate::transport::sha256_digest;
+use crate::{Error, Options, Result};
+
+/// The plain layer to encrypt: described by its descriptor (whose digest and size are
+/// checked against the data), or only by its media type (its digest is computed).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum PlainLayer<'a> {
+    /// The layer's descriptor.
+    Described(&'a Descriptor),
+    /// No descriptor: the media type of the plain data.
+    Undescribed(&'a MediaType),
+}
+
+fn open(path: &Path) -> Result<(File, u64)> {
+    let f = File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
+    let len = f
+        .metadata()
+        .map_err(Error::io(format!("cannot stat {}", path.display())))?
+        .len();
+    Ok((f, len))
+}
+
+fn check_size(desc: &Descriptor, len: u64) -> Result<()> {
+    if desc.size() == len {
+        Ok(())
+    } else {
+        Err(Error::SizeMismatch {
+            digest: desc.digest().to_string(),
+            actual: len,
+            expected: desc.size(),
+        })
+    }
+}
+
+/// Reports reads as progress of layer 0.
+struct Counting<R> {
+    inner: R,
+    options: Options,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.options.report(Progress::LayerRead {
+            id: 0,
+            bytes: n as u64,
+        });
+        Ok(n)
+    }
+}
+
+fn input(path: &Path, hash: bool, options: &Options) -> Result<(Input, u64)> {
+    let (file, len) = open(path)?;
+    options.report(Progress::LayerStarted {
+        id: 0,
+        total: 1,
+        size: len,
+    });
+    let counting = Counting {
+        inner: file,
+        options: options.clone(),
+    };
+    let input = Input::open(counting, hash, true)
+        .map_err(Error::io(format!("cannot read {}", path.display())))?;
+    Ok((input, len))
+}
+
+/// Encrypts the layer blob `input` for the recipients of `ec` into the file `output`;
+/// returns the encrypted blob's descriptor. If the layer is encrypted already (its
+/// descriptor has wrapped keys), the recipients are added with a key of `ec.decrypt` and the
+/// data is copied as it is (its digest checked).
+///
+/// # Errors
+/// The input does not match its descriptor, a recipient or key fails, or the output
+/// cannot be written (it is then left as it was).
+pub fn encrypt_file(
+    input_path: &Path,
+    output_path: &Path,
+    plain: PlainLayer<'_>,
+    ec: &EncryptConfig,
+    options: &Options,
+) -> Result<Descriptor> {
+    let ctx = &options.ocicrypt;
+    let (input, len) = input(input_path, false, options)?;
+    let mut out = Output::open(Staged::new(output_path)?, true, true)
+        .map_err(Error::io(format!("cannot write {}", output_path.display())))?;
+    let write_err = || Error::io(format!("cannot write {}", output_path.display()));
+    let encrypted = |enc: &mut dyn std::io::Read, out: &mut Output<Staged>| {
+        out.copy_from(enc).map_err(|source| Error::Stream {
+            what: "encryption failed",
+            source,
+        })
+    };
+    let result = match plain {
+        PlainLayer::Described(base) => {
+            check_size(base, len)?;
+            match ctx.encrypt_layer(ec, input, base)? {
+                Encrypted::Stream(mut enc) => {
+                    encrypted(&mut enc, &mut out)?;
+                    let (staged, written) = out.finish().map_err(write_err())?;
+                    let digest = sha256_digest(&written.digest.unwrap_or_default())?;
+                    (staged, enc.finalize_descriptor(digest, written.len)?)
+                }
+                Encrypted::RecipientsAdded(ann) => {
+                    let (r, _) = self::input(input_path, true, options)?;
+                    let mut r = r;
+                    out.copy_from(&mut r).map_err(write_err())?;
+                    let digest = r.finish().map_err(write_err())?.digest.unwrap_or_default();
+                    if digest != base.digest().as_ref() {
+                        return Err(Error::DigestMismatch {
+                            expected: base.digest().to_string(),
+                            actual: digest,
+                        });
+                    }
+                    let (staged, _) = out.finish().map_err(write_err())?;
+                    (staged, ocicrypt::descriptor::rewrapped(base, &ann))
+                }
+            }
+        }
+        PlainLayer::Undescribed(media_type) => {
+            let mut enc = ctx
+                .encrypt_stream(ec, input)?
+                .media_type(media_type.clone());
+            encrypted(&mut enc, &mut out)?;
+            let (staged, written) = out.finish().map_err(write_err())?;
+            let digest = sha256_digest(&written.digest.unwrap_or_default())?;
+            (staged, enc.finalize_descriptor(digest, written.len)?)
+        }
+    };
+    options.report(Progress::LayerFinished { id: 0 });
+    let (staged, desc) = result;
+    staged.commit()?;
+    Ok(desc)
+}
+
+/// Decrypts the layer blob `input` (described by `desc`) with the keys of `dc` into the
+/// file `output`; returns the plain blob's descriptor. The output appears only after the
+/// HMAC, the plaintext digest and the blob's digest were checked.
+///
+/// # Errors
+/// The input does not match `desc`, no key opens the layer, the data fails
+/// authentication, or the output cannot be written (it is then left as it was).
+pub fn decrypt_file(
+    input_path: &Path,
+    output_path: &Path,
+    desc: &Descriptor,
+    dc: &DecryptConfig,
+    options: &Options,
+) -> Result<Descriptor> {
+    crate::digest::checked(desc.digest())?;
+    let (_, len) = open(input_path)?;
+    check_size(desc, len)?;
+    let (mut input, _) = input(input_path, true, options)?;
+    let write_err = || Error::io(format!("cannot write {}", output_path.display()));
+    let mut out = Output::open(Staged::new(output_path)?, false, true).map_err(write_err())?;
+    let plain = {
+        let mut dec = options.ocicrypt.decrypt_layer(dc, &mut input, desc)?;
+        out.copy_from(&mut dec).map_err(|source| Error::Stream {
+            what: "decryption failed",
+            source,
+        })?;
+        dec.descriptor()
+    };
+    options.report(Progress::LayerFinished { id: 0 });
+    let ct_digest = input
+        .finish()
+        .map_err(write_err())?
+        .digest
+        .unwrap_or_default();
+    if ct_digest != desc.digest().as_ref() {
+        return Err(Error::DigestMismatch {
+            expected: desc.digest().to_string(),
+            actual: ct_digest,
+        });
+    }
+    // The decrypting reader computed and checked the plaintext digest at the end of the
+    // stream; it is the digest of exactly the bytes written.
+    let plain = plain
+        .ok_or_else(|| Error::Internal("decryption ended without a verified digest".into()))?;
+    let (staged, _) = out.finish().map_err(write_err())?;
+    staged.commit()?;
+    Ok(plain)
+}

@@ -1,0 +1,643 @@
+//! Encrypting and decrypting the layers of whole images, and describing them.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+
+use oci_spec::image::{Descriptor, Platform};
+use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, LayerInfo};
+use serde::Serialize;
+
+use crate::graph::{Graph, Node};
+use crate::options::{PlatformSpec, Progress, platform_selected};
+use crate::pipe::{Input, Output};
+use crate::transport::{Destination, Source, copy_blob, put_blob, sha256_digest};
+use crate::{Error, ImageRef, Options, Result};
+
+/// What an image operation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// How many distinct layers were encrypted, decrypted or given new recipients.
+    pub layers_changed: usize,
+    /// How many distinct layers were copied as they were (not selected, or already in the
+    /// wanted state).
+    pub layers_unchanged: usize,
+    /// The descriptor of the image written (a manifest or index).
+    pub root: Descriptor,
+}
+
+/// What [`inspect`](crate::inspect) found: every image (manifest) of the reference with
+/// its layers and how each is encrypted. Serializes to what `ocicrypt image inspect --json`
+/// prints.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ImageInfo {
+    /// The reference inspected.
+    pub image: String,
+    /// Its image manifests, in index order.
+    pub manifests: Vec<ManifestInfo>,
+}
+
+/// One image manifest in an [`ImageInfo`].
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ManifestInfo {
+    /// The manifest's digest.
+    pub manifest: String,
+    /// The platform its index entry names, if any.
+    pub platform: Option<Platform>,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerEntry>,
+}
+
+/// One layer in a [`ManifestInfo`].
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct LayerEntry {
+    /// Its position (0 is the bottom).
+    pub index: usize,
+    /// Its media type.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How it is encrypted.
+    pub encryption: LayerInfo,
+}
+
+/// The transport of a reference: where to read from.
+fn open_source(r: &ImageRef) -> Result<Box<dyn Source>> {
+    match r {
+        ImageRef::Oci { path, tag } => Ok(Box::new(crate::layout::LayoutSource::open(path, tag)?)),
+    }
+}
+
+/// The transport of a reference: where to write to.
+fn open_destination(r: &ImageRef) -> Result<Box<dyn Destination>> {
+    match r {
+        ImageRef::Oci { path, tag } => Ok(Box::new(crate::layout::LayoutDestination::create(
+            path, tag,
+        )?)),
+    }
+}
+
+/// Describes every image under `src` and the encryption of each layer; needs no keys and
+/// reads no layer data.
+///
+/// # Errors
+/// The source cannot be read, or a manifest or an encryption annotation is malformed.
+pub fn inspect(src: &ImageRef) -> Result<ImageInfo> {
+    inspect_with(src, &Options::default())
+}
+
+/// [`inspect`] with the schemes of `options` (so that key-provider recipients are named).
+///
+/// # Errors
+/// As [`inspect`].
+pub fn inspect_with(src: &ImageRef, options: &Options) -> Result<ImageInfo> {
+    let source = open_source(src)?;
+    let root = source.root()?;
+    let graph = Graph::load(source.as_ref(), root.get())?;
+    let mut manifests = Vec::new();
+    for (platform, mdesc) in graph.images(root.get())? {
+        let Node::Manifest(m) = &graph.get(&mdesc)?.node else {
+            continue;
+        };
+        let mut layers = Vec::new();
+        for (index, l) in m.get().layers().iter().enumerate() {
+            let encryption = options.ocicrypt.inspect(l).map_err(|e| Error::Layer {
+                index,
+                digest: l.digest().to_string(),
+                manifest: mdesc.digest().to_string(),
+                source: Box::new(e.into()),
+            })?;
+            layers.push(LayerEntry {
+                index,
+                media_type: l.media_type().to_string(),
+                digest: l.digest().to_string(),
+                size: l.size(),
+                encryption,
+            });
+        }
+        manifests.push(ManifestInfo {
+            manifest: mdesc.digest().to_string(),
+            platform,
+            layers,
+        });
+    }
+    Ok(ImageInfo {
+        image: src.to_string(),
+        manifests,
+    })
+}
+
+/// Encrypts the selected layers of `src` for the recipients of `ec` into `dst` (a new or
+/// existing layout; `src` and `dst` may be the same layout with different tags), as skopeo
+/// does: each layer gets the `+encrypted` media type and `org.opencontainers.image.enc.*`
+/// annotations, and manifests and indexes are rewritten to match. A layer that is already
+/// encrypted gets the new recipients without its data being touched, if `ec.decrypt` holds a
+/// key that opens it.
+///
+/// On failure nothing is tagged at the destination and no blob is left behind.
+///
+/// # Errors
+/// The source is unreadable or malformed, a selection does not fit the image, a layer
+/// cannot be encrypted (each error names the layer), or the destination cannot be written.
+pub fn encrypt(
+    src: &ImageRef,
+    dst: &ImageRef,
+    ec: &EncryptConfig,
+    options: &Options,
+) -> Result<Report> {
+    transform(src, dst, &Op::Encrypt(ec), options)
+}
+
+/// Decrypts the selected layers of `src` with the keys of `dc` into `dst`: each layer is
+/// authenticated (HMAC) and its plaintext digest checked before it lands; plain layers and
+/// layers not selected are copied as they are.
+///
+/// On failure nothing is tagged at the destination and no blob is left behind.
+///
+/// # Errors
+/// As [`encrypt`]; a layer no key opens, or whose data fails authentication.
+pub fn decrypt(
+    src: &ImageRef,
+    dst: &ImageRef,
+    dc: &DecryptConfig,
+    options: &Options,
+) -> Result<Report> {
+    transform(src, dst, &Op::Decrypt(dc), options)
+}
+
+enum Op<'a> {
+    Encrypt(&'a EncryptConfig),
+    Decrypt(&'a DecryptConfig),
+}
+
+/// A layer to process.
+struct LayerWork {
+    desc: Descriptor,
+    selected: bool,
+    /// The manifest it belongs to (the first one, if several share it) and its index there.
+    manifest: String,
+    index: usize,
+}
+
+/// Layers with the same descriptor and selection are processed once.
+fn layer_key(desc: &Descriptor, selected: bool) -> String {
+    format!(
+        "{selected} {}",
+        serde_json::to_string(desc).unwrap_or_default()
+    )
+}
+
+/// One run of [`encrypt`] or [`decrypt`], shared by the worker threads.
+struct Job<'a> {
+    src: &'a dyn Source,
+    dst: &'a dyn Destination,
+    graph: Graph,
+    op: &'a Op<'a>,
+    options: &'a Options,
+    platforms: Vec<PlatformSpec>,
+    changed: AtomicUsize,
+}
+
+fn transform(src: &ImageRef, dst: &ImageRef, op: &Op<'_>, options: &Options) -> Result<Report> {
+    let platforms = options.platform_filter()?;
+    let source = open_source(src)?;
+    let root = source.root()?;
+    let graph = Graph::load(source.as_ref(), root.get())?;
+    let destination = open_destination(dst)?;
+    let job = Job {
+        src: source.as_ref(),
+        dst: destination.as_ref(),
+        graph,
+        op,
+        options,
+        platforms,
+        changed: AtomicUsize::new(0),
+    };
+    // Every layer of every selected image first, all in one pool of `jobs` workers (so a
+    // multi-platform index keeps the CPUs as busy as one big image); then the manifests
+    // and indexes that refer to them.
+    let mut work = Vec::new();
+    let mut keys = HashMap::new();
+    job.collect(root.get(), true, &mut work, &mut keys)?;
+    let done = job.run_layers(&work)?;
+    let done: HashMap<String, Descriptor> = work
+        .iter()
+        .zip(done)
+        .map(|(w, d)| (layer_key(&w.desc, w.selected), d))
+        .collect();
+    let mut memo = HashMap::new();
+    let new_root = job.node(root.get(), true, &done, &mut memo)?;
+    let changed = job.changed.load(Ordering::Relaxed);
+    // The index entry keeps everything but the tag, which the destination sets.
+    let mut entry = root;
+    entry.update(|d| {
+        let mut ann = d.annotations().clone().unwrap_or_default();
+        ann.remove(crate::layout::REF_NAME);
+        *d = new_root.clone();
+        d.set_annotations((!ann.is_empty()).then_some(ann));
+    })?;
+    destination.commit(entry)?;
+    Ok(Report {
+        layers_changed: changed,
+        layers_unchanged: work.len().saturating_sub(changed),
+        root: new_root,
+    })
+}
+
+/// The error a layer's source reports once another layer has failed.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled after another layer failed")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Reports what passes as [`Progress::LayerRead`].
+struct Counting<R> {
+    inner: R,
+    id: usize,
+    options: Options,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.options.report(Progress::LayerRead {
+                id: self.id,
+                bytes: n as u64,
+            });
+        }
+        Ok(n)
+    }
+}
+
+impl Job<'_> {
+    /// Collects the layers of the images under `desc` that the selection picks, each
+    /// distinct one once.
+    fn collect(
+        &self,
+        desc: &Descriptor,
+        top: bool,
+        out: &mut Vec<LayerWork>,
+        keys: &mut HashMap<String, ()>,
+    ) -> Result<()> {
+        match &self.graph.get(desc)?.node {
+            Node::Index(index) => {
+                let mut matched = 0;
+                for entry in index.get().manifests() {
+                    if platform_selected(&self.platforms, entry.platform().as_ref()) {
+                        matched += 1;
+                        self.collect(entry, false, out, keys)?;
+                    }
+                }
+                if top && matched == 0 {
+                    return Err(self.no_match());
+                }
+            }
+            Node::Manifest(m) => {
+                let layers = m.get().layers();
+                let selected = self.options.selected_layers(layers.len())?;
+                for (index, (l, sel)) in layers.iter().zip(selected).enumerate() {
+                    if keys.insert(layer_key(l, sel), ()).is_none() {
+                        out.push(LayerWork {
+                            desc: l.clone(),
+                            selected: sel,
+                            manifest: desc.digest().to_string(),
+                            index,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn no_match(&self) -> Error {
+        Error::NoPlatformMatch {
+            platforms: self.options.platforms.join(", "),
+        }
+    }
+
+    /// Writes a manifest or index (and what it references) with the new layers; returns
+    /// its new descriptor. Each document is rewritten once (`memo`, by digest).
+    fn node(
+        &self,
+        desc: &Descriptor,
+        top: bool,
+        done: &HashMap<String, Descriptor>,
+        memo: &mut HashMap<String, Descriptor>,
+    ) -> Result<Descriptor> {
+        let key = desc.digest().to_string();
+        if let Some(d) = memo.get(&key) {
+            return Ok(d.clone());
+        }
+        let doc = self.graph.get(desc)?;
+        let bytes = match &doc.node {
+            Node::Index(index) => {
+                let mut index = index.clone();
+                let mut matched = 0;
+                let mut entries = index.get().manifests().clone();
+                for entry in &mut entries {
+                    if platform_selected(&self.platforms, entry.platform().as_ref()) {
+                        matched += 1;
+                        *entry = self.node(entry, false, done, memo)?;
+                    } else {
+                        self.copy_tree(entry)?;
+                    }
+                }
+                if top && matched == 0 {
+                    return Err(self.no_match());
+                }
+                index.update(|i| {
+                    i.set_manifests(entries);
+                })?;
+                index.to_vec()?
+            }
+            Node::Manifest(m) => {
+                copy_blob(self.src, self.dst, m.get().config())?;
+                let selected = self.options.selected_layers(m.get().layers().len())?;
+                let layers = m
+                    .get()
+                    .layers()
+                    .iter()
+                    .zip(selected)
+                    .map(|(l, sel)| {
+                        done.get(&layer_key(l, sel)).cloned().ok_or_else(|| {
+                            Error::Internal(format!("layer {} was not processed", l.digest()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mut m = m.clone();
+                m.update(|m| {
+                    m.set_layers(layers);
+                })?;
+                m.to_vec()?
+            }
+        };
+        // Unchanged documents are written as they were read (same digest).
+        let (bytes, changed) = match &doc.node {
+            Node::Index(i) if i.to_vec()? == bytes => (doc.bytes.as_slice(), false),
+            Node::Manifest(m) if m.to_vec()? == bytes => (doc.bytes.as_slice(), false),
+            _ => (bytes.as_slice(), true),
+        };
+        let digest = put_blob(self.dst, bytes)?;
+        let mut out = desc.clone();
+        if changed {
+            out.set_digest(digest);
+            out.set_size(bytes.len() as u64);
+        }
+        memo.insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// Copies a manifest or index and everything it references, unchanged.
+    fn copy_tree(&self, desc: &Descriptor) -> Result<()> {
+        if self.dst.has_blob(desc.digest())? {
+            return Ok(());
+        }
+        let doc = self.graph.get(desc)?;
+        match &doc.node {
+            Node::Index(index) => {
+                for e in index.get().manifests() {
+                    self.copy_tree(e)?;
+                }
+            }
+            Node::Manifest(m) => {
+                copy_blob(self.src, self.dst, m.get().config())?;
+                for l in m.get().layers() {
+                    copy_blob(self.src, self.dst, l)?;
+                }
+            }
+        }
+        put_blob(self.dst, &doc.bytes).map(drop)
+    }
+
+    /// Processes the layers on up to `jobs` threads, each blob committed as it is
+    /// finished, and waits until all are in place; returns the new descriptors in the
+    /// order of `work`. After the first failure the others stop, and that failure is
+    /// returned.
+    fn run_layers(&self, work: &[LayerWork]) -> Result<Vec<Descriptor>> {
+        let n = work.len();
+        let jobs = self.options.jobs.get();
+        let next = AtomicUsize::new(0);
+        let cancel = AtomicBool::new(false);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let done: Mutex<Vec<Option<Descriptor>>> = Mutex::new(vec![None; n]);
+        let workers = jobs.min(n).max(1);
+        let work_loop = || {
+            while !cancel.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(w) = work.get(i) else {
+                    break;
+                };
+                // `jobs` is how many CPUs to keep busy: while at least that many layers
+                // are left, each runs on one thread; the last few also use helper threads.
+                let helpers = n - i < jobs;
+                let result = if w.selected {
+                    self.layer(&w.desc, (i, n), helpers, &cancel)
+                        .map_err(|e| Error::Layer {
+                            index: w.index,
+                            digest: w.desc.digest().to_string(),
+                            manifest: w.manifest.clone(),
+                            source: Box::new(e),
+                        })
+                } else {
+                    copy_blob(self.src, self.dst, &w.desc).map(|()| w.desc.clone())
+                };
+                match result {
+                    Ok(d) => {
+                        let mut done = done.lock().unwrap_or_else(PoisonError::into_inner);
+                        if let Some(slot) = done.get_mut(i) {
+                            *slot = Some(d);
+                        }
+                    }
+                    Err(e) => {
+                        // The first error is kept before the others are told to stop, so
+                        // that their "cancelled" errors never replace it.
+                        first_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(e);
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        };
+        if workers == 1 {
+            work_loop();
+        } else {
+            thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(work_loop);
+                }
+            });
+        }
+        if let Some(e) = first_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Err(e);
+        }
+        // The manifests are written only once their layers are in place.
+        self.dst.flush_blobs()?;
+        done.into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .zip(work)
+            .map(|(d, w)| {
+                d.ok_or_else(|| {
+                    Error::Internal(format!("layer {} was not processed", w.desc.digest()))
+                })
+            })
+            .collect()
+    }
+
+    /// Encrypts or decrypts one layer. With `helpers`, the blob is read, written and MACed on
+    /// helper threads beside the one that runs the cipher; without, all on this thread.
+    fn layer(
+        &self,
+        desc: &Descriptor,
+        (i, n): (usize, usize),
+        helpers: bool,
+        cancel: &AtomicBool,
+    ) -> Result<Descriptor> {
+        let ctx = &self.options.ocicrypt;
+        let encrypted = ctx.is_encrypted_layer(desc)
+            || ocicrypt::spec::media_types::is_encrypted_type(desc.media_type());
+        match self.op {
+            Op::Decrypt(_) if !encrypted => {
+                copy_blob(self.src, self.dst, desc)?;
+                return Ok(desc.clone());
+            }
+            Op::Encrypt(ec) if encrypted && ec.decrypt.is_empty() => {
+                return Err(Error::AlreadyEncrypted);
+            }
+            _ => {}
+        }
+        self.options.report(Progress::LayerStarted {
+            id: i,
+            total: n,
+            size: desc.size(),
+        });
+        let result = self.convert(desc, i, helpers, cancel);
+        self.options.report(Progress::LayerFinished { id: i });
+        let out = result?;
+        self.changed.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    fn convert(
+        &self,
+        desc: &Descriptor,
+        id: usize,
+        helpers: bool,
+        cancel: &AtomicBool,
+    ) -> Result<Descriptor> {
+        let ctx = &self.options.ocicrypt;
+        // The blob is read (and with `hash`, hashed) ahead of the cipher.
+        let source = |hash: bool| -> Result<Input> {
+            let counting = Counting {
+                inner: self.src.open_blob(desc)?,
+                id,
+                options: self.options.clone(),
+            };
+            Input::open(counting, hash, helpers).map_err(Error::io("cannot read the layer"))
+        };
+        match self.op {
+            Op::Decrypt(dc) => {
+                let input = source(true)?;
+                let mut input = Cancellable {
+                    inner: input,
+                    cancel,
+                };
+                let mut out = Output::open(self.dst.new_blob()?, false, helpers)
+                    .map_err(Error::io("cannot write the decrypted blob"))?;
+                let plain = {
+                    let mut dec = ctx.decrypt_layer(dc, &mut input, desc)?.parallel(helpers);
+                    out.copy_from(&mut dec).map_err(|source| Error::Stream {
+                        what: "decryption failed",
+                        source,
+                    })?;
+                    dec.descriptor()
+                };
+                let ct = input
+                    .inner
+                    .finish()
+                    .map_err(Error::io("cannot read the layer"))?;
+                let ct_digest = ct.digest.unwrap_or_default();
+                if ct_digest != desc.digest().as_ref() {
+                    return Err(Error::DigestMismatch {
+                        expected: desc.digest().to_string(),
+                        actual: ct_digest,
+                    });
+                }
+                let (blob, _) = out
+                    .finish()
+                    .map_err(Error::io("cannot write the decrypted blob"))?;
+                let plain = plain.ok_or_else(|| {
+                    Error::Internal("decryption ended without a verified digest".into())
+                })?;
+                // The reader verified the plaintext digest; the blob is named by it.
+                blob.commit(plain.digest())?;
+                Ok(plain)
+            }
+            Op::Encrypt(ec) => {
+                let input = Cancellable {
+                    inner: source(false)?,
+                    cancel,
+                };
+                match ctx.encrypt_layer(ec, input, desc)? {
+                    Encrypted::Stream(enc) => {
+                        let mut enc = enc.parallel(helpers);
+                        let mut out = Output::open(self.dst.new_blob()?, true, helpers)
+                            .map_err(Error::io("cannot write the encrypted blob"))?;
+                        out.copy_from(&mut enc).map_err(|source| Error::Stream {
+                            what: "encryption failed",
+                            source,
+                        })?;
+                        let (blob, written) = out
+                            .finish()
+                            .map_err(Error::io("cannot write the encrypted blob"))?;
+                        let digest = sha256_digest(&written.digest.unwrap_or_default())?;
+                        let new = enc.finalize_descriptor(digest, written.len)?;
+                        blob.commit(new.digest())?;
+                        Ok(new)
+                    }
+                    Encrypted::RecipientsAdded(ann) => {
+                        copy_blob(self.src, self.dst, desc)?;
+                        Ok(ocicrypt::descriptor::rewrapped(desc, &ann))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A reader that fails once `cancel` is set.
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other(Cancelled));
+        }
+        self.inner.read(buf)
+    }
+}

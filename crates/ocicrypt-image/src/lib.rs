@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod digest;
+mod error;
+pub mod file;
+mod fsx;
+pub mod graph;
+mod image;
+pub mod layout;
+pub mod lossless;
+mod options;
+mod pipe;
+mod reference;
+pub mod transport;
+
+pub use error::{Error, Result};
+pub use file::{PlainLayer, decrypt_file, encrypt_file};
+pub use fsx::{Staged, write_atomic};
+pub use image::{
+    ImageInfo, LayerEntry, ManifestInfo, Report, decrypt, encrypt, inspect, inspect_with,
+};
+pub use lossless::Lossless;
+pub use options::{Options, Progress, ProgressFn};
+pub use reference::{ImageRef, ParseRefError};
+
+pub use oci_spec;
+pub use ocicrypt;

@@ -1,0 +1,158 @@
+//! Where images are read from and written to.
+//!
+//! A transport is a [`Source`] and a [`Destination`]: the image operations see nothing else,
+//! so an OCI layout ([`crate::layout`]) and a registry are interchangeable. Blobs are
+//! streamed; small documents (manifests, indexes, configs) are read whole, within a size
+//! limit, and verified against their digest.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use oci_spec::image::{Descriptor, Digest};
+
+use crate::digest::{Hashing, Verifier};
+use crate::lossless::Lossless;
+use crate::{Error, Result};
+
+/// The largest manifest, index or config we read (64 MiB).
+pub const MAX_DOCUMENT_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Where an image's blobs and manifests are read from.
+pub trait Source: Send + Sync + fmt::Debug {
+    /// The descriptor of the image the reference names (a manifest or an index), as the
+    /// source lists it (for a layout: its `index.json` entry).
+    ///
+    /// # Errors
+    /// The reference names no image, or the source is unreadable.
+    fn root(&self) -> Result<Lossless<Descriptor>>;
+
+    /// Opens a blob. The reader yields at most `desc.size()` bytes; the caller verifies them
+    /// against the digest.
+    ///
+    /// # Errors
+    /// The blob is missing, of the wrong size, or not readable.
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>>;
+
+    /// Reads a small blob (a manifest, index or config) whole and verifies its digest.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] above [`MAX_DOCUMENT_SIZE`], [`Error::DigestMismatch`], or as
+    /// [`Source::open_blob`].
+    fn read_document(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size() > MAX_DOCUMENT_SIZE {
+            return Err(Error::TooLarge {
+                digest: desc.digest().to_string(),
+                size: desc.size(),
+                limit: MAX_DOCUMENT_SIZE,
+            });
+        }
+        let mut verifier = Verifier::new(desc.digest())?;
+        let mut buf = Vec::new();
+        self.open_blob(desc)?
+            .take(desc.size())
+            .read_to_end(&mut buf)
+            .map_err(Error::io(format!("cannot read blob {}", desc.digest())))?;
+        check_size(desc, buf.len() as u64)?;
+        verifier.update(&buf);
+        verifier.verify()?;
+        Ok(buf)
+    }
+}
+
+/// Where an image is written. Blobs first (from several threads at once), then
+/// [`Destination::commit`] names the new image; a destination dropped before that leaves
+/// no trace of what it was given.
+pub trait Destination: Send + Sync + fmt::Debug {
+    /// Whether the destination has this blob already.
+    ///
+    /// # Errors
+    /// The destination cannot be queried.
+    fn has_blob(&self, digest: &Digest) -> Result<bool>;
+
+    /// Starts a new blob, to be written and then committed under its digest.
+    ///
+    /// # Errors
+    /// The destination cannot take a new blob.
+    fn new_blob(&self) -> Result<Box<dyn BlobWriter>>;
+
+    /// Waits until every committed blob is in place; the first failure among them.
+    ///
+    /// # Errors
+    /// A blob could not be put in place.
+    fn flush_blobs(&self) -> Result<()>;
+
+    /// After every blob: makes `root` (a manifest or index descriptor) the image the
+    /// destination reference names.
+    ///
+    /// # Errors
+    /// The image could not be named; the destination is then left as it was.
+    fn commit(self: Box<Self>, root: Lossless<Descriptor>) -> Result<()>;
+}
+
+/// A blob being written to a [`Destination`].
+pub trait BlobWriter: Write + Send {
+    /// Puts the blob in place under `digest` (computed by the caller from what it wrote).
+    /// The destination may finish this in the background; see
+    /// [`Destination::flush_blobs`].
+    ///
+    /// # Errors
+    /// The blob could not be stored.
+    fn commit(self: Box<Self>, digest: &Digest) -> Result<()>;
+}
+
+fn check_size(desc: &Descriptor, actual: u64) -> Result<()> {
+    if actual == desc.size() {
+        Ok(())
+    } else {
+        Err(Error::SizeMismatch {
+            digest: desc.digest().to_string(),
+            actual,
+            expected: desc.size(),
+        })
+    }
+}
+
+/// `sha256:<hex>` as an `oci_spec` digest.
+pub(crate) fn sha256_digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|_| Error::Internal(format!("computed digest {s:?} does not parse")))
+}
+
+/// Writes `bytes` as a new blob; its SHA-256 digest.
+pub(crate) fn put_blob(dst: &dyn Destination, bytes: &[u8]) -> Result<Digest> {
+    let mut w = Hashing::new(dst.new_blob()?);
+    w.write_all(bytes)
+        .map_err(Error::io("cannot write a new blob"))?;
+    let (digest, _, w) = w.finish();
+    let digest = sha256_digest(&digest)?;
+    w.commit(&digest)?;
+    Ok(digest)
+}
+
+/// Copies a blob unchanged (unless the destination has it), verifying its size and digest.
+pub(crate) fn copy_blob(src: &dyn Source, dst: &dyn Destination, desc: &Descriptor) -> Result<()> {
+    if dst.has_blob(desc.digest())? {
+        return Ok(());
+    }
+    let mut verifier = Verifier::new(desc.digest())?;
+    let mut r = src.open_blob(desc)?.take(desc.size());
+    let mut w = dst.new_blob()?;
+    let mut buf = vec![0; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(format!("cannot copy blob {}", desc.digest()))(e)),
+        };
+        let chunk = buf.get(..n).unwrap_or_default();
+        verifier.update(chunk);
+        w.write_all(chunk)
+            .map_err(Error::io(format!("cannot copy blob {}", desc.digest())))?;
+        len += n as u64;
+    }
+    check_size(desc, len)?;
+    verifier.verify()?;
+    w.commit(desc.digest())
+}

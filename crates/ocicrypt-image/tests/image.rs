@@ -1,0 +1,339 @@
+//! The image operations through the public API: untrusted layouts (links, depth, size,
+//! crafted graphs), fields oci-spec does not model, progress reports and failures that leave
+//! the destination untouched.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ocicrypt_image::{Error, ImageRef, Options, Progress};
+use serde_json::{Value, json};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn key(name: &str) -> String {
+    workspace()
+        .join("examples/keys")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn ec() -> ocicrypt::EncryptConfig {
+    ocicrypt::helpers::encrypt_config(
+        [format!("jwe:{}", key("TEST-ONLY-rsa-public.pem"))],
+        Vec::<String>::new(),
+    )
+    .unwrap()
+}
+
+fn dc() -> ocicrypt::DecryptConfig {
+    ocicrypt::helpers::decrypt_config([key("TEST-ONLY-rsa-private.pem")]).unwrap()
+}
+
+/// A layout being built by hand.
+struct Layout {
+    root: PathBuf,
+}
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+impl Layout {
+    fn new(root: PathBuf) -> Self {
+        fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        fs::write(
+            root.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        Self { root }
+    }
+
+    /// Stores `bytes`; a descriptor of them.
+    fn blob(&self, media_type: &str, bytes: &[u8]) -> Value {
+        let hex = hex::encode(openssl::sha::sha256(bytes));
+        fs::write(self.root.join("blobs/sha256").join(&hex), bytes).unwrap();
+        json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    }
+
+    fn json_blob(&self, media_type: &str, v: &Value) -> Value {
+        self.blob(media_type, &serde_json::to_vec(v).unwrap())
+    }
+
+    /// A manifest of `layers` (contents) with a config; extra fields merged in.
+    fn manifest(&self, layers: &[&[u8]], extra: Value) -> Value {
+        let config = self.blob("application/vnd.oci.image.config.v1+json", b"{}");
+        let layers: Vec<Value> = layers
+            .iter()
+            .map(|l| self.blob("application/vnd.oci.image.layer.v1.tar", l))
+            .collect();
+        let mut m =
+            json!({"schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": layers});
+        if let (Some(m), Value::Object(extra)) = (m.as_object_mut(), extra) {
+            m.extend(extra);
+        }
+        self.json_blob(MANIFEST, &m)
+    }
+
+    fn index(&self, entries: Vec<Value>) -> Value {
+        self.json_blob(
+            INDEX,
+            &json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}),
+        )
+    }
+
+    /// Tags `desc` in index.json.
+    fn tag(&self, mut desc: Value, tag: &str) -> ImageRef {
+        desc["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [desc]});
+        fs::write(
+            self.root.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        format!("oci:{}:{tag}", self.root.display())
+            .parse()
+            .unwrap()
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+fn blob_json(layout: &Path, digest: &str) -> Value {
+    read_json(&layout.join("blobs").join(digest.replace(':', "/")))
+}
+
+fn tagged(layout: &Path, tag: &str) -> Value {
+    read_json(&layout.join("index.json"))["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn fields_oci_spec_does_not_model_survive_encryption_and_decryption() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let m = l.manifest(&[b"bottom", b"top"], json!({"x-manifest": {"kept": true}}));
+    // A layer descriptor field unknown to oci-spec, in the manifest itself.
+    let mut doc = blob_json(&l.root, m["digest"].as_str().unwrap());
+    doc["layers"][1]["x-layer"] = json!("kept too");
+    let m = l.json_blob(MANIFEST, &doc);
+    let mut entry = m.clone();
+    entry["x-entry"] = json!(7);
+    let src = l.tag(entry, "latest");
+
+    let enc_dir = dir.path().join("enc");
+    let enc: ImageRef = format!("oci:{}:e", enc_dir.display()).parse().unwrap();
+    let report = ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
+    assert_eq!((report.layers_changed, report.layers_unchanged), (2, 0));
+    let top = tagged(&enc_dir, "e");
+    assert_eq!(top["x-entry"], 7);
+    assert_eq!(top["digest"], report.root.digest().to_string());
+    let em = blob_json(&enc_dir, top["digest"].as_str().unwrap());
+    assert_eq!(em["x-manifest"], json!({"kept": true}));
+    assert_eq!(em["layers"][1]["x-layer"], "kept too");
+    assert!(
+        em["layers"][1]["mediaType"]
+            .as_str()
+            .unwrap()
+            .ends_with("+encrypted")
+    );
+
+    let back_dir = dir.path().join("back");
+    let back: ImageRef = format!("oci:{}:b", back_dir.display()).parse().unwrap();
+    ocicrypt_image::decrypt(&enc, &back, &dc(), &Options::default()).unwrap();
+    // Decrypted, the manifest is the original again, byte for byte (same digest).
+    assert_eq!(tagged(&back_dir, "b")["digest"], m["digest"]);
+}
+
+#[test]
+fn progress_is_reported_per_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let big = vec![7u8; 3 << 20];
+    let src = l.tag(l.manifest(&[b"a", &big, b"c"], json!({})), "latest");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let options = Options::default()
+        .layers([0, -2])
+        .progress(move |p| sink.lock().unwrap().push(p.clone()));
+    let dst: ImageRef = format!("oci:{}/dst", dir.path().display()).parse().unwrap();
+    let report = ocicrypt_image::encrypt(&src, &dst, &ec(), &options).unwrap();
+    assert_eq!((report.layers_changed, report.layers_unchanged), (2, 1));
+    let events = events.lock().unwrap();
+    let started: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::LayerStarted { size, .. } => Some(*size),
+            _ => None,
+        })
+        .collect();
+    let mut sizes = started.clone();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![1, 3 << 20]);
+    let read: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            Progress::LayerRead { bytes, .. } => Some(*bytes),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(read, 1 + (3 << 20));
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Progress::LayerFinished { .. }))
+        .count();
+    assert_eq!(finished, 2);
+}
+
+#[test]
+fn a_config_blob_that_is_a_link_out_of_the_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let m = l.manifest(&[b"layer"], json!({}));
+    let doc = blob_json(&l.root, m["digest"].as_str().unwrap());
+    let config = l
+        .root
+        .join("blobs")
+        .join(doc["config"]["digest"].as_str().unwrap().replace(':', "/"));
+    let secret = dir.path().join("secret");
+    fs::write(&secret, b"{}").unwrap();
+    fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink(&secret, &config).unwrap();
+    let src = l.tag(m, "latest");
+    let dst_dir = dir.path().join("dst");
+    let dst: ImageRef = format!("oci:{}", dst_dir.display()).parse().unwrap();
+    let err = ocicrypt_image::encrypt(&src, &dst, &ec(), &Options::default()).unwrap_err();
+    assert!(matches!(err, Error::NotARegularFile { .. }), "{err}");
+    assert!(!dst_dir.exists());
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no temporary layout is left"
+    );
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let mut desc = l.manifest(&[b"x"], json!({}));
+    for _ in 0..=ocicrypt_image::graph::MAX_DEPTH {
+        desc = l.index(vec![desc]);
+    }
+    let src = l.tag(desc, "latest");
+    let err = ocicrypt_image::inspect(&src).unwrap_err();
+    assert!(matches!(err, Error::TooComplex { .. }), "{err}");
+}
+
+#[test]
+fn an_index_that_lists_the_next_twice_is_read_once_per_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let mut desc = l.manifest(&[b"x"], json!({}));
+    // 2^8 paths to the one manifest, 9 documents.
+    for _ in 0..ocicrypt_image::graph::MAX_DEPTH {
+        desc = l.index(vec![desc.clone(), desc]);
+    }
+    let src = l.tag(desc, "latest");
+    let started = Instant::now();
+    let info = ocicrypt_image::inspect(&src).unwrap();
+    assert_eq!(info.manifests.len(), 2, "the last index lists it twice");
+    let dst: ImageRef = format!("oci:{}/dst", dir.path().display()).parse().unwrap();
+    let report = ocicrypt_image::encrypt(&src, &dst, &ec(), &Options::default()).unwrap();
+    assert_eq!(report.layers_changed, 1);
+    // Not a timing test of speed: a walk of every path would take 2^8 times as long and
+    // still pass; this only guards against the exponential walk coming back at depth 8.
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let m = l.manifest(&[b"layer"], json!({}));
+    let path = l
+        .root
+        .join("blobs")
+        .join(m["digest"].as_str().unwrap().replace(':', "/"));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0] = b' ';
+    fs::write(&path, bytes).unwrap();
+    let src = l.tag(m, "latest");
+    let err = ocicrypt_image::inspect(&src).unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+}
+
+#[test]
+fn docker_and_unknown_manifests_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let d = l.blob(
+        "application/vnd.docker.distribution.manifest.v2+json",
+        b"{}",
+    );
+    let err = ocicrypt_image::inspect(&l.tag(d, "latest")).unwrap_err();
+    assert!(matches!(err, Error::DockerSchema2 { .. }), "{err}");
+    let d = l.blob("application/x-unknown", b"{}");
+    let err = ocicrypt_image::inspect(&l.tag(d, "latest")).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedMediaType { .. }), "{err}");
+}
+
+#[test]
+fn a_wrong_key_leaves_the_destination_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let src = l.tag(l.manifest(&[b"a", b"b"], json!({})), "latest");
+    let enc: ImageRef = format!("oci:{}/enc", dir.path().display()).parse().unwrap();
+    ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
+    // Decrypt into the source layout itself (another tag) with a key that does not fit.
+    let other = openssl::rsa::Rsa::generate(2048).unwrap();
+    let pem = dir.path().join("other.pem");
+    fs::write(&pem, other.private_key_to_pem().unwrap()).unwrap();
+    let dc = ocicrypt::helpers::decrypt_config([pem.display().to_string()]).unwrap();
+    let before: Vec<_> = walk(&l.root);
+    let dst: ImageRef = format!("oci:{}:dec", l.root.display()).parse().unwrap();
+    let err = ocicrypt_image::decrypt(&enc, &dst, &dc, &Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Layer { .. }), "{err}");
+    assert!(
+        err.to_string().contains("none of the private keys"),
+        "{err}"
+    );
+    assert_eq!(walk(&l.root), before);
+}
+
+fn walk(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
