@@ -5,13 +5,17 @@ use std::path::PathBuf;
 
 /// Why an image could not be read, encrypted, decrypted or written.
 ///
+/// The message says what failed; the cause, where there is one, is the error's
+/// [`source`](std::error::Error::source) (print the chain, as `anyhow`'s `{:#}` does, for
+/// the whole story).
+///
 /// Sources and destinations are untrusted input: every malformed layout, manifest, index or
 /// blob is one of these errors, never a panic.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A file or directory could not be read or written.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done, naming the file.
         what: String,
@@ -42,7 +46,7 @@ pub enum Error {
         layout: PathBuf,
     },
     /// A JSON document (index, manifest, descriptor) is malformed.
-    #[error("{what} is not valid JSON of the expected shape: {source}")]
+    #[error("{what} is not valid JSON of the expected shape")]
     Json {
         /// The document, by digest or file name.
         what: String,
@@ -148,7 +152,7 @@ pub enum Error {
     )]
     AlreadyEncrypted,
     /// A layer failed; `source` says why.
-    #[error("layer {index} ({digest}) of manifest {manifest}: {source}")]
+    #[error("layer {index} ({digest}) of manifest {manifest}")]
     Layer {
         /// Its position in the manifest (0 is the bottom).
         index: usize,
@@ -164,7 +168,7 @@ pub enum Error {
     #[error(transparent)]
     Ocicrypt(#[from] ocicrypt::Error),
     /// The layer data failed authentication or its digest check while being streamed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Stream {
         /// What was being done.
         what: &'static str,

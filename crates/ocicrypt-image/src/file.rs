@@ -65,13 +65,16 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
     }
 }
 
-fn input(path: &Path, hash: bool, options: &Options) -> Result<(Input, u64)> {
+/// Opens the input on a read-ahead thread; `start` reports the start of the layer.
+fn input(path: &Path, hash: bool, start: bool, options: &Options) -> Result<(Input, u64)> {
     let (file, len) = open(path)?;
-    options.report(Progress::LayerStarted {
-        id: 0,
-        total: 1,
-        size: len,
-    });
+    if start {
+        options.report(Progress::LayerStarted {
+            id: 0,
+            total: 1,
+            size: len,
+        });
+    }
     let counting = Counting {
         inner: file,
         options: options.clone(),
@@ -97,7 +100,7 @@ pub fn encrypt_file(
     options: &Options,
 ) -> Result<Descriptor> {
     let ctx = &options.ocicrypt;
-    let (input, len) = input(input_path, false, options)?;
+    let (input, len) = input(input_path, false, true, options)?;
     let mut out = Output::open(Staged::new(output_path)?, true, true)
         .map_err(Error::io(format!("cannot write {}", output_path.display())))?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
@@ -118,7 +121,7 @@ pub fn encrypt_file(
                     (staged, enc.finalize_descriptor(digest, written.len)?)
                 }
                 Encrypted::RecipientsAdded(ann) => {
-                    let (r, _) = self::input(input_path, true, options)?;
+                    let (r, _) = self::input(input_path, true, false, options)?;
                     let mut r = r;
                     out.copy_from(&mut r).map_err(write_err())?;
                     let digest = r.finish().map_err(write_err())?.digest.unwrap_or_default();
@@ -166,7 +169,7 @@ pub fn decrypt_file(
     crate::digest::checked(desc.digest())?;
     let (_, len) = open(input_path)?;
     check_size(desc, len)?;
-    let (mut input, _) = input(input_path, true, options)?;
+    let (mut input, _) = input(input_path, true, true, options)?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
     let mut out = Output::open(Staged::new(output_path)?, false, true).map_err(write_err())?;
     let plain = {

@@ -48,28 +48,44 @@ pub(crate) struct Graph {
 }
 
 /// What kind of document a descriptor points to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    Index,
-    Manifest,
+    /// An OCI image index, or (`docker`) a Docker manifest list.
+    Index { docker: bool },
+    /// An OCI image manifest, or (`docker`) a Docker schema 2 manifest.
+    Manifest { docker: bool },
+    /// Something else (an artifact, a config...): not walked.
+    Other,
 }
 
-/// The kind of document `desc` points to, or why we cannot handle it.
-pub(crate) fn kind(desc: &Descriptor) -> Result<Kind> {
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// The kind of document `desc` points to. Docker schema 2 documents have the shape of
+/// their OCI counterparts, so they are read (to inspect them, or copy them unchanged), but
+/// not rewritten.
+pub(crate) fn kind(desc: &Descriptor) -> Kind {
     match desc.media_type() {
-        MediaType::ImageIndex => Ok(Kind::Index),
-        MediaType::ImageManifest => Ok(Kind::Manifest),
-        other => {
-            let mt = other.to_string();
-            let digest = desc.digest().to_string();
-            if mt.starts_with("application/vnd.docker.distribution.manifest.") {
-                Err(Error::DockerSchema2 { digest })
-            } else {
-                Err(Error::UnsupportedMediaType {
-                    digest,
-                    media_type: mt,
-                })
-            }
+        MediaType::ImageIndex => Kind::Index { docker: false },
+        MediaType::ImageManifest => Kind::Manifest { docker: false },
+        MediaType::Other(t) if t == DOCKER_LIST => Kind::Index { docker: true },
+        MediaType::Other(t) if t == DOCKER_MANIFEST => Kind::Manifest { docker: true },
+        _ => Kind::Other,
+    }
+}
+
+/// Fails unless `desc` is an OCI index or manifest, which we can rewrite.
+pub(crate) fn check_rewritable(desc: &Descriptor) -> Result<()> {
+    let digest = desc.digest().to_string();
+    match kind(desc) {
+        Kind::Index { docker: false } | Kind::Manifest { docker: false } => Ok(()),
+        Kind::Index { docker: true } | Kind::Manifest { docker: true } => {
+            Err(Error::DockerSchema2 { digest })
         }
+        Kind::Other => Err(Error::UnsupportedMediaType {
+            digest,
+            media_type: desc.media_type().to_string(),
+        }),
     }
 }
 
@@ -83,7 +99,13 @@ impl Graph {
             if g.docs.contains_key(&key) {
                 continue;
             }
-            let doc_kind = kind(&desc)?;
+            let doc_kind = kind(&desc);
+            if doc_kind == Kind::Other {
+                if depth == 0 {
+                    check_rewritable(&desc)?;
+                }
+                continue; // not a document we walk; copied as a blob where needed
+            }
             if g.docs.len() >= MAX_DOCUMENTS {
                 return Err(too_complex(format!(
                     "more than {MAX_DOCUMENTS} manifests and indexes"
@@ -97,7 +119,7 @@ impl Graph {
             }
             let bytes = src.read_document(&desc)?;
             let node = match doc_kind {
-                Kind::Index => {
+                Kind::Index { .. } => {
                     let index: Lossless<ImageIndex> =
                         Lossless::from_slice(&bytes, &format!("image index {key}"))?;
                     if depth >= MAX_DEPTH && !index.get().manifests().is_empty() {
@@ -108,17 +130,17 @@ impl Graph {
                     g.count(index.get().manifests().len())?;
                     // Pushed in reverse so that they are visited in order.
                     for child in index.get().manifests().iter().rev() {
-                        kind(child)?;
                         stack.push((child.clone(), depth + 1));
                     }
                     Node::Index(Box::new(index))
                 }
-                Kind::Manifest => {
+                Kind::Manifest { .. } => {
                     let m: Lossless<ImageManifest> =
                         Lossless::from_slice(&bytes, &format!("image manifest {key}"))?;
                     g.count(m.get().layers().len())?;
                     Node::Manifest(Box::new(m))
                 }
+                Kind::Other => continue,
             };
             g.docs.insert(key, Doc { node, bytes });
         }
@@ -149,6 +171,9 @@ impl Graph {
         let mut expanded = HashSet::new();
         let mut stack = vec![(None, desc.clone())];
         while let Some((platform, d)) = stack.pop() {
+            if kind(&d) == Kind::Other {
+                continue; // an artifact or other blob listed by an index: no image
+            }
             match &self.get(&d)?.node {
                 Node::Manifest(_) => out.push((platform, d)),
                 Node::Index(index) => {

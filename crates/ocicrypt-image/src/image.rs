@@ -1,6 +1,6 @@
 //! Encrypting and decrypting the layers of whole images, and describing them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -10,10 +10,10 @@ use oci_spec::image::{Descriptor, Platform};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, LayerInfo};
 use serde::Serialize;
 
-use crate::graph::{Graph, Node};
+use crate::graph::{Graph, Kind, Node, check_rewritable, kind};
 use crate::options::{PlatformSpec, Progress, platform_selected};
 use crate::pipe::{Input, Output};
-use crate::transport::{Destination, Source, copy_blob, put_blob, sha256_digest};
+use crate::transport::{Destination, Source, copy_blob, put_blob, put_verified, sha256_digest};
 use crate::{Error, ImageRef, Options, Result};
 
 /// What an image operation did.
@@ -196,6 +196,13 @@ fn layer_key(desc: &Descriptor, selected: bool) -> String {
     )
 }
 
+/// What [`Job::collect`] has seen: documents by digest, layers by [`layer_key`].
+#[derive(Default)]
+struct Visited {
+    documents: HashSet<String>,
+    layers: HashSet<String>,
+}
+
 /// One run of [`encrypt`] or [`decrypt`], shared by the worker threads.
 struct Job<'a> {
     src: &'a dyn Source,
@@ -226,8 +233,7 @@ fn transform(src: &ImageRef, dst: &ImageRef, op: &Op<'_>, options: &Options) -> 
     // multi-platform index keeps the CPUs as busy as one big image); then the manifests
     // and indexes that refer to them.
     let mut work = Vec::new();
-    let mut keys = HashMap::new();
-    job.collect(root.get(), true, &mut work, &mut keys)?;
+    job.collect(root.get(), true, &mut work, &mut Visited::default())?;
     let done = job.run_layers(&work)?;
     let done: HashMap<String, Descriptor> = work
         .iter()
@@ -287,21 +293,25 @@ impl<R: Read> Read for Counting<R> {
 
 impl Job<'_> {
     /// Collects the layers of the images under `desc` that the selection picks, each
-    /// distinct one once.
+    /// distinct one once. Each document is walked once, however often it is listed.
     fn collect(
         &self,
         desc: &Descriptor,
         top: bool,
         out: &mut Vec<LayerWork>,
-        keys: &mut HashMap<String, ()>,
+        seen: &mut Visited,
     ) -> Result<()> {
+        check_rewritable(desc)?;
+        if !seen.documents.insert(desc.digest().to_string()) {
+            return Ok(());
+        }
         match &self.graph.get(desc)?.node {
             Node::Index(index) => {
                 let mut matched = 0;
                 for entry in index.get().manifests() {
                     if platform_selected(&self.platforms, entry.platform().as_ref()) {
                         matched += 1;
-                        self.collect(entry, false, out, keys)?;
+                        self.collect(entry, false, out, seen)?;
                     }
                 }
                 if top && matched == 0 {
@@ -312,7 +322,7 @@ impl Job<'_> {
                 let layers = m.get().layers();
                 let selected = self.options.selected_layers(layers.len())?;
                 for (index, (l, sel)) in layers.iter().zip(selected).enumerate() {
-                    if keys.insert(layer_key(l, sel), ()).is_none() {
+                    if seen.layers.insert(layer_key(l, sel)) {
                         out.push(LayerWork {
                             desc: l.clone(),
                             selected: sel,
@@ -345,6 +355,7 @@ impl Job<'_> {
         if let Some(d) = memo.get(&key) {
             return Ok(d.clone());
         }
+        check_rewritable(desc)?;
         let doc = self.graph.get(desc)?;
         let bytes = match &doc.node {
             Node::Index(index) => {
@@ -389,15 +400,15 @@ impl Job<'_> {
             }
         };
         // Unchanged documents are written as they were read (same digest).
-        let (bytes, changed) = match &doc.node {
-            Node::Index(i) if i.to_vec()? == bytes => (doc.bytes.as_slice(), false),
-            Node::Manifest(m) if m.to_vec()? == bytes => (doc.bytes.as_slice(), false),
-            _ => (bytes.as_slice(), true),
+        let unchanged = match &doc.node {
+            Node::Index(i) => i.to_vec()? == bytes,
+            Node::Manifest(m) => m.to_vec()? == bytes,
         };
-        let digest = put_blob(self.dst, bytes)?;
         let mut out = desc.clone();
-        if changed {
-            out.set_digest(digest);
+        if unchanged {
+            put_verified(self.dst, &doc.bytes, desc.digest())?;
+        } else {
+            out.set_digest(put_blob(self.dst, &bytes)?);
             out.set_size(bytes.len() as u64);
         }
         memo.insert(key, out.clone());
@@ -408,6 +419,10 @@ impl Job<'_> {
     fn copy_tree(&self, desc: &Descriptor) -> Result<()> {
         if self.dst.has_blob(desc.digest())? {
             return Ok(());
+        }
+        if kind(desc) == Kind::Other {
+            // Not a document we walk (an artifact, say): the blob alone.
+            return copy_blob(self.src, self.dst, desc);
         }
         let doc = self.graph.get(desc)?;
         match &doc.node {
@@ -423,7 +438,7 @@ impl Job<'_> {
                 }
             }
         }
-        put_blob(self.dst, &doc.bytes).map(drop)
+        put_verified(self.dst, &doc.bytes, desc.digest())
     }
 
     /// Processes the layers on up to `jobs` threads, each blob committed as it is

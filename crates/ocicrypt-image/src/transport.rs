@@ -129,6 +129,18 @@ pub(crate) fn put_blob(dst: &dyn Destination, bytes: &[u8]) -> Result<Digest> {
     Ok(digest)
 }
 
+/// Writes `bytes`, which the caller verified against `digest` (a document read from the
+/// source), as the blob `digest`.
+pub(crate) fn put_verified(dst: &dyn Destination, bytes: &[u8], digest: &Digest) -> Result<()> {
+    if dst.has_blob(digest)? {
+        return Ok(());
+    }
+    let mut w = dst.new_blob()?;
+    w.write_all(bytes)
+        .map_err(Error::io("cannot write a new blob"))?;
+    w.commit(digest)
+}
+
 /// Copies a blob unchanged (unless the destination has it), verifying its size and digest.
 pub(crate) fn copy_blob(src: &dyn Source, dst: &dyn Destination, desc: &Descriptor) -> Result<()> {
     if dst.has_blob(desc.digest())? {
