@@ -135,7 +135,10 @@ fn inspect(a: &InspectArgs) -> Result<()> {
             writeln!(
                 out,
                 "  layer {}: {} {} ({} bytes)",
-                l.index, l.media_type, l.digest, l.size
+                l.index,
+                layer::clean(&l.media_type),
+                layer::clean(&l.digest),
+                l.size
             )?;
             layer::print_info(&mut out, &l.encryption, "    ")?;
         }

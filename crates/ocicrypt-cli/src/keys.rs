@@ -1,12 +1,15 @@
 //! The `-r SPEC` and `-k KEY` arguments; [`ocicrypt::helpers`] turns them into encryption
 //! and decryption configs.
 
+use std::fmt;
+
 use anyhow::Result;
 use clap::Args;
 use ocicrypt::{DecryptConfig, EncryptConfig, helpers};
 
-/// `-r` and `-k` of the encrypt commands.
-#[derive(Debug, Args)]
+/// `-r` and `-k` of the encrypt commands. (`Debug` shows no key spec: they may hold
+/// passwords.)
+#[derive(Args)]
 pub(crate) struct RecipientArgs {
     /// Recipient (repeatable): jwe:PUBLIC-KEY-FILE, pkcs7:CERT-FILE,
     /// pgp:NAME-OR-EMAIL (from the GnuPG keyring) or pgp:PUBLIC-KEY-FILE,
@@ -26,8 +29,8 @@ impl RecipientArgs {
     }
 }
 
-/// `-k` of the decrypt commands.
-#[derive(Debug, Args)]
+/// `-k` of the decrypt commands. (`Debug` shows no key spec: they may hold passwords.)
+#[derive(Args)]
 pub(crate) struct KeyArgs {
     /// Private key FILE[:PASSWORD] (repeatable); PASSWORD is pass=PW, file=PATH, fd=N,
     /// env=VAR or the password itself. Or provider:NAME[:ARGS] to ask a key provider.
@@ -39,5 +42,44 @@ impl KeyArgs {
     /// The decryption config these arguments describe.
     pub(crate) fn config(&self) -> Result<DecryptConfig> {
         Ok(helpers::decrypt_config(&self.keys)?)
+    }
+}
+
+impl fmt::Debug for RecipientArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecipientArgs")
+            .field("recipients", &self.recipients)
+            .field("keys", &format_args!("[{} REDACTED]", self.keys.len()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for KeyArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyArgs")
+            .field("keys", &format_args!("[{} REDACTED]", self.keys.len()))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[test]
+    fn passwords_stay_out_of_debug() {
+        let cli = crate::Cli::try_parse_from([
+            "ocicrypt",
+            "image",
+            "decrypt",
+            "-k",
+            "key.pem:pass=hunter2",
+            "oci:a",
+            "oci:b",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 }

@@ -156,6 +156,25 @@ fn inspect(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
+/// `s` with control characters (terminal escape sequences among them) shown as escapes:
+/// what `inspect` prints comes from untrusted descriptors.
+pub(crate) fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}
+
 /// Prints a layer's encryption in text form, each line prefixed with `indent`.
 pub(crate) fn print_info(w: &mut impl Write, info: &LayerInfo, indent: &str) -> io::Result<()> {
     if !info.encrypted {
@@ -165,7 +184,7 @@ pub(crate) fn print_info(w: &mut impl Write, info: &LayerInfo, indent: &str) -> 
     writeln!(
         w,
         "{indent}cipher: {}",
-        info.cipher.as_deref().unwrap_or("(no pubopts annotation)")
+        clean(info.cipher.as_deref().unwrap_or("(no pubopts annotation)"))
     )?;
     for s in &info.schemes {
         let support = if s.supported {
@@ -176,14 +195,38 @@ pub(crate) fn print_info(w: &mut impl Write, info: &LayerInfo, indent: &str) -> 
         writeln!(
             w,
             "{indent}scheme {}: {} wrapped key(s){support}",
-            s.scheme, s.wrapped_keys
+            clean(&s.scheme),
+            s.wrapped_keys
         )?;
         for r in &s.recipients {
-            writeln!(w, "{indent}  recipient {r}")?;
+            writeln!(w, "{indent}  recipient {}", clean(r))?;
         }
         for k in &s.key_ids {
-            writeln!(w, "{indent}  key id 0x{k}")?;
+            writeln!(w, "{indent}  key id 0x{}", clean(k))?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_strings_cannot_reach_the_terminal_raw() {
+        let info = LayerInfo {
+            encrypted: true,
+            cipher: Some("AES\u{1b}]0;pwned\u{7}\n".to_owned()),
+            schemes: Vec::new(),
+        };
+        let mut out = Vec::new();
+        print_info(&mut out, &info, "").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.contains("AES\\u{1b}]0;pwned\\u{7}\\n"), "{text:?}");
+        assert_eq!(clean("plain"), "plain");
+    }
 }

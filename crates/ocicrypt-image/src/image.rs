@@ -530,9 +530,7 @@ impl Job<'_> {
         helpers: bool,
         cancel: &AtomicBool,
     ) -> Result<Descriptor> {
-        let ctx = &self.options.ocicrypt;
-        let encrypted = ctx.is_encrypted_layer(desc)
-            || ocicrypt::spec::media_types::is_encrypted_type(desc.media_type());
+        let encrypted = ocicrypt::descriptor::is_encrypted(desc)?;
         match self.op {
             Op::Decrypt(_) if !encrypted => {
                 copy_blob(self.src, self.dst, desc)?;

@@ -381,6 +381,35 @@ fn a_wrong_key_leaves_the_destination_untouched() {
     assert_eq!(walk(&l.root), before);
 }
 
+#[test]
+fn a_plain_layer_with_foreign_key_annotations_is_refused_not_reported_encrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let m = l.manifest(&[b"plain data"], json!({}));
+    let mut doc = blob_json(&l.root, m["digest"].as_str().unwrap());
+    // Wrapped keys copied from an encrypted layer onto a plain one.
+    let enc_src = Layout::new(dir.path().join("other"));
+    let e = enc_src.tag(enc_src.manifest(&[b"x"], json!({})), "latest");
+    let enc: ImageRef = format!("oci:{}/enc", dir.path().display()).parse().unwrap();
+    ocicrypt_image::encrypt(&e, &enc, &ec(), &Options::default()).unwrap();
+    let info = ocicrypt_image::inspect(&enc).unwrap();
+    let enc_dir = dir.path().join("enc");
+    let em = blob_json(&enc_dir, &info.manifests[0].manifest);
+    doc["layers"][0]["annotations"] = em["layers"][0]["annotations"].clone();
+    let src = l.tag(l.json_blob(MANIFEST, &doc), "latest");
+    let mut ec = ec();
+    ec.decrypt = dc();
+    let dst: ImageRef = format!("oci:{}/dst", dir.path().display()).parse().unwrap();
+    for err in [
+        ocicrypt_image::encrypt(&src, &dst, &ec, &Options::default()).unwrap_err(),
+        ocicrypt_image::decrypt(&src, &dst, &dc(), &Options::default()).unwrap_err(),
+    ] {
+        let chain = chain(&err);
+        assert!(chain.contains("is not +encrypted"), "{chain}");
+    }
+    assert!(!dir.path().join("dst").exists());
+}
+
 /// The error and its causes, joined as the command line prints them.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();

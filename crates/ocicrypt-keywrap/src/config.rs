@@ -75,8 +75,9 @@ impl fmt::Debug for PrivateKey {
 /// [`EncryptConfig::decrypt`]) the keys needed to add recipients to a layer that is
 /// already encrypted.
 ///
-/// Each field documents the Go parameter key it stands for.
-#[derive(Clone, Debug, Default)]
+/// Each field documents the Go parameter key it stands for. Its `Debug` shows the
+/// PKCS#11 key files only by number (they may carry a PIN).
+#[derive(Clone, Default)]
 pub struct EncryptConfig {
     /// JWE recipients' public keys: PEM or DER (PKIX, PKCS#1) or JWK (`pubkeys`).
     pub jwe_public_keys: Vec<Vec<u8>>,
@@ -118,6 +119,24 @@ pub struct DecryptConfig {
     pub pkcs11_config: Option<Vec<u8>>,
     /// Key providers by configured name, with their arguments (`<name>`).
     pub key_providers: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+impl fmt::Debug for EncryptConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptConfig")
+            .field("jwe_public_keys", &self.jwe_public_keys)
+            .field("pkcs7_certificates", &self.pkcs7_certificates)
+            .field("gpg_recipients", &self.gpg_recipients)
+            .field("gpg_public_keyring", &self.gpg_public_keyring)
+            .field("pkcs11_public_keys", &self.pkcs11_public_keys)
+            .field(
+                "pkcs11_yamls",
+                &format_args!("[{} REDACTED]", self.pkcs11_yamls.len()),
+            )
+            .field("key_providers", &self.key_providers)
+            .field("decrypt", &self.decrypt)
+            .finish()
+    }
 }
 
 impl EncryptConfig {
@@ -334,6 +353,23 @@ fn join_keys(key: &str, data: &[Vec<u8>], pwds: &[Vec<u8>]) -> Result<Vec<Privat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pkcs11_key_files_stay_out_of_debug() {
+        let mut ec = EncryptConfig::default();
+        ec.pkcs11_yamls
+            .push(b"pkcs11:\n  uri: pkcs11:token=t;object=k?pin-value=s3cret".to_vec());
+        ec.decrypt.private_keys.push(PrivateKey::with_password(
+            b"key".to_vec(),
+            SecretString::from("hunter2"),
+        ));
+        let shown = format!("{ec:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("[1 REDACTED]"), "{shown}");
+    }
 
     #[test]
     fn decrypt_parameters_round_trip() {

@@ -13,7 +13,34 @@ use oci_spec::image::{Descriptor, Digest};
 use ocicrypt_spec::annotations::is_encryption_annotation;
 use ocicrypt_spec::media_types::{to_decrypted_type, to_encrypted_type};
 
-use crate::Annotations;
+use crate::{Annotations, Error};
+
+/// Whether `desc` is an encrypted layer: the one rule this workspace applies everywhere.
+///
+/// A layer is encrypted when its media type ends in `+encrypted` *and* it carries a
+/// non-empty wrapped-key annotation (`org.opencontainers.image.enc.keys.*`, of any scheme);
+/// it is plain when it has neither. Anything in between is refused rather than guessed at:
+/// taking a plain-typed layer with foreign key annotations for encrypted would report
+/// plaintext as encrypted, and the other way round would encrypt ciphertext again.
+///
+/// # Errors
+/// [`Error::InconsistentEncryption`] when media type and annotations disagree.
+pub fn is_encrypted(desc: &Descriptor) -> Result<bool, Error> {
+    let by_type = ocicrypt_spec::media_types::is_encrypted_type(desc.media_type());
+    let by_annotations = desc
+        .annotations()
+        .iter()
+        .flatten()
+        .any(|(k, v)| k.starts_with(ocicrypt_spec::annotations::KEYS_PREFIX) && !v.is_empty());
+    if by_type == by_annotations {
+        Ok(by_type)
+    } else {
+        Err(Error::InconsistentEncryption {
+            media_type: desc.media_type().to_string(),
+            annotated: by_annotations,
+        })
+    }
+}
 
 /// `base`'s annotations without the encryption ones.
 fn plain_annotations(base: &Descriptor) -> HashMap<String, String> {

@@ -35,6 +35,15 @@ pub enum Error {
     /// Encryption finished but no scheme produced a wrapped key.
     #[error("no wrapped keys produced by encryption")]
     NoWrappedKeys,
+    /// The media type and the annotations of a layer disagree on whether it is encrypted
+    /// (see [`crate::descriptor::is_encrypted`]).
+    #[error("{}", inconsistent(.media_type, *.annotated))]
+    InconsistentEncryption {
+        /// The layer's media type.
+        media_type: String,
+        /// Whether it carries wrapped-key annotations.
+        annotated: bool,
+    },
     /// The descriptor carries no wrapped-key annotation of a registered scheme.
     #[error("the layer is not encrypted (no wrapped-key annotation of a known scheme)")]
     NotEncrypted,
@@ -61,6 +70,20 @@ pub enum Error {
         /// The digest of the data read.
         actual: String,
     },
+}
+
+fn inconsistent(media_type: &str, annotated: bool) -> String {
+    if annotated {
+        format!(
+            "the layer has wrapped-key annotations but its media type {media_type} is not \
+             +encrypted; refusing to treat it as either"
+        )
+    } else {
+        format!(
+            "the layer's media type {media_type} says encrypted but it has no wrapped-key \
+             annotation; refusing to treat it as either"
+        )
+    }
 }
 
 fn format_causes(causes: &[String]) -> String {

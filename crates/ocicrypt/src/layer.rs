@@ -71,25 +71,24 @@ impl Ocicrypt {
     /// [`LayerEncryptor::finalize`], so that a layer is never encrypted under a digest its
     /// data does not have; see [`LayerEncryptor::trust_descriptor_digest`].
     ///
-    /// If `desc` is already encrypted (it has a wrapped-key annotation of a registered
-    /// scheme), the layer key is unwrapped with `ec.decrypt`, wrapped for the new
-    /// recipients and appended to the existing annotations: [`Encrypted::RecipientsAdded`].
-    /// `reader` is not read.
+    /// If `desc` is already encrypted (see [`crate::descriptor::is_encrypted`]), the layer
+    /// key is unwrapped with `ec.decrypt`, wrapped for the new recipients and appended to the
+    /// existing annotations: [`Encrypted::RecipientsAdded`]. `reader` is not read.
     ///
     /// # Errors
     /// [`Error::NoRecipients`] if `ec` names none, [`Error::SchemeNotAvailable`] if it
-    /// names recipients of a scheme not in the registry; when adding recipients, the errors
-    /// of [`Ocicrypt::decrypt_layer`].
+    /// names recipients of a scheme not in the registry,
+    /// [`Error::InconsistentEncryption`] if media type and annotations disagree; when adding
+    /// recipients, the errors of [`Ocicrypt::decrypt_layer`].
     pub fn encrypt_layer<R: Read>(
         &self,
         ec: &EncryptConfig,
         reader: R,
         desc: &Descriptor,
     ) -> Result<Encrypted<R>, Error> {
-        let ann = annotations_of(desc);
-        if self.is_encrypted(&ann) {
+        if crate::descriptor::is_encrypted(desc)? {
             return self
-                .add_recipients(ec, &ann)
+                .add_recipients(ec, &annotations_of(desc))
                 .map(Encrypted::RecipientsAdded);
         }
         let mut enc = self.encrypt_stream(ec, reader)?;
@@ -127,12 +126,6 @@ impl Ocicrypt {
                     .map_err(|e| Error::Internal(e.to_string()))?,
             ),
         })
-    }
-
-    /// Whether `desc` is an encrypted layer as far as this registry can tell: it carries a
-    /// wrapped-key annotation of one of its schemes. (Its media type is not consulted.)
-    pub fn is_encrypted_layer(&self, desc: &Descriptor) -> bool {
-        self.is_encrypted(&annotations_of(desc))
     }
 
     fn check_recipients(&self, ec: &EncryptConfig) -> Result<(), Error> {
@@ -186,7 +179,8 @@ impl Ocicrypt {
     /// returned reader is read, and authenticated at its end (see [`LayerDecryptor`]).
     ///
     /// # Errors
-    /// [`Error::NotEncrypted`], [`Error::MissingPrivateKey`] (no key for any of the layer's
+    /// [`Error::NotEncrypted`], [`Error::InconsistentEncryption`] (media type and
+    /// annotations disagree), [`Error::MissingPrivateKey`] (no key for any of the layer's
     /// schemes), [`Error::NoKeyUnwrapped`] (keys given, none fit), a password error, or a
     /// malformed annotation.
     pub fn decrypt_layer<R: Read>(
@@ -195,6 +189,9 @@ impl Ocicrypt {
         reader: R,
         desc: &Descriptor,
     ) -> Result<LayerDecryptor<R>, Error> {
+        if !crate::descriptor::is_encrypted(desc)? {
+            return Err(Error::NotEncrypted);
+        }
         let ann = annotations_of(desc);
         let (public, private) = self.unwrap_options_from(dc, &ann)?;
         let reader = DecryptReader::new(reader, &public, &private)?;
@@ -229,12 +226,6 @@ impl Ocicrypt {
             None => PublicOptions::default(),
         };
         Ok((public, private))
-    }
-
-    fn is_encrypted(&self, ann: &HashMap<String, String>) -> bool {
-        self.registry
-            .wrappers()
-            .any(|w| ann.get(&w.annotation_key()).is_some_and(|v| !v.is_empty()))
     }
 
     fn unwrap_private(

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use ocicrypt::keywrap::{self, KeyWrapper};
-use ocicrypt::oci_spec::image::{Descriptor, MediaType, Sha256Digest};
+use ocicrypt::oci_spec::image::{Descriptor, Digest, MediaType, Sha256Digest};
 use ocicrypt::spec::annotations::{KEYS_PREFIX, PUBOPTS};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, Error, Ocicrypt, Registry, SecretBytes};
 
@@ -103,9 +103,8 @@ fn encrypt(ctx: &Ocicrypt, ec: &EncryptConfig, data: &[u8]) -> (Vec<u8>, Descrip
     };
     let mut ct = Vec::new();
     enc.read_to_end(&mut ct).unwrap();
-    let ann = enc.finalize().unwrap();
-    let mut out = desc.clone();
-    out.set_annotations(Some(ann.into_iter().collect()));
+    let len = ct.len() as u64;
+    let out = enc.finalize_descriptor(sha256(&ct).into(), len).unwrap();
     (ct, out)
 }
 
@@ -135,7 +134,15 @@ fn round_trip_and_annotations() {
     assert_eq!(decrypt(&ctx, &dc_for(&[7]), &ct, &desc).unwrap(), data);
 
     let (_, private) = ctx.unwrap_options(&dc_for(&[7]), &desc).unwrap();
-    assert_eq!(private.digest, desc.digest().to_string());
+    assert_eq!(private.digest, plain_desc(&data).digest().to_string());
+    // The encrypted descriptor names the ciphertext; decryption gives back the plain one.
+    assert_eq!(desc.digest(), &Digest::from(sha256(&ct)));
+    assert_eq!(desc.size(), ct.len() as u64);
+    assert!(ocicrypt::descriptor::is_encrypted(&desc).unwrap());
+    let mut dec = ctx.decrypt_layer(&dc_for(&[7]), &ct[..], &desc).unwrap();
+    assert_eq!(dec.descriptor(), None, "nothing is verified before the end");
+    std::io::copy(&mut dec, &mut std::io::sink()).unwrap();
+    assert_eq!(dec.descriptor(), Some(plain_desc(&data)));
 }
 
 /// Past 1 MiB the HMAC moves to a helper thread unless `parallel(false)`: both ways give
@@ -154,8 +161,8 @@ fn parallel_and_single_threaded_layers_interoperate() {
         let mut enc = enc.parallel(parallel);
         let mut ct = Vec::new();
         enc.read_to_end(&mut ct).unwrap();
-        let mut out = desc.clone();
-        out.set_annotations(Some(enc.finalize().unwrap().into_iter().collect()));
+        let len = ct.len() as u64;
+        let out = enc.finalize_descriptor(sha256(&ct).into(), len).unwrap();
         outputs.push((ct, out));
     }
     for (ct, desc) in &outputs {
@@ -169,7 +176,7 @@ fn parallel_and_single_threaded_layers_interoperate() {
             assert!(plain == data, "parallel {parallel}");
             assert_eq!(
                 dec.verified_digest(),
-                Some(desc.digest().to_string().as_str())
+                Some(plain_desc(&data).digest().to_string().as_str())
             );
         }
     }
@@ -199,8 +206,8 @@ fn encrypt_checks_the_descriptor_digest() {
     let mut enc = enc.trust_descriptor_digest();
     let mut ct = Vec::new();
     enc.read_to_end(&mut ct).unwrap();
-    let mut desc = wrong.clone();
-    desc.set_annotations(Some(enc.finalize().unwrap().into_iter().collect()));
+    let len = ct.len() as u64;
+    let desc = enc.finalize_descriptor(sha256(&ct).into(), len).unwrap();
     let err = decrypt(&ctx, &dc_for(&[1]), &ct, &desc).unwrap_err();
     let inner = ocicrypt::blockcipher::Error::from_io(&err).unwrap();
     assert!(
@@ -334,9 +341,53 @@ fn decryption_errors() {
         "AAAA".to_owned(),
     );
     d.set_annotations(Some(a));
+    // Plain media type, key annotations: neither plain nor encrypted, refused both ways.
+    let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &d).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InconsistentEncryption {
+                annotated: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut ec = ec_for(3);
+    ec.decrypt = dc_for(&[2]);
+    let err = ctx.encrypt_layer(&ec, &b""[..], &d).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InconsistentEncryption {
+                annotated: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    d.set_media_type(ocicrypt::spec::media_types::to_encrypted_type(
+        d.media_type(),
+    ));
     let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &d).unwrap_err();
     assert!(
         matches!(&err, Error::SchemeNotAvailable { scheme } if scheme == "provider.elsewhere"),
+        "{err}"
+    );
+    // An encrypted media type without any wrapped key.
+    let mut bare = plain_desc(data);
+    bare.set_media_type(ocicrypt::spec::media_types::to_encrypted_type(
+        bare.media_type(),
+    ));
+    let err = ctx.encrypt_layer(&ec, &b""[..], &bare).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InconsistentEncryption {
+                annotated: false,
+                ..
+            }
+        ),
         "{err}"
     );
 }
