@@ -25,7 +25,8 @@ use ocicrypt_keywrap::{
 use zeroize::Zeroizing;
 
 use crate::keys::{KeyAlgorithm, PrivateKey, PublicKey};
-use crate::serialization::{Jwe, Recipient};
+pub use crate::serialization::MAX_RECIPIENTS;
+use crate::serialization::{Jwe, RecipientRef};
 
 /// The scheme name.
 const SCHEME: &str = "jwe";
@@ -79,23 +80,30 @@ impl KeyWrapper for JweKeyWrapper {
     /// `[jwe] alg:<alg>`. Control characters in the blob's strings are escaped.
     fn recipients(&self, blob: &[u8]) -> Result<Vec<String>, Error> {
         let jwe = serialization::parse(blob)?;
-        if jwe.recipients.iter().all(|r| r.kid.is_none()) {
+        if jwe.recipients().all(|r| r.kid().is_none()) {
             return Ok(vec![format!("[{SCHEME}]")]);
         }
         Ok(jwe
-            .recipients
-            .iter()
-            .map(|r| match &r.kid {
-                Some(kid) => format!("kid:{} alg:{}", printable(kid), printable(&r.alg)),
-                None => format!("[{SCHEME}] alg:{}", printable(&r.alg)),
+            .recipients()
+            .map(|r| match r.kid() {
+                Some(kid) => format!("kid:{} alg:{}", printable(kid), printable(r.alg())),
+                None => format!("[{SCHEME}] alg:{}", printable(r.alg())),
             })
             .collect())
     }
 }
 
-/// `s` with control characters escaped, for display.
+/// The most characters of a header string (`kid`, `alg`) that [`printable`] shows: a
+/// header shared by all recipients is named once per recipient, so a long one would
+/// otherwise be repeated up to [`MAX_RECIPIENTS`] times.
+const MAX_PRINTED_CHARS: usize = 256;
+
+/// `s` with control characters escaped and cut after [`MAX_PRINTED_CHARS`] characters
+/// (marked with `...`), for display.
 fn printable(s: &str) -> String {
-    s.chars()
+    let mut out: String = s
+        .chars()
+        .take(MAX_PRINTED_CHARS)
         .map(|c| {
             if c.is_control() {
                 c.escape_default().to_string()
@@ -103,7 +111,11 @@ fn printable(s: &str) -> String {
                 c.to_string()
             }
         })
-        .collect()
+        .collect();
+    if s.chars().nth(MAX_PRINTED_CHARS).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 fn ecdh_algorithm(alg: KeyAlgorithm) -> Option<EcdhEsJweAlgorithm> {
@@ -141,6 +153,10 @@ fn wrap(public_keys: &[Vec<u8>], payload: &[u8]) -> Result<Option<Vec<u8>>, Erro
     if public_keys.is_empty() {
         return Ok(None);
     }
+    if public_keys.len() > MAX_RECIPIENTS {
+        // What this crate writes, it must read.
+        return Err(Error::limit_exceeded(SCHEME, "recipients", MAX_RECIPIENTS));
+    }
     let encrypters = public_keys
         .iter()
         .map(|k| encrypter(&keys::parse_public_key(k)?))
@@ -164,21 +180,21 @@ fn unwrap(key_files: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
     let jwe = serialization::parse(blob)?;
     let mut causes = Vec::new();
     let mut usable = Vec::new();
-    for (i, r) in jwe.recipients.iter().enumerate() {
-        match KeyAlgorithm::from_name(&r.alg) {
+    for (i, r) in jwe.recipients().enumerate() {
+        match KeyAlgorithm::from_name(r.alg()) {
             Some(alg) => usable.push((i + 1, alg, r)),
             None => causes.push(format!(
                 "recipient {}: unsupported algorithm {}",
                 i + 1,
-                printable(&r.alg)
+                printable(r.alg())
             )),
         }
     }
     if usable.is_empty() {
         let algorithm = jwe
-            .recipients
-            .first()
-            .map(|r| r.alg.clone())
+            .recipients()
+            .next()
+            .map(|r| printable(r.alg()))
             .unwrap_or_default();
         return Err(Error::UnsupportedAlgorithm {
             scheme: SCHEME.to_owned(),
@@ -205,7 +221,7 @@ fn unwrap(key_files: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
                 continue;
             }
             tried = true;
-            match open(&jwe, *alg, recipient, &key) {
+            match open(&jwe, *alg, *recipient, &key) {
                 Ok(mut plaintext) => return Ok(SecretBytes::new(std::mem::take(&mut *plaintext))),
                 Err(f) => causes.push(format!(
                     "private key {k} ({}), recipient {r} ({alg}): {f}",
@@ -230,12 +246,11 @@ fn unwrap(key_files: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
 fn open(
     jwe: &Jwe,
     alg: KeyAlgorithm,
-    recipient: &Recipient,
+    recipient: RecipientRef<'_>,
     key: &PrivateKey,
 ) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let encrypted_key = recipient
-        .encrypted_key
-        .as_deref()
+        .encrypted_key()
         .ok_or_else(|| Failure::new("no encrypted_key"))?;
     let cek = if let Some(ecdh) = ecdh_algorithm(alg) {
         // AES key wrap adds 8 bytes; josekit panics on fewer than 8.
@@ -246,8 +261,11 @@ fn open(
         let decrypter = ecdh
             .decrypter_from_der(&*der)
             .map_err(|e| Failure::with_source("EC key cannot be used for ECDH-ES", e))?;
+        let header = recipient
+            .key_agreement_header()
+            .map_err(|e| Failure::with_source("invalid key agreement header", e))?;
         let cek = decrypter
-            .decrypt(Some(encrypted_key), jwe.enc.josekit(), &recipient.header)
+            .decrypt(Some(encrypted_key), jwe.enc.josekit(), &header)
             .map_err(|e| Failure::with_source("key unwrapping failed", e))?;
         Zeroizing::new(cek.into_owned())
     } else {

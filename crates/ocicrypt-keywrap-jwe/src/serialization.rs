@@ -5,16 +5,32 @@
 //! decrypter, so a key for the second of two RSA recipients never gets its turn. This
 //! module does the splitting, and the wrapper tries every recipient with every key.
 
+use std::fmt;
+
 use base64::Engine as _;
 use josekit::jwe::JweHeader;
 use josekit::{Map, Value};
 use ocicrypt_keywrap::Error;
-use serde::Deserialize;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::content::ContentEnc;
 use crate::{B64URL, SCHEME};
 
+/// The most recipients one JWE may have; a JWE with more is [`Error::LimitExceeded`].
+///
+/// The wrapped key is attacker input, and every recipient is tried with every private key
+/// (an RSA or ECDH operation each). Go ocicrypt writes one recipient per public key of an
+/// `encrypt` call and has no limit; no real image has more than a handful, so 1024 is far
+/// above any of them. Members past the limit are skipped while parsing, never kept.
+pub const MAX_RECIPIENTS: usize = 1024;
+
 /// A parsed JWE.
+///
+/// The header members all recipients share (protected and shared unprotected) are held once,
+/// in `shared`; each [`Recipient`] keeps only its own members. [`Jwe::recipients`] joins
+/// the two by reference, so memory stays proportional to the input however many recipients
+/// there are.
 #[derive(Debug)]
 pub(crate) struct Jwe {
     pub(crate) enc: ContentEnc,
@@ -24,17 +40,75 @@ pub(crate) struct Jwe {
     pub(crate) iv: Vec<u8>,
     pub(crate) ciphertext: Vec<u8>,
     pub(crate) tag: Vec<u8>,
-    pub(crate) recipients: Vec<Recipient>,
+    /// The protected header's members, then those of the shared unprotected header that the
+    /// protected header does not have.
+    shared: JweHeader,
+    recipients: Vec<Recipient>,
 }
 
-/// One recipient, with its merged header (protected, shared unprotected and per-recipient
-/// members).
+/// One recipient's own header members (those the shared header does not override) and
+/// encrypted key.
 #[derive(Debug)]
 pub(crate) struct Recipient {
-    pub(crate) alg: String,
-    pub(crate) kid: Option<String>,
-    pub(crate) header: JweHeader,
-    pub(crate) encrypted_key: Option<Vec<u8>>,
+    own: JweHeader,
+    encrypted_key: Option<Vec<u8>>,
+}
+
+/// A recipient with its merged header, borrowed from a [`Jwe`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecipientRef<'a> {
+    shared: &'a JweHeader,
+    recipient: &'a Recipient,
+}
+
+impl<'a> RecipientRef<'a> {
+    /// A header member, with go-jose's precedence: protected, then shared unprotected, then
+    /// per-recipient members.
+    pub(crate) fn claim(&self, name: &str) -> Option<&'a Value> {
+        self.shared
+            .claim(name)
+            .or_else(|| self.recipient.own.claim(name))
+    }
+
+    fn string(&self, name: &str) -> Option<&'a str> {
+        self.claim(name).and_then(Value::as_str)
+    }
+
+    /// The key management algorithm (`alg`); parsing made sure there is one.
+    pub(crate) fn alg(&self) -> &'a str {
+        self.string("alg").unwrap_or_default()
+    }
+
+    /// The key id (`kid`), if any.
+    pub(crate) fn kid(&self) -> Option<&'a str> {
+        self.string("kid")
+    }
+
+    pub(crate) fn encrypted_key(&self) -> Option<&'a [u8]> {
+        self.recipient.encrypted_key.as_deref()
+    }
+
+    /// A header with just the members josekit's ECDH-ES decrypter reads (`epk`, `apu`,
+    /// `apv`), built for one attempt instead of a copy of the whole merged header.
+    pub(crate) fn key_agreement_header(&self) -> Result<JweHeader, josekit::JoseError> {
+        let mut header = JweHeader::new();
+        for name in ["epk", "apu", "apv"] {
+            if let Some(value) = self.claim(name) {
+                header.set_claim(name, Some(value.clone()))?;
+            }
+        }
+        Ok(header)
+    }
+}
+
+impl Jwe {
+    /// The recipients, in order.
+    pub(crate) fn recipients(&self) -> impl ExactSizeIterator<Item = RecipientRef<'_>> {
+        self.recipients.iter().map(|recipient| RecipientRef {
+            shared: &self.shared,
+            recipient,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -48,7 +122,7 @@ struct JsonJwe {
     #[serde(default)]
     encrypted_key: Option<String>,
     #[serde(default)]
-    recipients: Option<Vec<JsonRecipient>>,
+    recipients: Option<RecipientList>,
     #[serde(default)]
     aad: Option<String>,
     #[serde(default)]
@@ -66,6 +140,47 @@ struct JsonRecipient {
     encrypted_key: Option<String>,
 }
 
+/// The `recipients` array: at most [`MAX_RECIPIENTS`] members are kept; the rest are
+/// skipped without being stored, and `too_many` says so.
+struct RecipientList {
+    list: Vec<JsonRecipient>,
+    too_many: bool,
+}
+
+impl<'de> Deserialize<'de> for RecipientList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bounded;
+        impl<'de> Visitor<'de> for Bounded {
+            type Value = RecipientList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of recipients")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = Vec::new();
+                while list.len() < MAX_RECIPIENTS {
+                    match seq.next_element()? {
+                        Some(r) => list.push(r),
+                        None => {
+                            return Ok(RecipientList {
+                                list,
+                                too_many: false,
+                            });
+                        }
+                    }
+                }
+                let mut too_many = false;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    too_many = true;
+                }
+                Ok(RecipientList { list, too_many })
+            }
+        }
+        deserializer.deserialize_seq(Bounded)
+    }
+}
+
 pub(crate) fn malformed(reason: impl Into<String>) -> Error {
     Error::MalformedBlob {
         scheme: SCHEME.to_owned(),
@@ -81,6 +196,10 @@ fn b64(member: &str, value: &str) -> Result<Vec<u8>, Error> {
 
 /// Parses a JWE in any serialization. Leading and trailing whitespace is ignored; input
 /// starting with `{` is JSON, anything else compact (as go-jose decides).
+///
+/// # Errors
+/// [`Error::LimitExceeded`] for more than [`MAX_RECIPIENTS`] recipients;
+/// [`Error::MalformedBlob`] or [`Error::UnsupportedAlgorithm`] for the rest.
 pub(crate) fn parse(blob: &[u8]) -> Result<Jwe, Error> {
     let text = std::str::from_utf8(blob)
         .map_err(|_| malformed("not UTF-8"))?
@@ -100,7 +219,7 @@ fn parse_json(text: &str) -> Result<Jwe, Error> {
         .as_deref()
         .map(decode_protected)
         .transpose()?;
-    let mut aad = json.protected.clone().unwrap_or_default().into_bytes();
+    let mut aad = json.protected.unwrap_or_default().into_bytes();
     if let Some(extra) = &json.aad {
         b64("aad", extra)?;
         aad.push(b'.');
@@ -109,21 +228,23 @@ fn parse_json(text: &str) -> Result<Jwe, Error> {
     // go-jose's general form also carries recipient 0's key at the top level; when there
     // is a `recipients` array, the top-level `header` and `encrypted_key` are ignored.
     let raw = match json.recipients {
-        Some(list) if list.is_empty() => return Err(malformed("empty \"recipients\"")),
-        Some(list) => list,
+        Some(list) if list.too_many => {
+            return Err(Error::limit_exceeded(SCHEME, "recipients", MAX_RECIPIENTS));
+        }
+        Some(list) if list.list.is_empty() => return Err(malformed("empty \"recipients\"")),
+        Some(list) => list.list,
         None => vec![JsonRecipient {
             header: json.header,
             encrypted_key: json.encrypted_key,
         }],
     };
+    let shared = shared_header(protected, json.unprotected)?;
     let recipients = raw
         .into_iter()
-        .map(|r| {
-            let merged = merge(protected.as_ref(), json.unprotected.as_ref(), r.header);
-            recipient(merged, r.encrypted_key.as_deref())
-        })
+        .map(|r| recipient(&shared, r.header, r.encrypted_key.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     finish(
+        shared,
         recipients,
         aad,
         json.iv.as_deref(),
@@ -142,9 +263,10 @@ fn parse_compact(text: &str) -> Result<Jwe, Error> {
     if protected.is_empty() {
         return Err(malformed("compact JWE without a protected header"));
     }
-    let header = decode_protected(protected)?;
-    let recipient = recipient(header, Some(ek))?;
+    let shared = shared_header(Some(decode_protected(protected)?), None)?;
+    let recipient = recipient(&shared, None, Some(ek))?;
     finish(
+        shared,
         vec![recipient],
         protected.as_bytes().to_vec(),
         Some(iv),
@@ -159,43 +281,51 @@ fn decode_protected(b64_header: &str) -> Result<Map<String, Value>, Error> {
         .map_err(|e| malformed(format!("protected header is not a JSON object: {e}")))
 }
 
-/// Merges headers with go-jose's precedence: protected, then shared unprotected, then
-/// per-recipient members (a later source never overrides an earlier one).
-fn merge(
-    protected: Option<&Map<String, Value>>,
-    unprotected: Option<&Map<String, Value>>,
-    header: Option<Map<String, Value>>,
-) -> Map<String, Value> {
-    let mut merged = header.unwrap_or_default();
-    for source in [unprotected, protected].into_iter().flatten() {
-        for (k, v) in source {
-            merged.insert(k.clone(), v.clone());
-        }
-    }
-    merged
+fn header(map: Map<String, Value>) -> Result<JweHeader, Error> {
+    JweHeader::from_map(map).map_err(|e| malformed(format!("invalid JWE header: {e}")))
 }
 
-fn recipient(merged: Map<String, Value>, ek: Option<&str>) -> Result<Recipient, Error> {
-    let header =
-        JweHeader::from_map(merged).map_err(|e| malformed(format!("invalid JWE header: {e}")))?;
-    let alg = header
-        .algorithm()
-        .ok_or_else(|| malformed("a recipient has no \"alg\""))?
-        .to_owned();
-    let kid = header.key_id().map(str::to_owned);
-    let encrypted_key = match ek {
-        None | Some("") => None,
-        Some(ek) => Some(b64("encrypted_key", ek)?),
+/// The members every recipient shares, with go-jose's precedence (the protected header
+/// wins over the shared unprotected one), built once.
+fn shared_header(
+    protected: Option<Map<String, Value>>,
+    unprotected: Option<Map<String, Value>>,
+) -> Result<JweHeader, Error> {
+    let mut shared = protected.unwrap_or_default();
+    for (k, v) in unprotected.unwrap_or_default() {
+        shared.entry(k).or_insert(v);
+    }
+    header(shared)
+}
+
+/// One recipient: its own header members minus those the shared header overrides (a later
+/// source never overrides an earlier one), checked as josekit checks a header.
+fn recipient(
+    shared: &JweHeader,
+    own: Option<Map<String, Value>>,
+    ek: Option<&str>,
+) -> Result<Recipient, Error> {
+    let mut own = own.unwrap_or_default();
+    own.retain(|k, _| shared.claim(k).is_none());
+    let recipient = Recipient {
+        own: header(own)?,
+        encrypted_key: match ek {
+            None | Some("") => None,
+            Some(ek) => Some(b64("encrypted_key", ek)?),
+        },
     };
-    Ok(Recipient {
-        alg,
-        kid,
-        header,
-        encrypted_key,
-    })
+    let view = RecipientRef {
+        shared,
+        recipient: &recipient,
+    };
+    if view.string("alg").is_none() {
+        return Err(malformed("a recipient has no \"alg\""));
+    }
+    Ok(recipient)
 }
 
 fn finish(
+    shared: JweHeader,
     recipients: Vec<Recipient>,
     aad: Vec<u8>,
     iv: Option<&str>,
@@ -203,19 +333,22 @@ fn finish(
     tag: Option<&str>,
 ) -> Result<Jwe, Error> {
     let mut enc = None;
-    for r in &recipients {
-        if r.header.claim("crit").is_some() {
+    for recipient in &recipients {
+        let r = RecipientRef {
+            shared: &shared,
+            recipient,
+        };
+        if r.claim("crit").is_some() {
             return Err(malformed("critical header parameters are not supported"));
         }
-        if let Some(zip) = r.header.claim("zip") {
+        if let Some(zip) = r.claim("zip") {
             return Err(Error::UnsupportedAlgorithm {
                 scheme: SCHEME.to_owned(),
                 algorithm: format!("zip {zip}"),
             });
         }
         let name = r
-            .header
-            .content_encryption()
+            .string("enc")
             .ok_or_else(|| malformed("no \"enc\" header"))?;
         let this = ContentEnc::from_name(name).ok_or_else(|| Error::UnsupportedAlgorithm {
             scheme: SCHEME.to_owned(),
@@ -249,6 +382,7 @@ fn finish(
         iv,
         ciphertext: b64("ciphertext", ciphertext)?,
         tag,
+        shared,
         recipients,
     })
 }
@@ -282,16 +416,28 @@ mod tests {
         );
         let jwe = parse(text.as_bytes()).unwrap();
         assert_eq!(jwe.enc, ContentEnc::A256Gcm);
-        assert_eq!(jwe.recipients.len(), 1);
-        let r = &jwe.recipients[0];
-        assert_eq!(r.alg, "RSA-OAEP");
-        assert_eq!(r.kid.as_deref(), Some("u"));
-        assert_eq!(r.header.claim("x"), Some(&Value::from(1)));
-        assert_eq!(r.encrypted_key.as_deref(), Some(&[0u8, 0, 0][..]));
+        assert_eq!(jwe.recipients().len(), 1);
+        let r = jwe.recipients().next().unwrap();
+        assert_eq!(r.alg(), "RSA-OAEP");
+        assert_eq!(r.kid(), Some("u"));
+        assert_eq!(r.claim("x"), Some(&Value::from(1)));
+        assert_eq!(r.encrypted_key(), Some(&[0u8, 0, 0][..]));
         assert_eq!(
             jwe.aad,
             e(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#).into_bytes()
         );
+    }
+
+    #[test]
+    fn a_recipient_member_overridden_by_a_shared_one_is_not_checked() {
+        // As before sharing: only the merged header is checked, and the protected `kid`
+        // wins over the recipient's (invalid) one.
+        let text = flattened(
+            r#"{"alg":"RSA-OAEP","enc":"A256GCM","kid":"p"}"#,
+            r#","header":{"kid":1}"#,
+        );
+        let jwe = parse(text.as_bytes()).unwrap();
+        assert_eq!(jwe.recipients().next().unwrap().kid(), Some("p"));
     }
 
     #[test]
@@ -308,13 +454,74 @@ mod tests {
         );
         let jwe = parse(text.as_bytes()).unwrap();
         assert_eq!(jwe.enc, ContentEnc::A128CbcHs256);
-        assert_eq!(jwe.recipients.len(), 2);
-        assert_eq!(jwe.recipients[0].kid.as_deref(), Some("a"));
-        assert_eq!(jwe.recipients[0].encrypted_key.as_deref(), Some(&[1u8][..]));
-        assert_eq!(jwe.recipients[1].alg, "ECDH-ES+A128KW");
-        assert!(jwe.recipients[1].encrypted_key.is_none());
+        let r: Vec<_> = jwe.recipients().collect();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].kid(), Some("a"));
+        assert_eq!(r[0].encrypted_key(), Some(&[1u8][..]));
+        assert_eq!(r[1].alg(), "ECDH-ES+A128KW");
+        assert!(r[1].encrypted_key().is_none());
         assert!(jwe.ciphertext.is_empty());
         assert!(jwe.aad.ends_with(b".YWFk"));
+    }
+
+    /// A general JWE with `n` recipients, each `recipient`, and a protected header with
+    /// `alg`, `enc` and `extra` members.
+    fn general(n: usize, recipient: &str, extra: &str) -> String {
+        format!(
+            r#"{{"protected":"{}","recipients":[{}],"iv":"{}","ciphertext":"AAAA","tag":"{}"}}"#,
+            e(&format!(r#"{{"alg":"RSA-OAEP","enc":"A256GCM"{extra}}}"#)),
+            vec![recipient; n].join(","),
+            B64URL.encode([1u8; 12]),
+            B64URL.encode([2u8; 16]),
+        )
+    }
+
+    #[test]
+    fn recipients_are_capped() {
+        let at_cap = parse(general(MAX_RECIPIENTS, "{}", "").as_bytes()).unwrap();
+        assert_eq!(at_cap.recipients().len(), MAX_RECIPIENTS);
+        assert!(at_cap.recipients().all(|r| r.alg() == "RSA-OAEP"));
+        for n in [MAX_RECIPIENTS + 1, 20_000] {
+            // 20,000 empty recipients: about 60 KB that used to ask for a copy of the
+            // protected header each.
+            let text = general(n, "{}", "");
+            let started = std::time::Instant::now();
+            let err = parse(text.as_bytes()).unwrap_err();
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            match &err {
+                Error::LimitExceeded {
+                    scheme,
+                    what,
+                    limit,
+                } => {
+                    assert_eq!(
+                        (scheme.as_str(), *what, *limit),
+                        ("jwe", "recipients", 1024)
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                err.to_string(),
+                "jwe: wrapped key exceeds a limit: more than 1024 recipients"
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_protected_header_is_held_once() {
+        // 256 KiB of protected header and the most recipients: the header is shared, not
+        // copied into each recipient (that would be 256 MiB).
+        let big = format!(r#","x":"{}""#, "x".repeat(256 * 1024));
+        let text = general(MAX_RECIPIENTS, r#"{"header":{"kid":"k"}}"#, &big);
+        let jwe = parse(text.as_bytes()).unwrap();
+        let first = jwe.recipients().next().unwrap();
+        let last = jwe.recipients().last().unwrap();
+        assert!(std::ptr::eq(
+            first.claim("x").unwrap(),
+            last.claim("x").unwrap()
+        ));
+        assert_eq!(last.kid(), Some("k"));
     }
 
     #[test]
@@ -329,7 +536,7 @@ mod tests {
         assert_eq!(jwe.enc, ContentEnc::A192Gcm);
         assert_eq!(jwe.aad, p.into_bytes());
         assert_eq!(jwe.ciphertext, [4, 5, 6]);
-        assert_eq!(jwe.recipients[0].kid.as_deref(), Some("k"));
+        assert_eq!(jwe.recipients().next().unwrap().kid(), Some("k"));
         assert!(reason(parse(b"a.b.c.d")).contains("five parts"));
         assert!(reason(parse(b".AQID.AA.AA.AA")).contains("without a protected header"));
     }

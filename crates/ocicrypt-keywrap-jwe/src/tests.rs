@@ -936,3 +936,106 @@ fn private_key_errors() {
     let err = parse_private_key(data!("rsa2048-legacy-enc.pem"), Some(&long.into())).unwrap_err();
     assert!(matches!(err, Error::WrongPassword { .. }), "{err:?}");
 }
+
+// ---------------------------------------------------------------- limits (issue 11, M3)
+
+/// A general JWE made from the flattened one `wrap_for` writes for one RSA key: `n - 1`
+/// recipients with junk keys, then the real one, all sharing the protected header.
+fn many_recipients(n: usize, extra_protected: Option<(&str, Value)>) -> Vec<u8> {
+    let blob = wrap_for(&[data!("rsa2048.pub.pem")]);
+    let mut o: Map<String, Value> = serde_json::from_slice(&blob).unwrap();
+    let real = o.remove("encrypted_key").unwrap();
+    if let Some((name, value)) = extra_protected {
+        let p = o["protected"].as_str().unwrap();
+        let mut header: Map<String, Value> =
+            serde_json::from_slice(&B64URL.decode(p).unwrap()).unwrap();
+        header.insert(name.to_owned(), value);
+        let p = B64URL.encode(serde_json::to_vec(&header).unwrap());
+        o.insert("protected".into(), Value::String(p));
+    }
+    let junk = json!({ "encrypted_key": B64URL.encode([7u8; 256]) });
+    let mut recipients = vec![junk; n - 1];
+    recipients.push(json!({ "encrypted_key": real }));
+    o.insert("recipients".into(), Value::Array(recipients));
+    serde_json::to_vec(&o).unwrap()
+}
+
+#[test]
+fn at_most_max_recipients() {
+    assert_eq!(MAX_RECIPIENTS, 1024);
+    // At the limit, every recipient is tried and the last one opens it.
+    let at_cap = many_recipients(MAX_RECIPIENTS, None);
+    let opts = unwrap_with(vec![file(data!("rsa2048.pem"))], &at_cap).unwrap();
+    assert_eq!(opts.expose(), OPTS);
+    assert_eq!(W.recipients(&at_cap).unwrap(), ["[jwe]"]);
+    // One more is refused, before any key is tried, by unwrap and recipients alike.
+    let over = many_recipients(MAX_RECIPIENTS + 1, None);
+    for err in [
+        unwrap_with(vec![file(data!("rsa2048.pem"))], &over).unwrap_err(),
+        W.recipients(&over).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Error::LimitExceeded {
+                    what: "recipients",
+                    limit: MAX_RECIPIENTS,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}
+
+#[test]
+fn wrapping_for_more_recipients_than_can_be_read_is_refused() {
+    let keys = vec![data!("rsa2048.pub.pem"); MAX_RECIPIENTS + 1];
+    let err = W.wrap_keys(&ec_cfg(&keys), OPTS).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                what: "recipients",
+                limit: MAX_RECIPIENTS,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn twenty_thousand_empty_recipients_are_refused_quickly() {
+    // The review's descriptor: 20,000 empty recipients, no key needed, used to ask for
+    // a copy of the protected header each.
+    let protected = B64URL.encode(format!(
+        r#"{{"alg":"RSA-OAEP","enc":"A256GCM","pad":"{}"}}"#,
+        "x".repeat(100_000)
+    ));
+    let blob = format!(
+        r#"{{"protected":"{protected}","recipients":[{}],"iv":"AAAAAAAAAAAAAAAA","ciphertext":"","tag":"AAAAAAAAAAAAAAAAAAAAAA"}}"#,
+        vec!["{}"; 20_000].join(",")
+    );
+    let started = std::time::Instant::now();
+    for err in [
+        unwrap_with(vec![file(data!("rsa2048.pem"))], blob.as_bytes()).unwrap_err(),
+        W.recipients(blob.as_bytes()).unwrap_err(),
+    ] {
+        assert_eq!(
+            err.to_string(),
+            "jwe: wrapped key exceeds a limit: more than 1024 recipients"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn recipients_output_does_not_repeat_a_long_shared_kid() {
+    let kid = "k".repeat(100_000);
+    let blob = many_recipients(MAX_RECIPIENTS, Some(("kid", Value::String(kid))));
+    let listed = W.recipients(&blob).unwrap();
+    assert_eq!(listed.len(), MAX_RECIPIENTS);
+    let expected = format!("kid:{}... alg:RSA-OAEP", "k".repeat(256));
+    assert!(listed.iter().all(|r| *r == expected), "{}", listed[0]);
+}

@@ -24,6 +24,24 @@ pub use keys::{cert_fingerprints, is_public_key, is_secret_key, to_binary_keyrin
 /// The scheme name.
 const SCHEME: &str = "pgp";
 
+/// The most plaintext one message may decrypt to; more is [`Error::LimitExceeded`].
+///
+/// The plaintext is the layer's private options JSON, a few hundred bytes. A message can be
+/// made with nothing but the recipient's public key, and a compressed one can decompress to
+/// far more than its size: a 395 KB blob took 485 MB when read without a limit. The
+/// plaintext is read (and decompressed) up to this many bytes and one more, never further.
+/// Go ocicrypt has no limit; 64 KiB is far above any real private options.
+pub const MAX_PLAINTEXT_LEN: usize = 64 * 1024;
+
+/// The most public-key encrypted session key (PKESK) packets one message may have; more is
+/// [`Error::LimitExceeded`].
+///
+/// Each PKESK that names a secret key costs a public-key decryption, and anonymous ones are
+/// tried with every secret key. Go ocicrypt writes one per encryption key of each recipient
+/// and has no limit; no real image comes near 1024. [`KeyWrapper::key_ids`] and
+/// [`KeyWrapper::recipients`] refuse such messages too.
+pub const MAX_PKESKS: usize = 1024;
+
 fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
     Error::Backend {
         scheme: SCHEME.to_owned(),
@@ -105,7 +123,8 @@ impl KeyWrapper for PgpKeyWrapper {
 }
 
 /// The PKESK packets at the start of `blob`, up to its encrypted data packet. Fails if
-/// `blob` is not an OpenPGP message or has no encrypted data packet after them.
+/// `blob` is not an OpenPGP message or has no encrypted data packet after them, or has more
+/// than [`MAX_PKESKS`] PKESKs (found as soon as the one over the limit is parsed).
 fn parse_pkesks(blob: &[u8]) -> Result<Vec<PKESK>, Error> {
     let fixed = compat::normalize(blob);
     let blob = fixed.as_deref().unwrap_or(blob);
@@ -119,6 +138,9 @@ fn parse_pkesks(blob: &[u8]) -> Result<Vec<PKESK>, Error> {
             }
         };
         match &pp.packet {
+            Packet::PKESK(_) if pkesks.len() == MAX_PKESKS => {
+                return Err(Error::limit_exceeded(SCHEME, "PKESK packets", MAX_PKESKS));
+            }
             Packet::PKESK(p) => pkesks.push(p.clone()),
             // Passwords are not supported, but the packets may be there.
             Packet::SKESK(_) | Packet::Marker(_) => {}
@@ -170,6 +192,11 @@ fn encrypt(certs: &[keys::Recipient], payload: &[u8]) -> Result<Vec<u8>, Error> 
                 None,
             ));
         }
+    }
+
+    if recipients.len() > MAX_PKESKS {
+        // What this crate writes, it must read.
+        return Err(Error::limit_exceeded(SCHEME, "PKESK packets", MAX_PKESKS));
     }
 
     use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message};

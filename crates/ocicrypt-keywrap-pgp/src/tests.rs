@@ -795,3 +795,145 @@ fn wildcard_recipient_is_tried_with_every_key() {
     let opts = unwrap_with(vec![key(ALICE_SEC), key(BOB_SEC)], &blob).unwrap();
     assert_eq!(opts.expose(), OPTS);
 }
+
+// ---------------------------------------------------------------- limits (issue 11)
+
+fn assert_limit(err: Error, what: &str, limit: usize) {
+    match &err {
+        Error::LimitExceeded {
+            scheme,
+            what: w,
+            limit: l,
+        } => assert_eq!((scheme.as_str(), *w, *l), ("pgp", what, limit)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A message to bob's encryption key whose literal data is `len` zero bytes, compressed.
+fn compressed_zeros_for_bob(len: usize) -> Vec<u8> {
+    use openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message};
+    use openpgp::types::CompressionAlgorithm;
+    use std::io::Write as _;
+    let cert = openpgp::Cert::from_bytes(BOB_PUB).unwrap();
+    let policy = keys::policy();
+    let recipients = cert
+        .keys()
+        .with_policy(&policy, None)
+        .for_transport_encryption();
+    let mut blob = Vec::new();
+    let m = Encryptor::for_recipients(Message::new(&mut blob), recipients)
+        .build()
+        .unwrap();
+    let m = Compressor::new(m)
+        .algo(CompressionAlgorithm::Zip)
+        .build()
+        .unwrap();
+    let mut w = LiteralWriter::new(m).build().unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        w.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    w.finalize().unwrap();
+    blob
+}
+
+#[test]
+fn decompression_bomb_is_refused() {
+    assert_eq!(MAX_PLAINTEXT_LEN, 64 * 1024);
+    // At the limit: read.
+    let at_cap = compressed_zeros_for_bob(MAX_PLAINTEXT_LEN);
+    let opts = unwrap_with(vec![key(BOB_SEC)], &at_cap).unwrap();
+    assert_eq!(opts.expose().len(), MAX_PLAINTEXT_LEN);
+    // One byte more, and 10 MiB made with nothing but the public key (a few KB): refused,
+    // and no other key file is tried.
+    for len in [MAX_PLAINTEXT_LEN + 1, 10 << 20] {
+        let bomb = compressed_zeros_for_bob(len);
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        let err = unwrap_with(vec![key(BOB_SEC), key(ALICE_SEC)], &bomb).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pgp: wrapped key exceeds a limit: more than 65536 bytes of decrypted data"
+        );
+        assert_limit(err, "bytes of decrypted data", MAX_PLAINTEXT_LEN);
+    }
+}
+
+/// The PKESK packet of a fresh message to `recipient`, serialized: it names the
+/// recipient's key but holds another session key than any other message.
+fn foreign_pkesk(recipient: &str) -> Vec<u8> {
+    let other = wrap_for(&all_pub(), &[recipient]);
+    let pile = openpgp::PacketPile::from_bytes(&other).unwrap();
+    let first = pile.children().next().unwrap();
+    assert_eq!(first.tag(), Tag::PKESK);
+    let mut bytes = Vec::new();
+    first.serialize(&mut bytes).unwrap();
+    bytes
+}
+
+/// `n` copies of `junk` in front of a message to `recipient` (whose one PKESK comes last).
+fn with_junk_pkesks(recipient: &str, junk: &[u8], n: usize) -> Vec<u8> {
+    let mut blob = junk.repeat(n);
+    blob.extend_from_slice(&wrap_for(&all_pub(), &[recipient]));
+    blob
+}
+
+#[test]
+fn pkesks_are_capped() {
+    assert_eq!(MAX_PKESKS, 1024);
+    let junk = foreign_pkesk("bob@example.com");
+    // At the limit: every PKESK is tried, the last one opens it.
+    let at_cap = with_junk_pkesks("bob@example.com", &junk, MAX_PKESKS - 1);
+    assert_eq!(W.key_ids(&at_cap).unwrap().len(), MAX_PKESKS);
+    assert_eq!(
+        unwrap_with(vec![key(BOB_SEC)], &at_cap).unwrap().expose(),
+        OPTS
+    );
+    // One more: refused by unwrap, key_ids and recipients alike, before any key is used.
+    let over = with_junk_pkesks("bob@example.com", &junk, MAX_PKESKS);
+    let started = std::time::Instant::now();
+    for err in [
+        unwrap_with(vec![key(BOB_SEC)], &over).unwrap_err(),
+        W.key_ids(&over).unwrap_err(),
+        W.recipients(&over).unwrap_err(),
+    ] {
+        assert_limit(err, "PKESK packets", MAX_PKESKS);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn a_protected_key_is_unlocked_once_however_many_pkesks_name_it() {
+    use crate::decrypt::UNLOCKS;
+    let unlocks = || UNLOCKS.with(std::cell::Cell::take);
+    // 200 PKESKs for carol's key with other session keys, then the right one: 21 s when
+    // the passphrase was derived for each.
+    let junk = foreign_pkesk("carol@example.com");
+    let blob = with_junk_pkesks("carol@example.com", &junk, 200);
+    assert_eq!(W.key_ids(&blob).unwrap().len(), 201);
+    unlocks();
+    let started = std::time::Instant::now();
+    let opts = unwrap_with(vec![key_pw(CAROL_SEC, CAROL_PASS)], &blob).unwrap();
+    assert_eq!(opts.expose(), OPTS);
+    assert_eq!(unlocks(), 1);
+    // One derivation takes about a second in a debug build, 201 took minutes.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // A wrong passphrase is also tried once, and a missing one never.
+    let err = unwrap_with(vec![key_pw(CAROL_SEC, "wrong")], &blob).unwrap_err();
+    assert!(matches!(err, Error::WrongPassword { .. }), "{err:?}");
+    assert_eq!(unlocks(), 1);
+    let err = unwrap_with(vec![key(CAROL_SEC)], &blob).unwrap_err();
+    assert!(matches!(err, Error::MissingPassword { .. }), "{err:?}");
+    assert_eq!(unlocks(), 0);
+    // Only junk: every PKESK fails, still with one derivation.
+    let only_junk = [
+        junk.repeat(200),
+        wrap_for(&all_pub(), &["alice@example.com"]),
+    ]
+    .concat();
+    let err = unwrap_with(vec![key_pw(CAROL_SEC, CAROL_PASS)], &only_junk).unwrap_err();
+    assert!(matches!(err, Error::NoMatchingKey { .. }), "{err:?}");
+    assert_eq!(unlocks(), 1);
+}

@@ -11,7 +11,6 @@
 //!   `[0]` holding an OCTET STRING, which `cms` (IMPLICIT primitive only) rejects.
 
 use cms::content_info::CmsVersion;
-use cms::enveloped_data::RecipientInfos;
 use der::asn1::{ContextSpecificRef, ObjectIdentifier, OctetString, OctetStringRef};
 use der::{
     Decode, DecodeValue, Encode, EncodeValue, ErrorKind, FixedTag, Header, Length, Reader,
@@ -23,6 +22,8 @@ const CONTEXT_0_PRIMITIVE: u8 = 0x80;
 const CONTEXT_0_CONSTRUCTED: u8 = 0xa0;
 /// Context-specific `[1]`, constructed (EnvelopedData's `unprotectedAttrs`).
 const CONTEXT_1_CONSTRUCTED: u8 = 0xa1;
+/// SET (OF), constructed.
+const SET: u8 = 0x31;
 
 /// One DER element of any single-byte tag, kept as it is: the tag byte and the contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,12 +181,129 @@ impl EncodeValue for EncryptedContentInfo<'_> {
     }
 }
 
+/// `RecipientInfos ::= SET SIZE (1..MAX) OF RecipientInfo`, kept encoded: the contents of
+/// the SET, its members one after the other.
+///
+/// `der`'s `SetOfVec` sorts what it decodes by insertion sort, re-encoding both members for
+/// every comparison: quadratic in the number of members, which the blob's author chooses.
+/// Here the members are counted first ([`RecipientInfoSet::len`], linear, nothing decoded)
+/// and then handed out undecoded in the order they come ([`RecipientInfoSet::members`]), so
+/// that a reader can refuse too many, check each before decoding it, and decode them
+/// without sorting. (The DER order of a SET OF is not checked when reading; it is written
+/// sorted.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecipientInfoSet<'a> {
+    members: &'a [u8],
+}
+
+impl<'a> RecipientInfoSet<'a> {
+    /// The SET holding `der`, the DER of a `RecipientInfos` (as `cms` encodes one).
+    pub(crate) fn from_set_der(der: &'a [u8]) -> der::Result<Self> {
+        Self::from_der(der)
+    }
+
+    /// How many members the SET has, reading only their headers.
+    pub(crate) fn len(&self) -> der::Result<usize> {
+        let mut reader = der::SliceReader::new(self.members)?;
+        let mut n = 0usize;
+        while !reader.is_finished() {
+            let header = Header::decode(&mut reader)?;
+            reader.read_slice(header.length)?;
+            n = n.saturating_add(1);
+        }
+        Ok(n)
+    }
+
+    /// The members' DER, in the order they come, undecoded.
+    pub(crate) fn members(&self) -> der::Result<Vec<&'a [u8]>> {
+        let mut reader = der::SliceReader::new(self.members)?;
+        let mut members = Vec::new();
+        while !reader.is_finished() {
+            members.push(reader.tlv_bytes()?);
+        }
+        Ok(members)
+    }
+}
+
+impl<'a> Decode<'a> for RecipientInfoSet<'a> {
+    fn decode<R: Reader<'a>>(reader: &mut R) -> der::Result<Self> {
+        let tlv = RawTlv::decode(reader)?;
+        if tlv.tag != SET {
+            return Err(ErrorKind::TagUnexpected {
+                expected: Some(Tag::Set),
+                actual: Tag::try_from(tlv.tag)?,
+            }
+            .into());
+        }
+        Ok(Self { members: tlv.value })
+    }
+}
+
+impl Encode for RecipientInfoSet<'_> {
+    fn encoded_len(&self) -> der::Result<Length> {
+        self.raw().encoded_len()
+    }
+
+    fn encode(&self, writer: &mut impl Writer) -> der::Result<()> {
+        self.raw().encode(writer)
+    }
+}
+
+impl RecipientInfoSet<'_> {
+    fn raw(&self) -> RawTlv<'_> {
+        RawTlv {
+            tag: SET,
+            value: self.members,
+        }
+    }
+}
+
+/// How deep [`largest_set`] looks: deeper than any SET OF that decoding a RecipientInfo
+/// sorts (an issuer Name's RDNs are at most six levels down, in a KeyAgreeRecipientInfo).
+const SCAN_DEPTH: usize = 16;
+
+/// The most members any SET (tag `0x31`) in the DER element `element` has, at any depth up
+/// to [`SCAN_DEPTH`], read from the headers alone (linear in the size of `element`).
+///
+/// `der`'s SET OF decoding sorts the members by insertion sort, re-encoding two members
+/// per comparison, so it is quadratic in this number; checking it first bounds that work.
+/// What cannot be parsed is not looked into (the decoder fails on it, or takes it as an
+/// opaque `ANY` that it does not sort).
+pub(crate) fn largest_set(element: &[u8]) -> usize {
+    scan(element, SCAN_DEPTH).1
+}
+
+/// How many elements `contents` holds, and the most members of any SET among or in them.
+fn scan(contents: &[u8], depth: usize) -> (usize, usize) {
+    let Ok(mut reader) = der::SliceReader::new(contents) else {
+        return (0, 0);
+    };
+    let (mut count, mut largest) = (0usize, 0usize);
+    while !reader.is_finished() {
+        let Ok(header) = Header::decode(&mut reader) else {
+            break;
+        };
+        let Ok(value) = reader.read_slice(header.length) else {
+            break;
+        };
+        count = count.saturating_add(1);
+        if header.tag.is_constructed() && depth > 0 {
+            let (members, inner) = scan(value, depth - 1);
+            largest = largest.max(inner);
+            if header.tag == Tag::Set {
+                largest = largest.max(members);
+            }
+        }
+    }
+    (count, largest)
+}
+
 /// `EnvelopedData` (RFC 5652 §6.1). `originatorInfo` and `unprotectedAttrs` are skipped
 /// when read and never written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct EnvelopedData<'a> {
     pub(crate) version: CmsVersion,
-    pub(crate) recipient_infos: RecipientInfos,
+    pub(crate) recipient_infos: RecipientInfoSet<'a>,
     pub(crate) encrypted_content: EncryptedContentInfo<'a>,
 }
 

@@ -12,7 +12,7 @@ use openssl::symm::{self, Cipher};
 use zeroize::Zeroizing;
 
 use crate::asn1::{AlgorithmId, GcmParameters, GoGcmParameters, RawTlv};
-use crate::{Failure, GcmEncoding, SCHEME, backend, malformed};
+use crate::{GcmEncoding, SCHEME, backend, malformed};
 
 /// The primitive universal tag 16 Go writes around its GCM parameters.
 const GO_GCM_PARAMETERS_TAG: u8 = 0x10;
@@ -80,6 +80,29 @@ impl ContentCipher {
     /// The content key (empty when reading).
     pub(crate) fn key(&self) -> &[u8] {
         &self.key
+    }
+
+    /// The length of the content key.
+    pub(crate) fn key_len(&self) -> usize {
+        self.key_len
+    }
+
+    /// Checks what can be checked of the encrypted content without a key (its length):
+    /// GCM content holds at least the tag, CBC content is whole blocks.
+    pub(crate) fn check_content(&self, content: &[u8]) -> Result<(), Error> {
+        match &self.mode {
+            Mode::Gcm { tag_len, .. } if content.len() < *tag_len => Err(malformed(format!(
+                "the encrypted content has {} bytes, less than the {tag_len}-byte GCM tag",
+                content.len()
+            ))),
+            Mode::Cbc { .. } if content.is_empty() || content.len() % CBC_IV_LEN != 0 => {
+                Err(malformed(format!(
+                    "the encrypted content has {} bytes, not a whole number of AES blocks",
+                    content.len()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Encrypts with the generated key: GCM ciphertext followed by the tag, or CBC
@@ -197,29 +220,38 @@ impl ContentCipher {
         })
     }
 
-    /// Decrypts `content` with an unwrapped content key.
-    pub(crate) fn decrypt(&self, key: &[u8], content: &[u8]) -> Result<SecretBytes, Failure> {
+    /// Decrypts `content` with an unwrapped content key: `None`, with no detail, for any
+    /// failure (see [`DECRYPTION_FAILED`](crate::DECRYPTION_FAILED)).
+    ///
+    /// AES-CBC content is not authenticated: content whose padding happens to be right
+    /// decrypts to garbage, and if that were returned, the caller's "not private options"
+    /// would tell it apart from a bad padding (a padding oracle). So CBC plaintext must be a
+    /// JSON object, as the private options are, or it is the same failure.
+    pub(crate) fn decrypt(&self, key: &[u8], content: &[u8]) -> Option<SecretBytes> {
         if key.len() != self.key_len {
-            return Err(Failure::new(format!(
-                "the decrypted content key has {} bytes, not {}",
-                key.len(),
-                self.key_len
-            )));
+            return None;
         }
-        let plaintext = match &self.mode {
+        match &self.mode {
             Mode::Gcm { nonce, tag_len } => {
-                let split = content.len().checked_sub(*tag_len).ok_or_else(|| {
-                    Failure::new("the encrypted content is shorter than the GCM tag")
-                })?;
+                let split = content.len().checked_sub(*tag_len)?;
                 let (ciphertext, tag) = content.split_at(split);
                 symm::decrypt_aead(self.cipher, key, Some(nonce), &[], ciphertext, tag)
+                    .ok()
+                    .map(SecretBytes::new)
             }
-            Mode::Cbc { iv } => symm::decrypt(self.cipher, key, Some(iv), content),
+            Mode::Cbc { iv } => symm::decrypt(self.cipher, key, Some(iv), content)
+                .ok()
+                .map(SecretBytes::new)
+                .filter(|plaintext| is_json_object(plaintext.expose())),
         }
-        // One opaque failure: no detail about which check failed.
-        .map_err(|_| Failure::new("content decryption failed (wrong key or corrupted data)"))?;
-        Ok(SecretBytes::new(plaintext))
     }
+}
+
+/// Whether `data` is one JSON object (and nothing else but whitespace). Nothing is kept:
+/// the members are skipped, not copied.
+fn is_json_object(data: &[u8]) -> bool {
+    data.trim_ascii_start().first() == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok()
 }
 
 /// Nonce and tag length from Go's (tag `0x10`) or RFC 5084's (SEQUENCE) GCM parameters.

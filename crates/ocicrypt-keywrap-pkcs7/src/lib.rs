@@ -26,18 +26,47 @@ use ocicrypt_keywrap::{
 use openssl::encrypt::{Decrypter, Encrypter};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Private};
+use openssl::rand::rand_bytes;
 use openssl::rsa::Padding;
 use spki::AlgorithmIdentifierOwned;
 use zeroize::Zeroizing;
 
 use crate::asn1::{
     AlgorithmId, ContentInfo, EncryptedContentInfo, EnvelopedData, OaepParameters, RawTlv,
+    RecipientInfoSet,
 };
 use crate::content::ContentCipher;
 use crate::keys::Cert;
 
 /// The scheme name.
 const SCHEME: &str = "pkcs7";
+
+/// The most RecipientInfos one EnvelopedData may have, read or written; more is
+/// [`Error::LimitExceeded`].
+///
+/// The blob is attacker input: every RecipientInfo is decoded and may be tried with every
+/// private key (an RSA decryption each), and `der`'s SET OF decoding sorts its members in
+/// quadratic time (8,000 recipients took 18 s). They are counted before any is decoded,
+/// and decoded without sorting. Go ocicrypt writes one RecipientInfo per certificate of an
+/// `encrypt` call and has no limit; no real image comes near 1024.
+pub const MAX_RECIPIENT_INFOS: usize = 1024;
+
+/// The most members of any SET OF inside one RecipientInfo; more is
+/// [`Error::LimitExceeded`].
+///
+/// In practice this is the number of attributes in one relative distinguished name of an
+/// issuer Name, which real certificates have one of (rarely two or three). `der` sorts the
+/// members of every SET OF it decodes in quadratic time, so one RecipientInfo whose issuer
+/// had a single RDN of 8,000 attributes (88 KB) took 44 s to parse (debug build). Each
+/// RecipientInfo is checked, from its headers alone, before it is decoded.
+pub const MAX_SET_MEMBERS: usize = 16;
+
+/// The one failure of decrypting a recipient's content key and then the content with it,
+/// whichever step failed: RSA padding (PKCS#1 v1.5 or OAEP), content key length, AES-GCM
+/// tag, AES-CBC padding, or AES-CBC content that is not a JSON object. Telling those apart
+/// would be an oracle: Bleichenbacher's on PKCS#1 v1.5 (the OpenSSL this links has no
+/// implicit rejection) or a padding oracle on AES-CBC.
+const DECRYPTION_FAILED: &str = "decryption failed (wrong key or corrupted data)";
 
 fn backend(context: &str, source: impl Into<BoxError>) -> Error {
     Error::backend(SCHEME, context, source)
@@ -96,9 +125,7 @@ impl KeyWrapper for Pkcs7KeyWrapper {
     fn recipients(&self, blob: &[u8]) -> Result<Vec<String>, Error> {
         let ci = parse_content_info(blob)?;
         let ed = parse_enveloped_data(&ci)?;
-        Ok(ed
-            .recipient_infos
-            .0
+        Ok(recipient_infos(&ed)?
             .iter()
             .map(|ri| match ri {
                 RecipientInfo::Ktri(k) => describe_rid(&k.rid),
@@ -215,6 +242,14 @@ fn wrap(
     if certificates.is_empty() {
         return Ok(None);
     }
+    if certificates.len() > MAX_RECIPIENT_INFOS {
+        // What this crate writes, it must read.
+        return Err(Error::limit_exceeded(
+            SCHEME,
+            "RecipientInfos",
+            MAX_RECIPIENT_INFOS,
+        ));
+    }
     let certs = certificates
         .iter()
         .enumerate()
@@ -250,12 +285,16 @@ fn wrap(
         .iter()
         .map(|cert| recipient_info(cert, cipher.key(), key_params.clone()))
         .collect::<Result<Vec<_>, Error>>()?;
+    // Sorted, as DER wants a SET OF (over at most MAX_RECIPIENT_INFOS members we made).
     let recipient_infos = RecipientInfos(
         SetOfVec::try_from(infos).map_err(|e| backend("encoding the recipients", e))?,
-    );
+    )
+    .to_der()
+    .map_err(|e| backend("encoding the recipients", e))?;
     let ed = EnvelopedData {
         version: CmsVersion::V0,
-        recipient_infos,
+        recipient_infos: RecipientInfoSet::from_set_der(&recipient_infos)
+            .map_err(|e| backend("encoding the recipients", e))?,
         encrypted_content: EncryptedContentInfo {
             content_type: ID_DATA,
             algorithm: AlgorithmId {
@@ -329,6 +368,32 @@ fn parse_enveloped_data<'a>(ci: &ContentInfo<'a>) -> Result<EnvelopedData<'a>, E
         .map_err(|e| malformed(format!("not a DER EnvelopedData: {e}")))
 }
 
+/// The RecipientInfos of `ed`, in the order they come: at most [`MAX_RECIPIENT_INFOS`],
+/// counted before any is decoded.
+fn recipient_infos(ed: &EnvelopedData<'_>) -> Result<Vec<RecipientInfo>, Error> {
+    let bad = |e: der::Error| malformed(format!("malformed RecipientInfos: {e}"));
+    let n = ed.recipient_infos.len().map_err(bad)?;
+    if n > MAX_RECIPIENT_INFOS {
+        return Err(Error::limit_exceeded(
+            SCHEME,
+            "RecipientInfos",
+            MAX_RECIPIENT_INFOS,
+        ));
+    }
+    let mut infos = Vec::with_capacity(n);
+    for member in ed.recipient_infos.members().map_err(bad)? {
+        if asn1::largest_set(member) > MAX_SET_MEMBERS {
+            return Err(Error::limit_exceeded(
+                SCHEME,
+                "members in one SET OF of a RecipientInfo",
+                MAX_SET_MEMBERS,
+            ));
+        }
+        infos.push(RecipientInfo::from_der(member).map_err(bad)?);
+    }
+    Ok(infos)
+}
+
 /// Decrypts `blob` with the first private key that opens one of its recipients.
 fn unwrap(
     key_files: &[KeyFile],
@@ -349,11 +414,11 @@ fn unwrap(
         .content
         .as_deref()
         .ok_or_else(|| malformed("the encrypted content is missing"))?;
+    cipher.check_content(content)?;
+    let infos = recipient_infos(&ed)?;
 
     let mut causes = Vec::new();
-    let ktris: Vec<(usize, &KeyTransRecipientInfo)> = ed
-        .recipient_infos
-        .0
+    let ktris: Vec<(usize, &KeyTransRecipientInfo)> = infos
         .iter()
         .enumerate()
         .filter_map(|(i, ri)| match ri {
@@ -448,14 +513,26 @@ fn candidates<'r, 'k>(
 }
 
 /// Decrypts the content key of one recipient with `key`, then the content.
+///
+/// # Errors
+/// A [`Failure`] naming the problem for an unsupported or malformed key-encryption
+/// algorithm (public data); [`DECRYPTION_FAILED`] for anything that goes wrong in the
+/// decryptions themselves.
 fn open(
     ktri: &KeyTransRecipientInfo,
     key: &PKey<Private>,
     cipher: &ContentCipher,
     content: &[u8],
 ) -> Result<SecretBytes, Failure> {
-    let content_key = decrypt_key(&ktri.key_enc_alg, key, ktri.enc_key.as_bytes())?;
-    cipher.decrypt(&content_key, content)
+    let content_key = decrypt_key(
+        &ktri.key_enc_alg,
+        key,
+        ktri.enc_key.as_bytes(),
+        cipher.key_len(),
+    )?;
+    cipher
+        .decrypt(&content_key, content)
+        .ok_or_else(|| Failure::new(DECRYPTION_FAILED))
 }
 
 fn digest(alg: &AlgorithmIdentifierOwned) -> Result<MessageDigest, Failure> {
@@ -470,13 +547,24 @@ fn digest(alg: &AlgorithmIdentifierOwned) -> Result<MessageDigest, Failure> {
     }
 }
 
-/// RSA decryption of a content key: `rsaEncryption` (PKCS#1 v1.5) or `id-RSAES-OAEP`.
+/// RSA decryption of a content key of `key_len` bytes: `rsaEncryption` (PKCS#1 v1.5) or
+/// `id-RSAES-OAEP`.
+///
+/// If the decryption fails (bad padding, a ciphertext of the wrong size) or gives a key
+/// of another length, the result is a random key of `key_len` bytes instead, as OpenSSL's
+/// CMS does against Bleichenbacher's attack (RFC 3218 §2.3.2): the content decryption then
+/// fails like any other, and no error says which step it was.
+///
+/// # Errors
+/// Only for what does not depend on the ciphertext: an unsupported or malformed algorithm,
+/// or OpenSSL refusing to set up the decryption.
 fn decrypt_key(
     alg: &AlgorithmIdentifierOwned,
     key: &PKey<Private>,
     encrypted: &[u8],
+    key_len: usize,
 ) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    let rsa_failed = |e| Failure::with_source("RSA decryption of the content key failed", e);
+    let rsa_failed = |e| Failure::with_source("cannot set up RSA decryption", e);
     let mut dec = Decrypter::new(key).map_err(rsa_failed)?;
     if alg.oid == RSA_ENCRYPTION {
         dec.set_rsa_padding(Padding::PKCS1).map_err(rsa_failed)?;
@@ -548,7 +636,14 @@ fn decrypt_key(
         )));
     }
     let mut out = Zeroizing::new(vec![0; dec.decrypt_len(encrypted).map_err(rsa_failed)?]);
-    let n = dec.decrypt(encrypted, &mut out).map_err(rsa_failed)?;
-    out.truncate(n);
-    Ok(out)
+    // The random key is made first, whatever the decryption gives.
+    let mut content_key = Zeroizing::new(vec![0; key_len]);
+    rand_bytes(&mut content_key)
+        .map_err(|e| Failure::with_source("cannot generate a random content key", e))?;
+    if let Ok(n) = dec.decrypt(encrypted, &mut out) {
+        if let Some(decrypted) = out.get(..n).filter(|d| d.len() == key_len) {
+            content_key.copy_from_slice(decrypted);
+        }
+    }
+    Ok(content_key)
 }

@@ -138,7 +138,8 @@ fn writes_go_algorithm_identifiers_byte_for_byte() {
     let ci = parse_content_info(&blob).unwrap();
     let ed = parse_enveloped_data(&ci).unwrap();
     assert_eq!(ed.version, CmsVersion::V0);
-    let [RecipientInfo::Ktri(ktri)] = ed.recipient_infos.0.as_slice() else {
+    let infos = recipient_infos(&ed).unwrap();
+    let [RecipientInfo::Ktri(ktri)] = infos.as_slice() else {
         panic!("one key transport recipient expected");
     };
     assert_eq!(ktri.version, CmsVersion::V0);
@@ -345,7 +346,10 @@ fn no_matching_key() {
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let c = causes(unwrap_with(vec![file(KEY_2048)], &[], &tampered).unwrap_err());
-    assert!(c[0].contains("content decryption failed"), "{c:?}");
+    assert_eq!(
+        c,
+        [format!("private key 1, recipient 1: {DECRYPTION_FAILED}")]
+    );
 }
 
 // --- The standard variant (`Pkcs7KeyWrapper::standard()`), checked by OpenSSL and Go. ---
@@ -471,7 +475,10 @@ fn standard_variant_unwraps_with_either_wrapper() {
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     let c = causes(unwrap_with(vec![file(KEY_2048)], &[CERT_2048], &tampered).unwrap_err());
-    assert!(c[0].contains("content decryption failed"), "{c:?}");
+    assert_eq!(
+        c,
+        [format!("private key 1, recipient 1: {DECRYPTION_FAILED}")]
+    );
 }
 
 #[test]
@@ -532,8 +539,18 @@ fn standard_variant_der_shape() {
     assert_eq!(blob.len(), at + 2 + content.len());
     // The content key is 32 bytes (AES-256).
     let key = keys::parse_private_key(KEY_2048, None).unwrap().unwrap();
-    let ck = decrypt_key(&ktri.key_enc_alg, &key, ktri.enc_key.as_bytes()).unwrap();
-    assert_eq!(ck.len(), 32);
+    let mut dec = Decrypter::new(&key).unwrap();
+    dec.set_rsa_padding(Padding::PKCS1).unwrap();
+    let encrypted = ktri.enc_key.as_bytes();
+    let mut raw = vec![0; dec.decrypt_len(encrypted).unwrap()];
+    let n = dec.decrypt(encrypted, &mut raw).unwrap();
+    assert_eq!(n, 32);
+    let ck = decrypt_key(&ktri.key_enc_alg, &key, encrypted, 32).unwrap();
+    assert_eq!(*ck, raw[..n]);
+    // Asked for another length, it gives a random key of that length, not an error.
+    let ck = decrypt_key(&ktri.key_enc_alg, &key, encrypted, 16).unwrap();
+    assert_eq!(ck.len(), 16);
+    assert_ne!(*ck, raw[..16]);
     // Two blobs never share IV or key.
     let other = wrap_standard_for(&[CERT_2048]);
     let ed2: cms::enveloped_data::EnvelopedData = cms::content_info::ContentInfo::from_der(&other)
@@ -657,4 +674,341 @@ fn go_ocicrypt_reads_the_standard_variant() {
         &oci(&dec),
     ]);
     assert_eq!(layers(&dec), layers(std::path::Path::new(&image)));
+}
+
+// --- Limits and oracles (issue 11: M1, M4). ---
+
+/// `blob` re-encoded with the RecipientInfos `members` (DER, in this order) and, if given,
+/// other encrypted content.
+fn rebuild(blob: &[u8], members: &[Vec<u8>], content: Option<Vec<u8>>) -> Vec<u8> {
+    let ci = parse_content_info(blob).unwrap();
+    let ed = parse_enveloped_data(&ci).unwrap();
+    let joined = members.concat();
+    let set = RawTlv {
+        tag: 0x31,
+        value: &joined,
+    }
+    .to_der()
+    .unwrap();
+    let mut encrypted_content = ed.encrypted_content.clone();
+    if let Some(c) = content {
+        encrypted_content.content = Some(c);
+    }
+    let ed = EnvelopedData {
+        version: ed.version,
+        recipient_infos: RecipientInfoSet::from_set_der(&set).unwrap(),
+        encrypted_content,
+    }
+    .to_der()
+    .unwrap();
+    ContentInfo {
+        content_type: ID_ENVELOPED_DATA,
+        content: &ed,
+    }
+    .to_der()
+    .unwrap()
+}
+
+/// The only KeyTransRecipientInfo of `blob`.
+fn only_ktri(blob: &[u8]) -> KeyTransRecipientInfo {
+    let ci = parse_content_info(blob).unwrap();
+    let ed = parse_enveloped_data(&ci).unwrap();
+    match recipient_infos(&ed).unwrap().as_slice() {
+        [RecipientInfo::Ktri(k)] => k.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `ktri` with another serial number (so that it names no given certificate) and a junk
+/// encrypted key, as DER.
+fn junk_ktri(ktri: &KeyTransRecipientInfo, i: usize) -> Vec<u8> {
+    let mut k = ktri.clone();
+    let RecipientIdentifier::IssuerAndSerialNumber(ias) = &mut k.rid else {
+        panic!("issuer and serial number expected");
+    };
+    let serial = u32::try_from(i).unwrap() + 1_000;
+    ias.serial_number = x509_cert::serial_number::SerialNumber::new(&serial.to_be_bytes()).unwrap();
+    k.enc_key = OctetString::new(vec![0x5a; 256]).unwrap();
+    RecipientInfo::Ktri(k).to_der().unwrap()
+}
+
+fn assert_limit(err: Error, what: &str, limit: usize) {
+    match &err {
+        Error::LimitExceeded {
+            scheme,
+            what: w,
+            limit: l,
+        } => assert_eq!((scheme.as_str(), *w, *l), ("pkcs7", what, limit)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn recipient_infos_are_capped() {
+    assert_eq!(MAX_RECIPIENT_INFOS, 1024);
+    let blob = wrap_for(&[CERT_2048]);
+    let real = only_ktri(&blob);
+    // In descending DER order (serials count down), which a sorting decoder would
+    // have to reorder completely.
+    let members = |n: usize| -> Vec<Vec<u8>> {
+        let mut m: Vec<Vec<u8>> = (0..n - 1).rev().map(|i| junk_ktri(&real, i)).collect();
+        m.push(RecipientInfo::Ktri(real.clone()).to_der().unwrap());
+        m
+    };
+    // At the limit: readable, and the certificate picks the one real recipient.
+    let at_cap = rebuild(&blob, &members(MAX_RECIPIENT_INFOS), None);
+    assert_eq!(W.recipients(&at_cap).unwrap().len(), MAX_RECIPIENT_INFOS);
+    let opts = unwrap_with(vec![file(KEY_2048)], &[CERT_2048], &at_cap).unwrap();
+    assert_eq!(opts.expose(), OPTS);
+    // Over it, and the review's 8,000 (18 s in `layer inspect` before): refused before
+    // any RecipientInfo is decoded.
+    for n in [MAX_RECIPIENT_INFOS + 1, 8_000] {
+        let over = rebuild(&blob, &members(n), None);
+        let started = std::time::Instant::now();
+        assert_limit(W.recipients(&over).unwrap_err(), "RecipientInfos", 1024);
+        let err = unwrap_with(vec![file(KEY_2048)], &[], &over).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pkcs7: wrapped key exceeds a limit: more than 1024 RecipientInfos"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn writing_more_recipients_than_can_be_read_is_refused() {
+    let ec = EncryptConfig {
+        pkcs7_certificates: vec![CERT_2048.to_vec(); MAX_RECIPIENT_INFOS + 1],
+        ..Default::default()
+    };
+    assert_limit(
+        W.wrap_keys(&ec, OPTS).unwrap_err(),
+        "RecipientInfos",
+        MAX_RECIPIENT_INFOS,
+    );
+}
+
+/// A KeyTransRecipientInfo like `ktri` whose issuer is one RDN of `n` attributes, in
+/// descending DER order, as DER (built by hand: decoding it is what is slow).
+fn ktri_with_wide_rdn(ktri: &KeyTransRecipientInfo, n: usize) -> Vec<u8> {
+    let mut atvs = Vec::new();
+    for i in (0..n).rev() {
+        // SEQUENCE { OID 2.5.4.3 (commonName), UTF8String "{i:04x}" }
+        atvs.extend_from_slice(&[0x30, 11, 0x06, 3, 0x55, 0x04, 0x03, 0x0c, 4]);
+        atvs.extend_from_slice(format!("{i:04x}").as_bytes());
+    }
+    let tlv = |tag: u8, value: &[u8]| RawTlv { tag, value }.to_der().unwrap();
+    let rdn = tlv(0x31, &atvs);
+    let name = tlv(0x30, &rdn);
+    let RecipientIdentifier::IssuerAndSerialNumber(ias) = &ktri.rid else {
+        panic!("issuer and serial number expected");
+    };
+    let rid = tlv(0x30, &[name, ias.serial_number.to_der().unwrap()].concat());
+    let body = [
+        ktri.version.to_der().unwrap(),
+        rid,
+        ktri.key_enc_alg.to_der().unwrap(),
+        ktri.enc_key.to_der().unwrap(),
+    ]
+    .concat();
+    tlv(0x30, &body)
+}
+
+#[test]
+fn a_wide_issuer_rdn_is_refused_before_decoding() {
+    assert_eq!(MAX_SET_MEMBERS, 16);
+    let blob = wrap_for(&[CERT_2048]);
+    let real = only_ktri(&blob);
+    // At the limit it is read (and names no certificate, so the key is tried on it).
+    let at_cap = rebuild(&blob, &[ktri_with_wide_rdn(&real, MAX_SET_MEMBERS)], None);
+    let listed = W.recipients(&at_cap).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].starts_with("issuer=CN=0000+CN=0001+"),
+        "{listed:?}"
+    );
+    let opts = unwrap_with(vec![file(KEY_2048)], &[], &at_cap).unwrap();
+    assert_eq!(opts.expose(), OPTS);
+    // One RDN of 8,000 attributes (an 88 KB one took 44 s to decode in a debug build).
+    for n in [MAX_SET_MEMBERS + 1, 8_000] {
+        let wide = rebuild(&blob, &[ktri_with_wide_rdn(&real, n)], None);
+        let started = std::time::Instant::now();
+        assert_limit(
+            W.recipients(&wide).unwrap_err(),
+            "members in one SET OF of a RecipientInfo",
+            16,
+        );
+        assert_limit(
+            unwrap_with(vec![file(KEY_2048)], &[], &wide).unwrap_err(),
+            "members in one SET OF of a RecipientInfo",
+            16,
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn every_decryption_failure_is_the_same_error() {
+    use openssl::symm::{Cipher, Crypter, Mode};
+    let key = keys::parse_private_key(KEY_2048, None).unwrap().unwrap();
+    let cert = keys::parse_certificate(CERT_2048).unwrap();
+    let rsa_pkcs1 = |plaintext: &[u8]| {
+        let mut enc = Encrypter::new(&cert.public_key).unwrap();
+        enc.set_rsa_padding(Padding::PKCS1).unwrap();
+        let mut out = vec![0; enc.encrypt_len(plaintext).unwrap()];
+        let n = enc.encrypt(plaintext, &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    let with_enc_key = |blob: &[u8], enc_key: Vec<u8>| {
+        let mut k = only_ktri(blob);
+        k.enc_key = OctetString::new(enc_key).unwrap();
+        rebuild(blob, &[RecipientInfo::Ktri(k).to_der().unwrap()], None)
+    };
+
+    // The standard variant: AES-256-CBC, unauthenticated.
+    let cbc = wrap_standard_for(&[CERT_2048]);
+    let ktri = only_ktri(&cbc);
+    let content_key = {
+        let mut dec = Decrypter::new(&key).unwrap();
+        dec.set_rsa_padding(Padding::PKCS1).unwrap();
+        let mut out = vec![0; dec.decrypt_len(ktri.enc_key.as_bytes()).unwrap()];
+        let n = dec.decrypt(ktri.enc_key.as_bytes(), &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    let iv = {
+        let ci = parse_content_info(&cbc).unwrap();
+        let ed = parse_enveloped_data(&ci).unwrap();
+        ed.encrypted_content
+            .algorithm
+            .parameters
+            .unwrap()
+            .value
+            .to_vec()
+    };
+    let cbc_content = |plaintext: &[u8], pad: bool| {
+        let cipher = Cipher::aes_256_cbc();
+        let mut c = Crypter::new(cipher, Mode::Encrypt, &content_key, Some(&iv)).unwrap();
+        c.pad(pad);
+        let mut out = vec![0; plaintext.len() + 16];
+        let mut n = c.update(plaintext, &mut out).unwrap();
+        n += c.finalize(&mut out[n..]).unwrap();
+        out.truncate(n);
+        out
+    };
+    let mut bad_padding_block = [b'{'; 32];
+    bad_padding_block[31] = 0; // 0 is never valid PKCS#7 padding
+    let mut cases: Vec<(&str, Vec<u8>, &[u8])> = vec![
+        (
+            "CBC: bad padding",
+            rebuild(
+                &cbc,
+                &[RecipientInfo::Ktri(ktri.clone()).to_der().unwrap()],
+                Some(cbc_content(&bad_padding_block, false)),
+            ),
+            KEY_2048,
+        ),
+        (
+            "CBC: good padding, garbage",
+            rebuild(
+                &cbc,
+                &[RecipientInfo::Ktri(ktri.clone()).to_der().unwrap()],
+                Some(cbc_content(b"\x07garbage, well padded", true)),
+            ),
+            KEY_2048,
+        ),
+        (
+            "CBC: good padding, JSON but not an object",
+            rebuild(
+                &cbc,
+                &[RecipientInfo::Ktri(ktri.clone()).to_der().unwrap()],
+                Some(cbc_content(b"[1, 2, 3]", true)),
+            ),
+            KEY_2048,
+        ),
+        (
+            "CBC: an object with garbage after it",
+            rebuild(
+                &cbc,
+                &[RecipientInfo::Ktri(ktri.clone()).to_der().unwrap()],
+                Some(cbc_content(b"{}\xff", true)),
+            ),
+            KEY_2048,
+        ),
+        (
+            "CBC: RSA padding broken",
+            with_enc_key(&cbc, vec![0x5a; 256]),
+            KEY_2048,
+        ),
+        (
+            "CBC: content key of 20 bytes",
+            with_enc_key(&cbc, rsa_pkcs1(&[7; 20])),
+            KEY_2048,
+        ),
+        (
+            "CBC: content key of 0 bytes",
+            with_enc_key(&cbc, rsa_pkcs1(&[])),
+            KEY_2048,
+        ),
+        (
+            "CBC: another 32-byte content key",
+            with_enc_key(&cbc, rsa_pkcs1(&[7; 32])),
+            KEY_2048,
+        ),
+        (
+            "CBC: short RSA ciphertext",
+            with_enc_key(&cbc, vec![1; 8]),
+            KEY_2048,
+        ),
+    ];
+    let other = Rsa::generate(2048).unwrap().private_key_to_pem().unwrap();
+    cases.push(("CBC: wrong private key", cbc.clone(), &other));
+
+    // Go's format: AES-128-GCM.
+    let gcm = wrap_for(&[CERT_2048]);
+    let mut tampered = gcm.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    cases.extend([
+        ("GCM: tampered tag", tampered, KEY_2048),
+        (
+            "GCM: RSA padding broken",
+            with_enc_key(&gcm, vec![0x5a; 256]),
+            KEY_2048,
+        ),
+        (
+            "GCM: content key of 32 bytes",
+            with_enc_key(&gcm, rsa_pkcs1(&[7; 32])),
+            KEY_2048,
+        ),
+        (
+            "GCM: another 16-byte content key",
+            with_enc_key(&gcm, rsa_pkcs1(&[7; 16])),
+            KEY_2048,
+        ),
+        ("GCM: wrong private key", gcm.clone(), &other),
+    ]);
+
+    let expected = format!(
+        "pkcs7: no suitable key found for decrypting layer key\n- private key 1, recipient 1: {DECRYPTION_FAILED}"
+    );
+    for (what, blob, key) in &cases {
+        let err = unwrap_with(vec![file(key)], &[], blob).unwrap_err();
+        assert!(
+            matches!(err, Error::NoMatchingKey { .. }),
+            "{what}: {err:?}"
+        );
+        assert_eq!(err.to_string(), expected, "{what}");
+        assert!(std::error::Error::source(&err).is_none(), "{what}");
+    }
+    // The untouched blobs still open (the CBC one because it is a JSON object).
+    for blob in [&cbc, &gcm] {
+        assert_eq!(
+            unwrap_with(vec![file(KEY_2048)], &[], blob)
+                .unwrap()
+                .expose(),
+            OPTS
+        );
+    }
 }

@@ -59,6 +59,18 @@ pub enum Error {
         /// The algorithm's name.
         algorithm: String,
     },
+    /// The blob asks for more work than a limit of the scheme allows: more recipients,
+    /// packets or decrypted bytes than any real image has. Each scheme documents its limits
+    /// as `pub const`s; Go ocicrypt has none.
+    #[error("{scheme}: wrapped key exceeds a limit: more than {limit} {what}")]
+    LimitExceeded {
+        /// The scheme.
+        scheme: String,
+        /// What was counted (`"recipients"`, `"bytes of decrypted data"`, ...).
+        what: &'static str,
+        /// The limit that was exceeded.
+        limit: usize,
+    },
     /// None of the given keys opens the blob.
     #[error("{scheme}: no suitable key found for decrypting layer key{}", format_causes(.causes))]
     NoMatchingKey {
@@ -185,6 +197,15 @@ impl Error {
         Self::MalformedBlob {
             scheme: scheme.to_owned(),
             reason: reason.to_string(),
+        }
+    }
+
+    /// [`Error::LimitExceeded`]: a blob of `scheme` has more than `limit` of `what`.
+    pub fn limit_exceeded(scheme: &str, what: &'static str, limit: usize) -> Self {
+        Self::LimitExceeded {
+            scheme: scheme.to_owned(),
+            what,
+            limit,
         }
     }
 

@@ -55,14 +55,31 @@ pub fn filter_out(annotations: &BTreeMap<String, String>) -> BTreeMap<String, St
         .collect()
 }
 
+/// The most wrapped keys (base64 blobs) that [`split_blobs`] accepts in one annotation.
+///
+/// Annotations are attacker input: every blob is handed to a scheme that parses it and may
+/// try a private key on it, so their number bounds the work a descriptor can ask for. Go
+/// ocicrypt has no such limit; a layer gets one blob per `encrypt` call that adds
+/// recipients (each blob usually names every recipient of that call), so real images carry
+/// a handful. 1024 is far above any real image.
+pub const MAX_WRAPPED_KEYS: usize = 1024;
+
 /// Decodes a wrapped-keys annotation value: standard base64 blobs joined by `,`.
 ///
 /// `key` names the annotation in the error. Empty entries (as in `a,,b` or an empty value)
 /// are skipped, as Go's decoder yields nothing for them.
 ///
 /// # Errors
-/// [`Error::Base64`] if any entry is not standard base64.
+/// [`Error::TooManyWrappedKeys`] if there are more than [`MAX_WRAPPED_KEYS`] entries
+/// (checked before any is decoded); [`Error::Base64`] if any entry is not standard base64.
 pub fn split_blobs(key: &str, value: &str) -> Result<Vec<Vec<u8>>, Error> {
+    let entries = || value.split(',').filter(|b| !b.is_empty());
+    if entries().nth(MAX_WRAPPED_KEYS).is_some() {
+        return Err(Error::TooManyWrappedKeys {
+            annotation: key.to_owned(),
+            limit: MAX_WRAPPED_KEYS,
+        });
+    }
     value
         .split(',')
         .filter(|b| !b.is_empty())
@@ -121,6 +138,40 @@ mod tests {
     fn corrupt_base64_names_the_annotation() {
         let err = split_blobs(KEYS_JWE, "b25l,***").unwrap_err();
         assert!(err.to_string().contains(KEYS_JWE), "{err}");
+    }
+
+    #[test]
+    fn wrapped_keys_are_capped() {
+        let at_cap = vec!["AA=="; MAX_WRAPPED_KEYS].join(",");
+        assert_eq!(
+            split_blobs(KEYS_PGP, &at_cap).unwrap().len(),
+            MAX_WRAPPED_KEYS
+        );
+        // Empty entries do not count.
+        let with_empties = format!(",,{at_cap},,");
+        assert_eq!(
+            split_blobs(KEYS_PGP, &with_empties).unwrap().len(),
+            MAX_WRAPPED_KEYS
+        );
+        // One more is rejected, before any entry is decoded (the extra one is not base64).
+        let over = format!("{at_cap},***");
+        let err = split_blobs(KEYS_PGP, &over).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::TooManyWrappedKeys { annotation, limit }
+                    if annotation == KEYS_PGP && *limit == MAX_WRAPPED_KEYS
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("1024"), "{err}");
+        assert!(err.to_string().contains(KEYS_PGP), "{err}");
+        // A huge annotation is rejected quickly.
+        let huge = vec!["AA=="; 200_000].join(",");
+        assert!(matches!(
+            split_blobs(KEYS_JWE, &huge),
+            Err(Error::TooManyWrappedKeys { .. })
+        ));
     }
 
     #[test]

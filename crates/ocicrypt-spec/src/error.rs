@@ -21,4 +21,13 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// A wrapped-keys annotation lists more blobs than
+    /// [`MAX_WRAPPED_KEYS`](crate::annotations::MAX_WRAPPED_KEYS).
+    #[error("annotation {annotation} has more than {limit} wrapped keys")]
+    TooManyWrappedKeys {
+        /// The annotation key.
+        annotation: String,
+        /// The limit that was exceeded.
+        limit: usize,
+    },
 }
