@@ -29,10 +29,21 @@ pub(crate) fn run(seconds: u64) -> Result<()> {
     for target in &targets {
         let start = Instant::now();
         // The toolchain is stable; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
+        // New inputs go to fuzz/corpus/TARGET (ignored by git); committed seeds, where a
+        // target has them, are read from fuzz/seeds/TARGET.
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("cannot create {}", corpus.display()))?;
+        let mut cmd = sh::cargo();
+        cmd.env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", target])
+            .arg(corpus);
+        let seeds = fuzz_dir.join("seeds").join(target);
+        if seeds.is_dir() {
+            cmd.arg(seeds);
+        }
         sh::run(
-            sh::cargo()
-                .env("RUSTC_BOOTSTRAP", "1")
-                .args(["fuzz", "run", target, "--"])
+            cmd.arg("--")
                 .arg(format!("-max_total_time={seconds}"))
                 .arg("-rss_limit_mb=2048")
                 .current_dir(&fuzz_dir),

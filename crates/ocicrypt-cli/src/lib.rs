@@ -82,6 +82,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    // SIGINT or SIGTERM: remove every temporary file and directory (they may hold
+    // unverified plaintext, or half a layout) and exit as a shell expects (128 + SIGINT).
+    let _ = ctrlc::set_handler(|| {
+        ocicrypt_image::remove_temporaries();
+        eprintln!("ocicrypt: interrupted; temporary files removed");
+        std::process::exit(130);
+    });
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,6 +48,14 @@ fn check_size(desc: &Descriptor, len: u64) -> Result<()> {
     }
 }
 
+/// Removes what killed runs left beside `output` (see [`crate::remove_stale`]).
+fn tidy(output: &Path) {
+    match output.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => crate::remove_stale(dir),
+        _ => crate::remove_stale(Path::new(".")),
+    }
+}
+
 /// Reports reads as progress of layer 0.
 struct Counting<R> {
     inner: R,
@@ -100,6 +108,7 @@ pub fn encrypt_file(
     options: &Options,
 ) -> Result<Descriptor> {
     let ctx = &options.ocicrypt;
+    tidy(output_path);
     let (input, len) = input(input_path, false, true, options)?;
     let mut out = Output::open(Staged::new(output_path)?, true, true)
         .map_err(Error::io(format!("cannot write {}", output_path.display())))?;
@@ -167,6 +176,7 @@ pub fn decrypt_file(
     options: &Options,
 ) -> Result<Descriptor> {
     crate::digest::checked(desc.digest())?;
+    tidy(output_path);
     let (_, len) = open(input_path)?;
     check_size(desc, len)?;
     let (mut input, _) = input(input_path, true, true, options)?;

@@ -101,8 +101,17 @@ pub fn inspect(src: &ImageRef) -> Result<ImageInfo> {
 /// As [`inspect`].
 pub fn inspect_with(src: &ImageRef, options: &Options) -> Result<ImageInfo> {
     let source = open_source(src)?;
+    inspect_source(source.as_ref(), &src.to_string(), options)
+}
+
+/// [`inspect_with`] for any [`Source`] (a transport of your own, or one in memory), named
+/// `name` in the result.
+///
+/// # Errors
+/// As [`inspect`].
+pub fn inspect_source(source: &dyn Source, name: &str, options: &Options) -> Result<ImageInfo> {
     let root = source.root()?;
-    let graph = Graph::load(source.as_ref(), root.get())?;
+    let graph = Graph::load(source, root.get())?;
     let mut manifests = Vec::new();
     for (platform, mdesc) in graph.images(root.get())? {
         let Node::Manifest(m) = &graph.get(&mdesc)?.node else {
@@ -131,7 +140,7 @@ pub fn inspect_with(src: &ImageRef, options: &Options) -> Result<ImageInfo> {
         });
     }
     Ok(ImageInfo {
-        image: src.to_string(),
+        image: name.to_owned(),
         manifests,
     })
 }

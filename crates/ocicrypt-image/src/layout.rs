@@ -13,7 +13,7 @@ use oci_spec::image::{Descriptor, Digest};
 use serde_json::{Value, json};
 
 use crate::digest::checked;
-use crate::fsx::{Staged, write_atomic};
+use crate::fsx::{Registered, Staged, remove_stale, temporary_prefix, write_atomic};
 use crate::lossless::Lossless;
 use crate::transport::{BlobWriter, Destination, MAX_DOCUMENT_SIZE, Source};
 use crate::{Error, Result};
@@ -176,6 +176,8 @@ pub struct LayoutDestination {
     inner: Arc<Inner>,
     tag: String,
     fresh: Option<tempfile::TempDir>,
+    /// A new layout's temporary directory, in the register of temporaries.
+    _registered: Option<Registered>,
     committed: bool,
 }
 
@@ -258,8 +260,11 @@ impl Inner {
         if committer.is_none() {
             *committer = Some(Committer::spawn()?);
         }
-        match committer.as_ref().map(|c| c.queue.send((staged, path))) {
-            Some(Ok(())) => Ok(()),
+        match committer
+            .as_ref()
+            .map(|c| c.queue.send((staged, path)).is_ok())
+        {
+            Some(true) => Ok(()),
             // The thread is gone: it stopped after a failure, or panicked.
             _ => match committer.take().map(Committer::wait) {
                 Some(Err(e)) => Err(e),
@@ -299,10 +304,11 @@ impl LayoutDestination {
     /// # Errors
     /// [`Error::DestinationExists`] if `dest` is something else; I/O errors.
     pub fn create(dest: &Path, tag: &str) -> Result<Self> {
-        let (work, fresh) =
+        let (work, fresh, registered) =
             if fs::symlink_metadata(dest.join("oci-layout")).is_ok_and(|m| m.is_file()) {
                 check_layout(dest)?;
-                (dest.to_owned(), None)
+                remove_stale(&dest.join("blobs").join("sha256"));
+                (dest.to_owned(), None, None)
             } else {
                 if dest.exists() {
                     let empty_dir = dest.is_dir()
@@ -322,13 +328,15 @@ impl LayoutDestination {
                 };
                 fs::create_dir_all(&parent)
                     .map_err(Error::io(format!("cannot create {}", parent.display())))?;
+                remove_stale(&parent);
                 let tmp = tempfile::Builder::new()
-                    .prefix(".ocicrypt-layout-")
+                    .prefix(&temporary_prefix("layout-"))
                     .tempdir_in(&parent)
                     .map_err(Error::io(format!(
                         "cannot create a directory in {}",
                         parent.display()
                     )))?;
+                let registered = Registered::new(tmp.path());
                 let work = tmp.path().to_owned();
                 fs::create_dir_all(work.join("blobs").join("sha256"))
                     .map_err(Error::io(format!("cannot create {}", work.display())))?;
@@ -336,7 +344,7 @@ impl LayoutDestination {
                     &work.join("oci-layout"),
                     br#"{"imageLayoutVersion":"1.0.0"}"#,
                 )?;
-                (work, Some(tmp))
+                (work, Some(tmp), Some(registered))
             };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -347,6 +355,7 @@ impl LayoutDestination {
             }),
             tag: tag.to_owned(),
             fresh,
+            _registered: registered,
             committed: false,
         })
     }
@@ -404,6 +413,7 @@ impl Destination for LayoutDestination {
                     self.inner.dest.display()
                 ))(e));
             }
+            self._registered = None;
         }
         self.committed = true;
         Ok(())

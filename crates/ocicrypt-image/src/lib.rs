@@ -18,9 +18,10 @@ pub mod transport;
 
 pub use error::{Error, Result};
 pub use file::{PlainLayer, decrypt_file, encrypt_file};
-pub use fsx::{Staged, write_atomic};
+pub use fsx::{STALE_AFTER, Staged, remove_stale, remove_temporaries, write_atomic};
 pub use image::{
-    ImageInfo, LayerEntry, ManifestInfo, Report, decrypt, encrypt, inspect, inspect_with,
+    ImageInfo, LayerEntry, ManifestInfo, Report, decrypt, encrypt, inspect, inspect_source,
+    inspect_with,
 };
 pub use lossless::Lossless;
 pub use options::{Options, Progress, ProgressFn};

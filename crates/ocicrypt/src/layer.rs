@@ -267,6 +267,11 @@ impl Ocicrypt {
             for blob in annotations::split_blobs(key, value)? {
                 match wrapper.unwrap_key(dc, &blob) {
                     Ok(json) => return Ok(PrivateOptions::from_json(json.expose())?),
+                    // A blob past a limit is an attack or a broken image: stop here rather
+                    // than spend the work on the rest.
+                    Err(e @ ocicrypt_keywrap::Error::LimitExceeded { .. }) => {
+                        return Err(e.into());
+                    }
                     Err(e) if e.is_password_error() => {
                         password_error.get_or_insert(e);
                         break;
