@@ -45,6 +45,35 @@ impl KeyArgs {
     }
 }
 
+/// `-r` and `-k` of the rewrap commands: both required.
+#[derive(Args)]
+pub(crate) struct RewrapKeyArgs {
+    /// New recipient (repeatable; same forms as for encrypt): the layers are wrapped for
+    /// exactly these, and every earlier recipient loses access.
+    #[arg(short = 'r', long = "recipient", value_name = "SPEC", required = true)]
+    recipients: Vec<String>,
+    /// Private key FILE[:PASSWORD] that opens the layers now (repeatable), or
+    /// provider:NAME[:ARGS].
+    #[arg(short = 'k', long = "key", value_name = "KEY", required = true)]
+    keys: Vec<String>,
+}
+
+impl RewrapKeyArgs {
+    /// The new recipients, with the keys that open the layers in `decrypt`.
+    pub(crate) fn config(&self) -> Result<EncryptConfig> {
+        Ok(helpers::encrypt_config(&self.recipients, &self.keys)?)
+    }
+}
+
+impl fmt::Debug for RewrapKeyArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RewrapKeyArgs")
+            .field("recipients", &self.recipients)
+            .field("keys", &format_args!("[{} REDACTED]", self.keys.len()))
+            .finish()
+    }
+}
+
 impl fmt::Debug for RecipientArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecipientArgs")

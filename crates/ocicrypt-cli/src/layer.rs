@@ -20,8 +20,32 @@ pub(crate) enum LayerCommand {
     Encrypt(EncryptArgs),
     /// Decrypt an encrypted layer blob.
     Decrypt(DecryptArgs),
+    /// Replace the recipients of an encrypted layer (old recipients lose access), in its
+    /// descriptor; with --rotate, re-encrypt its blob under a fresh layer key too.
+    Rewrap(RewrapArgs),
     /// Show how a layer is encrypted, from its descriptor.
     Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RewrapArgs {
+    #[command(flatten)]
+    keys: keys::RewrapKeyArgs,
+    /// The encrypted blob's descriptor.
+    #[arg(long, value_name = "FILE")]
+    descriptor: PathBuf,
+    /// Where to write the new descriptor (JSON).
+    #[arg(long, value_name = "FILE")]
+    descriptor_out: PathBuf,
+    /// Re-encrypt the blob under a fresh layer key and nonce (needs --in and --out).
+    #[arg(long, requires_all = ["input", "output"])]
+    rotate: bool,
+    /// With --rotate: the encrypted layer blob.
+    #[arg(long = "in", value_name = "FILE", requires = "rotate")]
+    input: Option<PathBuf>,
+    /// With --rotate: where to write the new blob.
+    #[arg(long = "out", value_name = "FILE", requires = "rotate")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -77,8 +101,25 @@ pub(crate) fn run(cmd: LayerCommand) -> Result<()> {
     match cmd {
         LayerCommand::Encrypt(a) => encrypt(a),
         LayerCommand::Decrypt(a) => decrypt(a),
+        LayerCommand::Rewrap(a) => rewrap(a),
         LayerCommand::Inspect(a) => inspect(a),
     }
+}
+
+fn rewrap(a: RewrapArgs) -> Result<()> {
+    let ec = a.keys.config()?;
+    let desc = read_descriptor(&a.descriptor)?;
+    let new = match (&a.input, &a.output) {
+        (Some(input), Some(output)) => {
+            let options = options("rotating")?;
+            ocicrypt_image::rotate_file(input, output, desc.get(), &ec, &options)?
+        }
+        _ => {
+            let ann = crate::context()?.rewrap(&ec, desc.get())?;
+            ocicrypt::descriptor::rewrapped(desc.get(), &ann)
+        }
+    };
+    write_descriptor(&a.descriptor_out, Some(desc), new)
 }
 
 /// A descriptor file, with the fields `oci-spec` does not model kept.

@@ -210,3 +210,50 @@ pub fn decrypt_file(
     staged.commit()?;
     Ok(plain)
 }
+
+/// Re-encrypts the encrypted layer blob `input` (described by `desc`) under a fresh layer key
+/// for exactly the recipients of `ec` (unwrapping with `ec.decrypt`) into the file `output`,
+/// in one streaming pass; returns the new blob's descriptor. The old blob's digest and HMAC
+/// and the plaintext digest are checked before the output appears.
+///
+/// # Errors
+/// As [`decrypt_file`]; a recipient that cannot be wrapped for.
+pub fn rotate_file(
+    input_path: &Path,
+    output_path: &Path,
+    desc: &Descriptor,
+    ec: &EncryptConfig,
+    options: &Options,
+) -> Result<Descriptor> {
+    crate::digest::checked(desc.digest())?;
+    tidy(output_path);
+    let (_, len) = open(input_path)?;
+    check_size(desc, len)?;
+    let (mut input, _) = input(input_path, true, true, options)?;
+    let write_err = || Error::io(format!("cannot write {}", output_path.display()));
+    let mut out = Output::open(Staged::new(output_path)?, true, true).map_err(write_err())?;
+    let (staged, new) = {
+        let mut enc = options.ocicrypt.rotate_layer(ec, &mut input, desc)?;
+        out.copy_from(&mut enc).map_err(|source| Error::Stream {
+            what: "rotation failed",
+            source,
+        })?;
+        let (staged, written) = out.finish().map_err(write_err())?;
+        let digest = sha256_digest(&written.digest.unwrap_or_default())?;
+        (staged, enc.finalize_descriptor(digest, written.len)?)
+    };
+    options.report(Progress::LayerFinished { id: 0 });
+    let ct_digest = input
+        .finish()
+        .map_err(write_err())?
+        .digest
+        .unwrap_or_default();
+    if ct_digest != desc.digest().as_ref() {
+        return Err(Error::DigestMismatch {
+            expected: desc.digest().to_string(),
+            actual: ct_digest,
+        });
+    }
+    staged.commit()?;
+    Ok(new)
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
-use oci_spec::image::{Descriptor, Platform};
+use oci_spec::image::{Descriptor, Digest, Platform};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, LayerInfo};
 use serde::Serialize;
 
@@ -68,6 +68,9 @@ pub struct LayerEntry {
     pub size: u64,
     /// How it is encrypted.
     pub encryption: LayerInfo,
+    /// With [`inspect_keys`], for an encrypted layer: whether the keys given open it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens: Option<bool>,
 }
 
 /// The transport of a reference: where to read from.
@@ -101,7 +104,19 @@ pub fn inspect(src: &ImageRef) -> Result<ImageInfo> {
 /// As [`inspect`].
 pub fn inspect_with(src: &ImageRef, options: &Options) -> Result<ImageInfo> {
     let source = open_source(src)?;
-    inspect_source(source.as_ref(), &src.to_string(), options)
+    describe(source.as_ref(), &src.to_string(), options, None)
+}
+
+/// [`inspect_with`], and for every encrypted layer whether the keys of `dc` open it
+/// ([`LayerEntry::opens`]): "can this host run this image?". Only the layer keys are
+/// unwrapped (Go's `unwrapOnly`); no layer data is read.
+///
+/// # Errors
+/// As [`inspect`]. A key that does not open a layer is not an error: that layer gets
+/// `opens: false`.
+pub fn inspect_keys(src: &ImageRef, dc: &DecryptConfig, options: &Options) -> Result<ImageInfo> {
+    let source = open_source(src)?;
+    describe(source.as_ref(), &src.to_string(), options, Some(dc))
 }
 
 /// [`inspect_with`] for any [`Source`] (a transport of your own, or one in memory), named
@@ -110,6 +125,15 @@ pub fn inspect_with(src: &ImageRef, options: &Options) -> Result<ImageInfo> {
 /// # Errors
 /// As [`inspect`].
 pub fn inspect_source(source: &dyn Source, name: &str, options: &Options) -> Result<ImageInfo> {
+    describe(source, name, options, None)
+}
+
+fn describe(
+    source: &dyn Source,
+    name: &str,
+    options: &Options,
+    keys: Option<&DecryptConfig>,
+) -> Result<ImageInfo> {
     let root = source.root()?;
     let graph = Graph::load(source, root.get())?;
     let mut manifests = Vec::new();
@@ -125,12 +149,19 @@ pub fn inspect_source(source: &dyn Source, name: &str, options: &Options) -> Res
                 manifest: mdesc.digest().to_string(),
                 source: Box::new(e.into()),
             })?;
+            let opens = match keys {
+                Some(dc) if encryption.encrypted => {
+                    Some(options.ocicrypt.unwrap_options(dc, l).is_ok())
+                }
+                _ => None,
+            };
             layers.push(LayerEntry {
                 index,
                 media_type: l.media_type().to_string(),
                 digest: l.digest().to_string(),
                 size: l.size(),
                 encryption,
+                opens,
             });
         }
         manifests.push(ManifestInfo {
@@ -183,9 +214,50 @@ pub fn decrypt(
     transform(src, dst, &Op::Decrypt(dc), options)
 }
 
+/// Replaces the recipients of the selected encrypted layers of `src`: each layer key is
+/// unwrapped with `ec.decrypt` (any scheme, key providers too) and wrapped for exactly the
+/// recipients of `ec`, so old recipients lose access and new ones gain it. No layer data is
+/// read or changed (same blobs, same digests; into the same layout nothing is copied); only
+/// manifests and indexes change. Plain layers and layers not selected are left as they are
+/// ([`Report::layers_unchanged`]).
+///
+/// On failure (a selected layer `ec.decrypt` cannot open, for instance) nothing is tagged at
+/// the destination and no blob is left behind.
+///
+/// # Errors
+/// As [`encrypt`]; [`Error::Layer`] naming a layer the keys do not open.
+pub fn rewrap(
+    src: &ImageRef,
+    dst: &ImageRef,
+    ec: &EncryptConfig,
+    options: &Options,
+) -> Result<Report> {
+    transform(src, dst, &Op::Rewrap { ec, rotate: false }, options)
+}
+
+/// [`rewrap`], and each selected layer also gets a fresh layer key and nonce: its data is
+/// decrypted (HMAC and plaintext digest checked) and encrypted again in one streaming pass,
+/// in parallel across layers, never with plaintext on disk. Every rotated layer is a new blob.
+///
+/// # Errors
+/// As [`rewrap`]; a layer whose data fails authentication.
+pub fn rotate(
+    src: &ImageRef,
+    dst: &ImageRef,
+    ec: &EncryptConfig,
+    options: &Options,
+) -> Result<Report> {
+    transform(src, dst, &Op::Rewrap { ec, rotate: true }, options)
+}
+
 enum Op<'a> {
     Encrypt(&'a EncryptConfig),
     Decrypt(&'a DecryptConfig),
+    /// Replace the recipients; with `rotate`, under a fresh layer key too.
+    Rewrap {
+        ec: &'a EncryptConfig,
+        rotate: bool,
+    },
 }
 
 /// A layer to process.
@@ -541,9 +613,16 @@ impl Job<'_> {
     ) -> Result<Descriptor> {
         let encrypted = ocicrypt::descriptor::is_encrypted(desc)?;
         match self.op {
-            Op::Decrypt(_) if !encrypted => {
+            Op::Decrypt(_) | Op::Rewrap { .. } if !encrypted => {
                 copy_blob(self.src, self.dst, desc)?;
                 return Ok(desc.clone());
+            }
+            Op::Rewrap { ec, rotate: false } => {
+                // Only annotations change: no progress to report, no data to read.
+                let ann = self.options.ocicrypt.rewrap(ec, desc)?;
+                copy_blob(self.src, self.dst, desc)?;
+                self.changed.fetch_add(1, Ordering::Relaxed);
+                return Ok(ocicrypt::descriptor::rewrapped(desc, &ann));
             }
             Op::Encrypt(ec) if encrypted && ec.decrypt.is_empty() => {
                 return Err(Error::AlreadyEncrypted);
@@ -580,6 +659,62 @@ impl Job<'_> {
             Input::open(counting, hash, helpers).map_err(Error::io("cannot read the layer"))
         };
         match self.op {
+            Op::Rewrap { ec, .. } => {
+                let mut input = Cancellable {
+                    inner: source(true)?,
+                    cancel,
+                };
+                let mut out = Output::open(self.dst.new_blob()?, true, helpers)
+                    .map_err(Error::io("cannot write the rotated blob"))?;
+                let new = {
+                    let dec = ctx
+                        .decrypt_layer(&ec.decrypt, &mut input, desc)?
+                        .parallel(helpers);
+                    let mut enc = match dec.digest().parse::<Digest>() {
+                        // The decrypting reader checks the plaintext against the recorded
+                        // digest; the encrypting side stores it without hashing again.
+                        Ok(digest) => {
+                            let plain = ocicrypt::descriptor::decrypted(desc, digest, desc.size());
+                            match ctx.encrypt_layer(ec, dec, &plain)? {
+                                Encrypted::Stream(e) => e.trust_descriptor_digest(),
+                                Encrypted::RecipientsAdded(_) => {
+                                    return Err(Error::Internal(
+                                        "a decrypted descriptor counted as encrypted".into(),
+                                    ));
+                                }
+                            }
+                        }
+                        Err(_) => ctx.encrypt_stream(ec, dec)?.media_type(
+                            ocicrypt::spec::media_types::to_decrypted_type(desc.media_type()),
+                        ),
+                    }
+                    .parallel(helpers);
+                    out.copy_from(&mut enc).map_err(|source| Error::Stream {
+                        what: "rotation failed",
+                        source,
+                    })?;
+                    let (blob, written) = out
+                        .finish()
+                        .map_err(Error::io("cannot write the rotated blob"))?;
+                    let digest = sha256_digest(&written.digest.unwrap_or_default())?;
+                    (blob, enc.finalize_descriptor(digest, written.len)?)
+                };
+                let ct_digest = input
+                    .inner
+                    .finish()
+                    .map_err(Error::io("cannot read the layer"))?
+                    .digest
+                    .unwrap_or_default();
+                if ct_digest != desc.digest().as_ref() {
+                    return Err(Error::DigestMismatch {
+                        expected: desc.digest().to_string(),
+                        actual: ct_digest,
+                    });
+                }
+                let (blob, new) = new;
+                blob.commit(new.digest())?;
+                Ok(new)
+            }
             Op::Decrypt(dc) => {
                 let input = source(true)?;
                 let mut input = Cancellable {

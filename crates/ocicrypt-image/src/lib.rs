@@ -17,11 +17,11 @@ mod reference;
 pub mod transport;
 
 pub use error::{Error, Result};
-pub use file::{PlainLayer, decrypt_file, encrypt_file};
+pub use file::{PlainLayer, decrypt_file, encrypt_file, rotate_file};
 pub use fsx::{STALE_AFTER, Staged, remove_stale, remove_temporaries, write_atomic};
 pub use image::{
-    ImageInfo, LayerEntry, ManifestInfo, Report, decrypt, encrypt, inspect, inspect_source,
-    inspect_with,
+    ImageInfo, LayerEntry, ManifestInfo, Report, decrypt, encrypt, inspect, inspect_keys,
+    inspect_source, inspect_with, rewrap, rotate,
 };
 pub use lossless::Lossless;
 pub use options::{Options, Progress, ProgressFn};

@@ -231,6 +231,61 @@ fn tampered_ciphertext_fails_at_the_end() {
 }
 
 #[test]
+fn rewrapping_replaces_the_recipients_and_keeps_the_data() {
+    let ctx = ctx();
+    let data = b"a layer to rewrap";
+    let (ct, desc) = encrypt(&ctx, &ec_for(5), data);
+    let mut ec = ec_for(9);
+    ec.decrypt = dc_for(&[5]);
+    let ann = ctx.rewrap(&ec, &desc).unwrap();
+    let new = ocicrypt::descriptor::rewrapped(&desc, &ann);
+    assert_eq!((new.digest(), new.size()), (desc.digest(), desc.size()));
+    assert_eq!(new.media_type(), desc.media_type());
+    let key = format!("{KEYS_PREFIX}provider.test");
+    assert_eq!(ann[&key].split(',').count(), 1, "only the new recipient");
+    assert_eq!(ann[PUBOPTS], desc.annotations().as_ref().unwrap()[PUBOPTS]);
+    assert_eq!(decrypt(&ctx, &dc_for(&[9]), &ct, &new).unwrap(), data);
+    let err = ctx.decrypt_layer(&dc_for(&[5]), &ct[..], &new).unwrap_err();
+    assert!(matches!(err, Error::NoKeyUnwrapped { .. }), "{err}");
+    // A key that does not open the layer, and a plain layer.
+    let mut wrong = ec_for(9);
+    wrong.decrypt = dc_for(&[6]);
+    assert!(ctx.rewrap(&wrong, &desc).is_err());
+    let err = ctx.rewrap(&ec, &plain_desc(data)).unwrap_err();
+    assert!(matches!(err, Error::NotEncrypted), "{err}");
+}
+
+#[test]
+fn rotation_gives_a_new_key_a_new_blob_and_only_the_new_recipients() {
+    let ctx = ctx();
+    let data = b"rotate me ".repeat(300_000); // past the 1 MiB where helper threads start
+    let (ct, desc) = encrypt(&ctx, &ec_for(5), &data);
+    let mut ec = ec_for(9);
+    ec.decrypt = dc_for(&[5]);
+    let mut enc = ctx.rotate_layer(&ec, &ct[..], &desc).unwrap();
+    let mut ct2 = Vec::new();
+    enc.read_to_end(&mut ct2).unwrap();
+    let len = ct2.len() as u64;
+    let new = enc.finalize_descriptor(sha256(&ct2).into(), len).unwrap();
+    assert_ne!(ct2, ct, "a fresh key and nonce");
+    assert_ne!(new.digest(), desc.digest());
+    assert_eq!(new.media_type(), desc.media_type());
+    assert_eq!(decrypt(&ctx, &dc_for(&[9]), &ct2, &new).unwrap(), data);
+    assert!(ctx.decrypt_layer(&dc_for(&[5]), &ct2[..], &new).is_err());
+    // The private options keep the plaintext digest.
+    let (_, private) = ctx.unwrap_options(&dc_for(&[9]), &new).unwrap();
+    assert_eq!(private.digest, plain_desc(&data).digest().to_string());
+
+    // Tampered old ciphertext: the rotation fails at the end, no descriptor.
+    let mut bad = ct.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let mut enc = ctx.rotate_layer(&ec, &bad[..], &desc).unwrap();
+    let mut sink = Vec::new();
+    assert!(enc.read_to_end(&mut sink).is_err());
+}
+
+#[test]
 fn adding_recipients_keeps_data_and_old_keys() {
     let ctx = ctx();
     let data = b"some layer";

@@ -1,0 +1,252 @@
+//! `image rewrap`, `layer rewrap` and `image inspect -k` end to end: old keys lose access,
+//! new ones gain it, data stays (or, with --rotate, becomes new blobs), a key that does not
+//! open a selected layer leaves the destination untouched, and inspect -k says which keys
+//! open which layer without reading layer data.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{PRIV, PUB, data, example_image, fails, manifest_layers, ok, walk};
+use serde_json::Value;
+
+/// A second RSA key pair, made by openssl in `dir`: (public, private).
+fn other_key(dir: &Path) -> (String, String) {
+    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+    let (p, k) = (dir.join("other-pub.pem"), dir.join("other.pem"));
+    fs::write(&p, rsa.public_key_to_pem().unwrap()).unwrap();
+    fs::write(&k, rsa.private_key_to_pem().unwrap()).unwrap();
+    (p.display().to_string(), k.display().to_string())
+}
+
+#[test]
+fn image_rewrap_moves_access_from_old_to_new_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (other_pub, other_priv) = other_key(tmp.path());
+    let layout = tmp.path().join("l");
+    let enc = format!("oci:{}:enc", layout.display());
+    let re = format!("oci:{}:re", layout.display());
+    ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        &example_image(),
+        &enc,
+    ]);
+    let blobs_before = fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
+    ok(&[
+        "image",
+        "rewrap",
+        "-k",
+        &data(PRIV),
+        "-r",
+        &format!("jwe:{other_pub}"),
+        &enc,
+        &re,
+    ]);
+    // Same layout, another tag: only a new manifest (and nothing else) was added.
+    assert_eq!(
+        fs::read_dir(layout.join("blobs/sha256")).unwrap().count(),
+        blobs_before + 1
+    );
+    let digests = |tag: &str| -> Vec<String> {
+        manifest_layers(&layout, tag)
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect()
+    };
+    assert_eq!(digests("enc"), digests("re"));
+
+    // inspect -k: the old key opens the old tag only, the new key the new tag only.
+    for (tag, key, opens) in [
+        ("enc", data(PRIV), true),
+        ("enc", other_priv.clone(), false),
+        ("re", data(PRIV), false),
+        ("re", other_priv.clone(), true),
+    ] {
+        let src = format!("oci:{}:{tag}", layout.display());
+        let j: Value =
+            serde_json::from_str(&ok(&["image", "inspect", "--json", "-k", &key, &src])).unwrap();
+        for l in j["manifests"][0]["layers"].as_array().unwrap() {
+            assert_eq!(l["opens"], opens, "{tag} {key}: {l}");
+        }
+        let text = ok(&["image", "inspect", "-k", &key, &src]);
+        let yes = if opens { "yes" } else { "no" };
+        assert!(
+            text.contains(&format!("opens with the given keys: {yes}")),
+            "{text}"
+        );
+    }
+    let plain = ok(&["image", "inspect", "--json", &re]);
+    assert!(!plain.contains("\"opens\""), "{plain}");
+
+    // Decrypting: the new key works, the old one does not.
+    let back = tmp.path().join("back");
+    ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        &other_priv,
+        &re,
+        &format!("oci:{}", back.display()),
+    ]);
+    let err = fails(&[
+        "image",
+        "decrypt",
+        "-k",
+        &data(PRIV),
+        &re,
+        &format!("oci:{}/x", tmp.path().display()),
+    ]);
+    assert!(err.contains("none of the private keys"), "{err}");
+
+    // A key that does not open a selected layer: the destination is untouched.
+    let before = walk(&layout);
+    let err = fails(&[
+        "image",
+        "rewrap",
+        "-k",
+        &data(PRIV),
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        &re,
+        &format!("oci:{}:again", layout.display()),
+    ]);
+    assert!(err.contains("layer 0"), "{err}");
+    assert_eq!(walk(&layout), before);
+}
+
+#[test]
+fn layer_rewrap_with_and_without_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (other_pub, other_priv) = other_key(tmp.path());
+    let p = |n: &str| tmp.path().join(n).display().to_string();
+    let plain = b"a layer's bytes".repeat(50_000);
+    fs::write(p("plain"), &plain).unwrap();
+    ok(&[
+        "layer",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        "--in",
+        &p("plain"),
+        "--out",
+        &p("enc"),
+        "--descriptor-out",
+        &p("enc.json"),
+    ]);
+    // Rewrap: a new descriptor for the same blob.
+    ok(&[
+        "layer",
+        "rewrap",
+        "-k",
+        &data(PRIV),
+        "-r",
+        &format!("jwe:{other_pub}"),
+        "--descriptor",
+        &p("enc.json"),
+        "--descriptor-out",
+        &p("re.json"),
+    ]);
+    let enc: Value = serde_json::from_slice(&fs::read(p("enc.json")).unwrap()).unwrap();
+    let re: Value = serde_json::from_slice(&fs::read(p("re.json")).unwrap()).unwrap();
+    assert_eq!(re["digest"], enc["digest"]);
+    assert_ne!(re["annotations"], enc["annotations"]);
+    let decrypt = |desc: &str, blob: &str, key: &str, out: &str| {
+        vec![
+            "layer".to_owned(),
+            "decrypt".into(),
+            "-k".into(),
+            key.into(),
+            "--descriptor".into(),
+            p(desc),
+            "--in".into(),
+            p(blob),
+            "--out".into(),
+            p(out),
+        ]
+    };
+    let args = decrypt("re.json", "enc", &other_priv, "out1");
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(fs::read(p("out1")).unwrap(), plain);
+    let args = decrypt("re.json", "enc", &data(PRIV), "out2");
+    fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Rotate: a new blob, for the new key only.
+    ok(&[
+        "layer",
+        "rewrap",
+        "--rotate",
+        "-k",
+        &data(PRIV),
+        "-r",
+        &format!("jwe:{other_pub}"),
+        "--descriptor",
+        &p("enc.json"),
+        "--descriptor-out",
+        &p("rot.json"),
+        "--in",
+        &p("enc"),
+        "--out",
+        &p("rot"),
+    ]);
+    let rot: Value = serde_json::from_slice(&fs::read(p("rot.json")).unwrap()).unwrap();
+    assert_ne!(rot["digest"], enc["digest"]);
+    assert_ne!(fs::read(p("rot")).unwrap(), fs::read(p("enc")).unwrap());
+    let args = decrypt("rot.json", "rot", &other_priv, "out3");
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(fs::read(p("out3")).unwrap(), plain);
+    let args = decrypt("rot.json", "rot", &data(PRIV), "out4");
+    fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // A tampered blob is not rotated: no output, no descriptor.
+    let mut bad = fs::read(p("enc")).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    fs::write(p("bad"), bad).unwrap();
+    let err = fails(&[
+        "layer",
+        "rewrap",
+        "--rotate",
+        "-k",
+        &data(PRIV),
+        "-r",
+        &format!("jwe:{other_pub}"),
+        "--descriptor",
+        &p("enc.json"),
+        "--descriptor-out",
+        &p("bad.json"),
+        "--in",
+        &p("bad"),
+        "--out",
+        &p("bad-rot"),
+    ]);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!Path::new(&p("bad-rot")).exists() && !Path::new(&p("bad.json")).exists());
+    // --in without --rotate is a usage error.
+    let out = common::run(&[
+        "layer",
+        "rewrap",
+        "-k",
+        &data(PRIV),
+        "-r",
+        &format!("jwe:{other_pub}"),
+        "--descriptor",
+        &p("enc.json"),
+        "--descriptor-out",
+        &p("x.json"),
+        "--in",
+        &p("enc"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

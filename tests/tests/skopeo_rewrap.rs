@@ -1,0 +1,249 @@
+//! Rewrapping and rotation judged by Debian's skopeo (Go ocicrypt inside): after `image
+//! rewrap`, skopeo opens the image with each new recipient's key and with no old one; a
+//! skopeo-made image can be rewrapped; after `--rotate` every layer is a new blob that only
+//! the new recipients open; the mixes jwe -> pkcs7 + pgp and pgp -> jwe.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::{Path, PathBuf};
+
+use ocicrypt_tests::{Gpg, layer_ids, oci, ocicrypt, path, tool, tool_env, tool_fails};
+
+fn key(name: &str) -> String {
+    path(&format!("tests/vectors/skopeo/keys/{name}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn original() -> Vec<(String, String)> {
+    layer_ids(&path("examples/image"), "latest")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// skopeo decrypts `enc` with `keys` (GnuPG home `home` for pgp) into the original layers.
+fn skopeo_opens(enc: &Path, keys: &[&str], home: Option<&Path>, out: &Path) {
+    let (src, dst) = (oci(enc, "latest"), oci(out, "latest"));
+    let mut args = vec!["--insecure-policy", "copy", "--quiet"];
+    for k in keys {
+        args.extend(["--decryption-key", k]);
+    }
+    args.extend([src.as_str(), dst.as_str()]);
+    match home {
+        Some(h) => {
+            tool_env("skopeo", &args, &[("GNUPGHOME", h)]);
+        }
+        None => {
+            tool("skopeo", &args);
+        }
+    }
+    assert_eq!(layer_ids(out, "latest"), original(), "skopeo with {keys:?}");
+}
+
+/// skopeo refuses to decrypt `enc` with `keys`.
+fn skopeo_refuses(enc: &Path, keys: &[&str], out: &Path) {
+    let (src, dst) = (oci(enc, "latest"), oci(out, "latest"));
+    let mut args = vec!["--insecure-policy", "copy", "--quiet"];
+    for k in keys {
+        args.extend(["--decryption-key", k]);
+    }
+    args.extend([src.as_str(), dst.as_str()]);
+    tool_fails("skopeo", &args);
+}
+
+/// Encrypts the example image for `recipients` into `dir/enc`.
+fn encrypted(dir: &Path, recipients: &[String]) -> PathBuf {
+    let enc = dir.join("enc");
+    let mut args = vec!["image".to_owned(), "encrypt".to_owned()];
+    for r in recipients {
+        args.extend(["-r".to_owned(), r.clone()]);
+    }
+    args.extend([oci(&path("examples/image"), "latest"), oci(&enc, "latest")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ocicrypt(&args).unwrap();
+    enc
+}
+
+/// `image rewrap` (with `extra` flags) from `src` into `dst`.
+fn rewrap(src: &Path, dst: &Path, keys: &[&str], recipients: &[String], extra: &[&str]) {
+    let mut args = vec!["image".to_owned(), "rewrap".to_owned()];
+    for k in keys {
+        args.extend(["-k".to_owned(), (*k).to_owned()]);
+    }
+    for r in recipients {
+        args.extend(["-r".to_owned(), r.clone()]);
+    }
+    args.extend(extra.iter().map(|e| (*e).to_owned()));
+    args.extend([oci(src, "latest"), oci(dst, "latest")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ocicrypt(&args).unwrap();
+}
+
+#[test]
+fn skopeo_opens_a_rewrapped_image_with_the_new_keys_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = encrypted(tmp.path(), &[format!("jwe:{}", key("rsa2048-public.pem"))]);
+    let re = tmp.path().join("re");
+    rewrap(
+        &enc,
+        &re,
+        &[&key("rsa2048-private.pem")],
+        &[
+            format!("jwe:{}", key("p384-public.pem")),
+            format!("jwe:{}", key("rsa4096-public.pem")),
+        ],
+        &[],
+    );
+    // Same blobs: only the annotations changed.
+    let digests =
+        |l: &Path| -> Vec<String> { layer_ids(l, "latest").into_iter().map(|(_, d)| d).collect() };
+    assert_eq!(digests(&re), digests(&enc));
+    skopeo_opens(
+        &re,
+        &[&key("p384-private.pem")],
+        None,
+        &tmp.path().join("d1"),
+    );
+    skopeo_opens(
+        &re,
+        &[&key("rsa4096-private.pem")],
+        None,
+        &tmp.path().join("d2"),
+    );
+    skopeo_refuses(&re, &[&key("rsa2048-private.pem")], &tmp.path().join("d3"));
+}
+
+#[test]
+fn a_skopeo_made_image_is_rewrapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vector = path("tests/vectors/skopeo/jwe-rsa2048");
+    let re = tmp.path().join("re");
+    rewrap(
+        &vector,
+        &re,
+        &[&key("rsa2048-private.pem")],
+        &[format!("jwe:{}", key("p256-public.pem"))],
+        &[],
+    );
+    skopeo_opens(
+        &re,
+        &[&key("p256-private.pem")],
+        None,
+        &tmp.path().join("d1"),
+    );
+    skopeo_refuses(&re, &[&key("rsa2048-private.pem")], &tmp.path().join("d2"));
+}
+
+#[test]
+fn rotation_gives_new_blobs_that_only_the_new_recipients_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = encrypted(tmp.path(), &[format!("jwe:{}", key("rsa2048-public.pem"))]);
+    let rot = tmp.path().join("rot");
+    rewrap(
+        &enc,
+        &rot,
+        &[&key("rsa2048-private.pem")],
+        &[format!("jwe:{}", key("p521-public.pem"))],
+        &["--rotate", "-j", "2"],
+    );
+    let before = layer_ids(&enc, "latest");
+    let after = layer_ids(&rot, "latest");
+    assert_eq!(before.len(), after.len());
+    for ((mt0, d0), (mt1, d1)) in before.iter().zip(&after) {
+        assert_eq!(mt0, mt1);
+        assert_ne!(d0, d1, "every rotated layer is a new blob");
+    }
+    skopeo_opens(
+        &rot,
+        &[&key("p521-private.pem")],
+        None,
+        &tmp.path().join("d1"),
+    );
+    skopeo_refuses(&rot, &[&key("rsa2048-private.pem")], &tmp.path().join("d2"));
+}
+
+#[test]
+fn jwe_to_pkcs7_and_pgp_and_pgp_to_jwe() {
+    let gpg = Gpg::new();
+    gpg.generate("new@example.com", "");
+    let tmp = tempfile::tempdir().unwrap();
+    let (k7, c7) = (tmp.path().join("k.pem"), tmp.path().join("c.pem"));
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            s(&k7),
+            "-out",
+            s(&c7),
+            "-subj",
+            "/CN=rewrap",
+            "-days",
+            "2",
+        ],
+    );
+    let public = gpg.export_public("new@example.com");
+    let enc = encrypted(tmp.path(), &[format!("jwe:{}", key("rsa2048-public.pem"))]);
+    let mixed = tmp.path().join("mixed");
+    rewrap(
+        &enc,
+        &mixed,
+        &[&key("rsa2048-private.pem")],
+        &[format!("pkcs7:{}", s(&c7)), format!("pgp:{}", s(&public))],
+        &["--layer", "-1"],
+    );
+    // Only the top layer was rewrapped: the bottom one still opens with the old key alone,
+    // so skopeo needs the old key for it beside each new one.
+    let secret = gpg.export_secret("new@example.com", "");
+    let old = key("rsa2048-private.pem");
+    skopeo_opens(
+        &mixed,
+        &[&old, s(&k7), s(&c7)],
+        None,
+        &tmp.path().join("d1"),
+    );
+    skopeo_opens(
+        &mixed,
+        &[&old, s(&secret)],
+        Some(&gpg.home()),
+        &tmp.path().join("d2"),
+    );
+    skopeo_refuses(&mixed, &[&old], &tmp.path().join("d3"));
+
+    // pgp -> jwe, all layers.
+    let pgp_enc = tmp.path().join("pgp");
+    rewrap(
+        &mixed,
+        &pgp_enc,
+        &[&old, s(&secret)],
+        &[format!("pgp:{}", s(&public))],
+        &[],
+    );
+    let back = tmp.path().join("back");
+    rewrap(
+        &pgp_enc,
+        &back,
+        &[s(&secret)],
+        &[format!("jwe:{}", key("p256-public.pem"))],
+        &[],
+    );
+    skopeo_opens(
+        &back,
+        &[&key("p256-private.pem")],
+        None,
+        &tmp.path().join("d4"),
+    );
+    skopeo_refuses(&back, &[&old], &tmp.path().join("d5"));
+}
