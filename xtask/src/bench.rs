@@ -250,7 +250,109 @@ pub(crate) fn run(o: &Options) -> Result<()> {
             }
         }
     }
+
+    // Key rotation (issue 13) on the encrypted image: rewrap into the same layout (another
+    // tag) and into another one (hard links), and --rotate beside decrypt then encrypt.
+    let new_key = dir.join("new-key.pem");
+    let new_pub = dir.join("new-pub.pem");
+    sh::run(
+        Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&new_key)
+            .arg("2048"),
+    )?;
+    sh::run(
+        Command::new("openssl")
+            .args(["rsa", "-pubout", "-in"])
+            .arg(&new_key)
+            .arg("-out")
+            .arg(&new_pub),
+    )?;
+    let new_recipient = format!("jwe:{}", new_pub.display());
+    let enc_ref = format!("oci:{}:latest", enc_image.display());
+    let rewrap = |dst: &str, extra: &[&str]| {
+        let mut c = Command::new(&cli);
+        c.args(["image", "rewrap", "-k", &key, "-r", &new_recipient])
+            .args(extra)
+            .arg(&enc_ref)
+            .arg(dst);
+        c
+    };
+    let (re_dir, rot_dir) = (dir.join("image-re"), dir.join("image-rot"));
+    let same = best_of(
+        dir,
+        &mut rewrap(&format!("oci:{}:re", enc_image.display()), &[]),
+        &[],
+    )?;
+    let same_read = bytes_read(&rewrap(&format!("oci:{}:re2", enc_image.display()), &[]))?;
+    let other = best_of(
+        dir,
+        &mut rewrap(&format!("oci:{}", re_dir.display()), &[]),
+        &[&re_dir],
+    )?;
+    let rotate = best_of(
+        dir,
+        &mut rewrap(
+            &format!("oci:{}", rot_dir.display()),
+            &["--rotate", "--jobs", "2"],
+        ),
+        &[&rot_dir],
+    )?;
+    let mut two = Command::new("sh");
+    two.arg("-c")
+        .arg(r#""$1" image decrypt -k "$2" "$3" "oci:$4" && "$1" image encrypt -r "$5" "oci:$4" "oci:$6""#)
+        .arg("sh")
+        .arg(&cli)
+        .arg(&key)
+        .arg(&enc_ref)
+        .arg(&dec_image)
+        .arg(&new_recipient)
+        .arg(&rot_dir);
+    let both = best_of(dir, &mut two, &[&dec_image, &rot_dir])?;
+    println!(
+        "\nimage rewrap, 4 layers × {} MiB, best of {RUNS}:",
+        o.layer_mib
+    );
+    println!(
+        "  same layout, new tag:   {:>6.3}s, {} bytes read, peak RSS {:.1} MiB",
+        same.time.as_secs_f64(),
+        same_read,
+        same.max_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  into another layout:    {:>6.3}s (hard links)",
+        other.time.as_secs_f64()
+    );
+    println!(
+        "  --rotate --jobs 2:      {:>6.2}s, CPU {}%",
+        rotate.time.as_secs_f64(),
+        rotate.cpu_percent
+    );
+    println!(
+        "  decrypt, then encrypt:  {:>6.2}s",
+        both.time.as_secs_f64()
+    );
+    println!(
+        "  --rotate speed-up:      {:.2}×",
+        both.time.as_secs_f64() / rotate.time.as_secs_f64()
+    );
     Ok(())
+}
+
+/// What a command read through `read(2)` and friends (`rchar` of `/proc/PID/io`, which a
+/// shell collects from the children it waited for).
+fn bytes_read(c: &Command) -> Result<u64> {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#""$@" >/dev/null 2>&1 && cat /proc/$$/io"#)
+        .arg("sh")
+        .arg(c.get_program())
+        .args(c.get_args());
+    let io = sh::read(&mut sh)?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no rchar in /proc/PID/io")
 }
 
 /// A copy of `c` (program and arguments), run under `eatmydata` (no fsync) if `no_fsync`.

@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::graph::{Graph, Kind, Node, check_rewritable, kind};
 use crate::options::{PlatformSpec, Progress, platform_selected};
 use crate::pipe::{Input, Output};
-use crate::transport::{Destination, Source, copy_blob, put_blob, put_verified, sha256_digest};
+use crate::transport::{
+    Destination, Source, copy_blob, link_or_copy, put_blob, put_verified, sha256_digest,
+};
 use crate::{Error, ImageRef, Options, Result};
 
 /// What an image operation did.
@@ -620,7 +622,7 @@ impl Job<'_> {
             Op::Rewrap { ec, rotate: false } => {
                 // Only annotations change: no progress to report, no data to read.
                 let ann = self.options.ocicrypt.rewrap(ec, desc)?;
-                copy_blob(self.src, self.dst, desc)?;
+                link_or_copy(self.src, self.dst, desc)?;
                 self.changed.fetch_add(1, Ordering::Relaxed);
                 return Ok(ocicrypt::descriptor::rewrapped(desc, &ann));
             }

@@ -123,6 +123,13 @@ impl Source for LayoutSource {
         }
     }
 
+    fn local_path(&self, desc: &Descriptor) -> Option<PathBuf> {
+        let path = blob_path(&self.root, desc.digest()).ok()?;
+        // The same checks as open_blob: a regular file of the right size, no link.
+        self.open_blob(desc).ok()?;
+        Some(path)
+    }
+
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
         let path = blob_path(&self.root, desc.digest())?;
         let digest = desc.digest().to_string();
@@ -373,6 +380,22 @@ impl Destination for LayoutDestination {
             staged: Staged::new(&dir.join("staging"))?,
             inner: Arc::clone(&self.inner),
         }))
+    }
+
+    fn link_blob(&self, path: &Path, digest: &Digest) -> Result<bool> {
+        let target = blob_path(&self.inner.work, digest)?;
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir)
+                .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        }
+        match fs::hard_link(path, &target) {
+            Ok(()) => {
+                self.inner.record(target);
+                Ok(true)
+            }
+            // Another file system, no permission, a file system without links...: copy.
+            Err(_) => Ok(false),
+        }
     }
 
     fn flush_blobs(&self) -> Result<()> {

@@ -33,6 +33,14 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// The blob is missing, of the wrong size, or not readable.
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>>;
 
+    /// Where the blob is as a regular file of this machine, if the transport keeps blobs as
+    /// files (a layout does): lets a destination on the same file system hard-link it
+    /// instead of copying. Default: `None`.
+    fn local_path(&self, desc: &Descriptor) -> Option<std::path::PathBuf> {
+        let _ = desc;
+        None
+    }
+
     /// Reads a small blob (a manifest, index or config) whole and verifies its digest.
     ///
     /// # Errors
@@ -74,6 +82,17 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// # Errors
     /// The destination cannot take a new blob.
     fn new_blob(&self) -> Result<Box<dyn BlobWriter>>;
+
+    /// Adds the file `path` (see [`Source::local_path`]) as the blob `digest` without
+    /// copying it, if the destination can (a hard link on the same file system); `false`
+    /// when it cannot and the caller should copy. Default: `false`.
+    ///
+    /// # Errors
+    /// The destination cannot be written.
+    fn link_blob(&self, path: &std::path::Path, digest: &Digest) -> Result<bool> {
+        let _ = (path, digest);
+        Ok(false)
+    }
 
     /// Waits until every committed blob is in place; the first failure among them.
     ///
@@ -139,6 +158,25 @@ pub(crate) fn put_verified(dst: &dyn Destination, bytes: &[u8], digest: &Digest)
     w.write_all(bytes)
         .map_err(Error::io("cannot write a new blob"))?;
     w.commit(digest)
+}
+
+/// Puts an encrypted blob whose content is authenticated later anyway (its HMAC is checked
+/// by whoever decrypts it) at the destination: a hard link where the transports allow,
+/// otherwise a verified copy.
+pub(crate) fn link_or_copy(
+    src: &dyn Source,
+    dst: &dyn Destination,
+    desc: &Descriptor,
+) -> Result<()> {
+    if dst.has_blob(desc.digest())? {
+        return Ok(());
+    }
+    if let Some(path) = src.local_path(desc) {
+        if dst.link_blob(&path, desc.digest())? {
+            return Ok(());
+        }
+    }
+    copy_blob(src, dst, desc)
 }
 
 /// Copies a blob unchanged (unless the destination has it), verifying its size and digest.

@@ -410,6 +410,82 @@ fn a_plain_layer_with_foreign_key_annotations_is_refused_not_reported_encrypted(
     assert!(!dir.path().join("dst").exists());
 }
 
+#[test]
+fn rewrap_into_another_layout_links_the_blobs_and_rotate_makes_new_ones() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let src = l.tag(l.manifest(&[b"one", b"two"], json!({})), "latest");
+    let enc: ImageRef = format!("oci:{}/enc", dir.path().display()).parse().unwrap();
+    ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
+    let other = openssl::rsa::Rsa::generate(2048).unwrap();
+    let (p, k) = (dir.path().join("o.pub"), dir.path().join("o.pem"));
+    fs::write(&p, other.public_key_to_pem().unwrap()).unwrap();
+    fs::write(&k, other.private_key_to_pem().unwrap()).unwrap();
+    let mut new_ec = ocicrypt::helpers::encrypt_config(
+        [format!("jwe:{}", p.display())],
+        [key("TEST-ONLY-rsa-private.pem")],
+    )
+    .unwrap();
+    let re_dir = dir.path().join("re");
+    let re: ImageRef = format!("oci:{}", re_dir.display()).parse().unwrap();
+    let report = ocicrypt_image::rewrap(&enc, &re, &new_ec, &Options::default()).unwrap();
+    assert_eq!((report.layers_changed, report.layers_unchanged), (2, 0));
+    let enc_info = ocicrypt_image::inspect(&enc).unwrap();
+    for l in &enc_info.manifests[0].layers {
+        let rel = format!("blobs/{}", l.digest.replace(':', "/"));
+        let a = fs::metadata(dir.path().join("enc").join(&rel)).unwrap();
+        let b = fs::metadata(re_dir.join(&rel)).unwrap();
+        assert_eq!(
+            (a.dev(), a.ino()),
+            (b.dev(), b.ino()),
+            "hard-linked, not copied"
+        );
+    }
+    let new_dc = ocicrypt::helpers::decrypt_config([k.display().to_string()]).unwrap();
+    let opens = |r: &ImageRef, dc: &ocicrypt::DecryptConfig| -> Vec<Option<bool>> {
+        ocicrypt_image::inspect_keys(r, dc, &Options::default())
+            .unwrap()
+            .manifests[0]
+            .layers
+            .iter()
+            .map(|l| l.opens)
+            .collect()
+    };
+    assert_eq!(opens(&re, &new_dc), vec![Some(true); 2]);
+    assert_eq!(opens(&re, &dc()), vec![Some(false); 2]);
+    assert_eq!(opens(&src, &dc()), vec![None; 2], "plain layers");
+
+    // Rotation of the top layer only: a new blob there, the bottom one as it was.
+    new_ec.decrypt = new_dc.clone();
+    let rot: ImageRef = format!("oci:{}/rot", dir.path().display()).parse().unwrap();
+    let report =
+        ocicrypt_image::rotate(&re, &rot, &new_ec, &Options::default().layers([-1])).unwrap();
+    assert_eq!((report.layers_changed, report.layers_unchanged), (1, 1));
+    let before = ocicrypt_image::inspect(&re).unwrap().manifests[0]
+        .layers
+        .clone();
+    let after = ocicrypt_image::inspect(&rot).unwrap().manifests[0]
+        .layers
+        .clone();
+    assert_eq!(before[0].digest, after[0].digest);
+    assert_ne!(before[1].digest, after[1].digest);
+    let back: ImageRef = format!("oci:{}/back", dir.path().display())
+        .parse()
+        .unwrap();
+    ocicrypt_image::decrypt(&rot, &back, &new_dc, &Options::default()).unwrap();
+    let plain = ocicrypt_image::inspect(&src).unwrap().manifests[0]
+        .layers
+        .clone();
+    let back = ocicrypt_image::inspect(&back).unwrap().manifests[0]
+        .layers
+        .clone();
+    let digests = |v: &[ocicrypt_image::LayerEntry]| -> Vec<String> {
+        v.iter().map(|l| l.digest.clone()).collect()
+    };
+    assert_eq!(digests(&back), digests(&plain));
+}
+
 /// The error and its causes, joined as the command line prints them.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
