@@ -247,3 +247,74 @@ fn jwe_to_pkcs7_and_pgp_and_pgp_to_jwe() {
     );
     skopeo_refuses(&back, &[&old], &tmp.path().join("d5"));
 }
+
+/// Copies the layout at `from` to `to` (plain files only, as the vectors are).
+fn copy_layout(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_layout(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Stores `bytes` as a blob of `layout`; its `sha256:` digest.
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let tmp = layout.join("new-blob");
+    std::fs::write(&tmp, bytes).unwrap();
+    let sum = tool("sha256sum", &[s(&tmp)]);
+    let hex = sum.split_whitespace().next().unwrap().to_owned();
+    std::fs::rename(&tmp, layout.join("blobs/sha256").join(&hex)).unwrap();
+    format!("sha256:{hex}")
+}
+
+#[test]
+fn a_go_made_layer_rewrapped_alone_opens_in_go_with_the_new_key_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    copy_layout(&path("tests/vectors/skopeo/jwe-rsa2048"), &layout);
+    let index_path = layout.join("index.json");
+    let mut index = ocicrypt_tests::read_json(&index_path);
+    let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let mut manifest =
+        ocicrypt_tests::read_json(&layout.join("blobs").join(mdigest.replace(':', "/")));
+    // Each layer on its own: `layer rewrap` of its descriptor (the blob is not needed).
+    for l in manifest["layers"].as_array_mut().unwrap() {
+        let (old, new) = (tmp.path().join("old.json"), tmp.path().join("new.json"));
+        std::fs::write(&old, l.to_string()).unwrap();
+        ocicrypt(&[
+            "layer",
+            "rewrap",
+            "-k",
+            &key("rsa2048-private.pem"),
+            "-r",
+            &format!("jwe:{}", key("p256-public.pem")),
+            "--descriptor",
+            s(&old),
+            "--descriptor-out",
+            s(&new),
+        ])
+        .unwrap();
+        *l = ocicrypt_tests::read_json(&new);
+    }
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = put_blob(&layout, &bytes).into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    skopeo_opens(
+        &layout,
+        &[&key("p256-private.pem")],
+        None,
+        &tmp.path().join("d1"),
+    );
+    skopeo_refuses(
+        &layout,
+        &[&key("rsa2048-private.pem")],
+        &tmp.path().join("d2"),
+    );
+}

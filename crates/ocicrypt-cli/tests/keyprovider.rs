@@ -278,6 +278,73 @@ fn command_grpc_and_tls_providers_round_trip() {
 }
 
 #[test]
+fn rewrap_and_rotate_with_providers_as_old_and_new_recipients() {
+    let s = Setup::new();
+    let original = layers(&example_image());
+    let enc = s.img("enc");
+    s.ok(&[
+        "image",
+        "encrypt",
+        "-r",
+        "provider:cmdkms",
+        &example_image(),
+        &enc,
+    ]);
+    // provider -> jwe: the provider opens the layers, the JWE key is the only recipient after.
+    let jwe = s.img("jwe");
+    s.ok(&[
+        "image",
+        "rewrap",
+        "-k",
+        "provider:cmdkms",
+        "-r",
+        &format!("jwe:{}", data(PUB)),
+        &enc,
+        &jwe,
+    ]);
+    s.ok(&["image", "decrypt", "-k", &data(PRIV), &jwe, &s.img("d1")]);
+    assert_eq!(layers(&s.img("d1")), original);
+    let e = s.err(&[
+        "image",
+        "decrypt",
+        "-k",
+        "provider:cmdkms",
+        &jwe,
+        &s.img("x1"),
+    ]);
+    assert!(e.contains("missing private key"), "{e}");
+    // jwe -> provider (over gRPC), rotated: new blobs that only the provider opens.
+    let rot = s.img("rot");
+    s.ok(&[
+        "image",
+        "rewrap",
+        "--rotate",
+        "-k",
+        &data(PRIV),
+        "-r",
+        "provider:grpckms",
+        &jwe,
+        &rot,
+    ]);
+    let (before, after) = (layers(&jwe), layers(&rot));
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| b.1 != a.1),
+        "new blobs"
+    );
+    s.ok(&[
+        "image",
+        "decrypt",
+        "-k",
+        "provider:grpckms",
+        &rot,
+        &s.img("d2"),
+    ]);
+    assert_eq!(layers(&s.img("d2")), original);
+    let e = s.err(&["image", "decrypt", "-k", &data(PRIV), &rot, &s.img("x2")]);
+    assert!(e.contains("missing private key"), "{e}");
+}
+
+#[test]
 fn mixed_jwe_and_provider_recipients() {
     let s = Setup::new();
     let original = layers(&example_image());
