@@ -24,7 +24,10 @@ impl Memory<'_> {
     fn doc(&self, desc: &Descriptor) -> &[u8] {
         let hex = desc.digest().digest();
         let n = usize::from_str_radix(hex.get(..8).unwrap_or("0"), 16).unwrap_or(0);
-        self.docs.get(n % self.docs.len().max(1)).copied().unwrap_or_default()
+        self.docs
+            .get(n % self.docs.len().max(1))
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -56,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
     for d in &docs {
         if let Ok(m) = Lossless::<ImageManifest>::from_slice(d, "fuzz") {
             let v: serde_json::Value = serde_json::from_slice(d).expect("parsed once");
-            assert_eq!(m.to_vec().expect("serializes"), serde_json::to_vec(&v).unwrap());
+            assert_eq!(
+                m.to_vec().expect("serializes"),
+                serde_json::to_vec(&v).unwrap()
+            );
         }
     }
     let source = Memory {

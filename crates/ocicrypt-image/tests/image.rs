@@ -486,6 +486,51 @@ fn rewrap_into_another_layout_links_the_blobs_and_rotate_makes_new_ones() {
     assert_eq!(digests(&back), digests(&plain));
 }
 
+#[test]
+fn a_tampered_layer_is_not_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout::new(dir.path().join("src"));
+    let src = l.tag(
+        l.manifest(&[&vec![5u8; 3 << 20], b"small"], json!({})),
+        "latest",
+    );
+    let enc_dir = dir.path().join("enc");
+    let enc: ImageRef = format!("oci:{}", enc_dir.display()).parse().unwrap();
+    ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
+    let info = ocicrypt_image::inspect(&enc).unwrap();
+    for (i, layer) in info.manifests[0].layers.iter().enumerate() {
+        // Flip the last byte of one layer (its digest no longer matches either).
+        let work = tempfile::tempdir().unwrap();
+        let copy = work.path().join("enc");
+        std::process::Command::new("cp")
+            .args(["-r"])
+            .arg(&enc_dir)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        let blob = copy.join("blobs").join(layer.digest.replace(':', "/"));
+        let mut bytes = fs::read(&blob).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&blob, bytes).unwrap();
+        let from: ImageRef = format!("oci:{}", copy.display()).parse().unwrap();
+        let mut new_ec = ec();
+        new_ec.decrypt = dc();
+        let to_dir = work.path().join("rot");
+        let to: ImageRef = format!("oci:{}", to_dir.display()).parse().unwrap();
+        for jobs in [1, 2] {
+            let options = Options::default().jobs(jobs);
+            let err = ocicrypt_image::rotate(&from, &to, &new_ec, &options).unwrap_err();
+            let chain = chain(&err);
+            assert!(
+                chain.contains("authentication failed"),
+                "layer {i}: {chain}"
+            );
+            assert!(!to_dir.exists(), "layer {i}");
+        }
+    }
+}
+
 /// The error and its causes, joined as the command line prints them.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
