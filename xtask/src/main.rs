@@ -21,7 +21,9 @@ Commands:
                      feature matrix, tests, cargo-deny, fuzz smoke; ends with a timing summary
   features           the feature matrix alone: clippy per package with no default features,
                      each feature alone, and all features
-  fuzz [SECONDS]     run every fuzz target for SECONDS each (default 10)
+  fuzz [SECONDS | --long DURATION] [TARGET...]
+                     run every fuzz target (or those named) for SECONDS each (default 10),
+                     or a campaign of DURATION each (30m, 2h, 90s); prints runs per target
   bench [--file-mib N] [--layer-mib N] [--no-blockcipher]
                      throughput: the blockcipher bench, CLI file-to-file encrypt/decrypt of
                      a 1 GiB file beside cp (MiB/s, peak RSS), a 4 × 64 MiB image
@@ -57,16 +59,7 @@ fn run() -> Result<()> {
             no_args(&command, &rest)?;
             features::run()
         }
-        "fuzz" => {
-            let seconds = match rest.as_slice() {
-                [] => fuzz::DEFAULT_SECONDS,
-                [s] => s
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("fuzz: SECONDS must be a number, not {s:?}"))?,
-                _ => bail!("usage: cargo xtask fuzz [SECONDS]"),
-            };
-            fuzz::run(seconds)
-        }
+        "fuzz" => fuzz::run(&fuzz::Options::parse(&rest)?),
         "bench" => bench::run(&bench::Options::parse(&rest)?),
         "demo" => {
             no_args(&command, &rest)?;

@@ -37,6 +37,15 @@ pub enum Error {
         /// The destination.
         path: PathBuf,
     },
+    /// The destination layout would be inside the source layout (the same layout, with
+    /// another tag, is fine).
+    #[error("the destination {} is inside the source layout {}; choose a path outside it (or the source layout itself, with another tag)", .destination.display(), .source_layout.display())]
+    DestinationInsideSource {
+        /// The destination.
+        destination: PathBuf,
+        /// The source layout.
+        source_layout: PathBuf,
+    },
     /// No image with this tag in the layout.
     #[error("no image tagged {tag:?} in {}", .layout.display())]
     TagNotFound {

@@ -297,8 +297,47 @@ struct Job<'a> {
     changed: AtomicUsize,
 }
 
+/// Refuses a destination layout inside the source layout (not the layout itself).
+fn check_paths(src: &ImageRef, dst: &ImageRef) -> Result<()> {
+    let (Some(s), Some(d)) = (src.layout_path(), dst.layout_path()) else {
+        return Ok(());
+    };
+    let Ok(s) = s.canonicalize() else {
+        return Ok(()); // the source's own error comes when it is opened
+    };
+    // The destination may not exist yet: resolve its deepest existing ancestor.
+    let mut existing = d.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match existing.file_name() {
+            Some(n) => rest.push(n.to_owned()),
+            None => break,
+        }
+        if !existing.pop() {
+            break;
+        }
+    }
+    if existing.as_os_str().is_empty() {
+        existing = std::path::PathBuf::from(".");
+    }
+    let Ok(mut d) = existing.canonicalize() else {
+        return Ok(());
+    };
+    for n in rest.iter().rev() {
+        d.push(n);
+    }
+    if d != s && d.starts_with(&s) {
+        return Err(Error::DestinationInsideSource {
+            destination: d,
+            source_layout: s,
+        });
+    }
+    Ok(())
+}
+
 fn transform(src: &ImageRef, dst: &ImageRef, op: &Op<'_>, options: &Options) -> Result<Report> {
     let platforms = options.platform_filter()?;
+    check_paths(src, dst)?;
     let source = open_source(src)?;
     let root = source.root()?;
     let graph = Graph::load(source.as_ref(), root.get())?;
