@@ -25,9 +25,26 @@ pub(crate) struct RecipientArgs {
 impl RecipientArgs {
     /// The encryption config these arguments describe.
     pub(crate) fn config(&self) -> Result<EncryptConfig> {
-        Ok(helpers::encrypt_config(&self.recipients, &self.keys)?)
+        let ec = helpers::encrypt_config(&self.recipients, &self.keys)?;
+        export_module_env(&ec.pkcs11_yamls, &ec.decrypt);
+        Ok(ec)
     }
 }
+
+/// Sets the `module.env` of every PKCS#11 key file now, while this is the only thread, so
+/// that no token operation changes the environment while worker threads run.
+#[cfg(feature = "pkcs11")]
+fn export_module_env(recipients: &[Vec<u8>], dc: &DecryptConfig) {
+    ocicrypt::pkcs11::export_module_env(
+        recipients
+            .iter()
+            .map(Vec::as_slice)
+            .chain(dc.pkcs11_yamls.iter().map(|k| k.expose())),
+    );
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn export_module_env(_recipients: &[Vec<u8>], _dc: &DecryptConfig) {}
 
 /// `-k` of the decrypt commands. (`Debug` shows no key spec: they may hold passwords.)
 #[derive(Args)]
@@ -41,7 +58,9 @@ pub(crate) struct KeyArgs {
 impl KeyArgs {
     /// The decryption config these arguments describe.
     pub(crate) fn config(&self) -> Result<DecryptConfig> {
-        Ok(helpers::decrypt_config(&self.keys)?)
+        let dc = helpers::decrypt_config(&self.keys)?;
+        export_module_env(&[], &dc);
+        Ok(dc)
     }
 }
 
@@ -61,7 +80,9 @@ pub(crate) struct RewrapKeyArgs {
 impl RewrapKeyArgs {
     /// The new recipients, with the keys that open the layers in `decrypt`.
     pub(crate) fn config(&self) -> Result<EncryptConfig> {
-        Ok(helpers::encrypt_config(&self.recipients, &self.keys)?)
+        let ec = helpers::encrypt_config(&self.recipients, &self.keys)?;
+        export_module_env(&ec.pkcs11_yamls, &ec.decrypt);
+        Ok(ec)
     }
 }
 

@@ -55,7 +55,16 @@ impl Pkcs11KeyFile {
     pub fn parse(yaml: &[u8]) -> Result<Self, ParseError> {
         let parsed: KeyFileYaml =
             serde_yaml_ng::from_slice(yaml).map_err(|e| ParseError::KeyFile {
-                reason: e.to_string(),
+                // Only where: the YAML parser's message may quote a value, and a key
+                // file's URI may hold a PIN.
+                reason: match e.location() {
+                    Some(l) => format!(
+                        "not a valid key file (line {}, column {})",
+                        l.line(),
+                        l.column()
+                    ),
+                    None => "not a valid key file".to_owned(),
+                },
             })?;
         let mut uri_text =
             parsed

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::config::{CONFIG_ENV, CONFIG_FILE, ConfigLookup, Pkcs11Config, SYSTEM_CONFIG};
 pub use crate::keyfile::Pkcs11KeyFile;
 use crate::token::KeyClass;
+pub use crate::token::export_module_env;
 pub use crate::uri::{KNOWN_PATH_ATTRIBUTES, KNOWN_QUERY_ATTRIBUTES, Pkcs11Uri};
 
 /// The scheme name.

@@ -213,3 +213,24 @@ fn unwrap_needs_key_files_that_parse() {
     assert!(matches!(err, Error::InvalidPrivateKey { .. }), "{err}");
     assert!(w.has_possible_keys(&dc));
 }
+
+#[test]
+fn module_env_is_exported_once_up_front() {
+    let name = "OCICRYPT_TEST_EXPORTED_MODULE_VAR";
+    let yaml = format!(
+        "pkcs11:\n  uri: pkcs11:token=t;object=k?module-name=softhsm2\nmodule:\n  env:\n    {name}: /tmp/softhsm2.conf\n"
+    );
+    let set = export_module_env([yaml.as_bytes(), b"not a key file".as_slice()]);
+    assert_eq!(set, 1);
+    assert_eq!(std::env::var(name).unwrap(), "/tmp/softhsm2.conf");
+    // Already set: nothing changes, so later token operations change nothing either.
+    assert_eq!(export_module_env([yaml.as_bytes()]), 0);
+}
+
+#[test]
+fn key_file_errors_do_not_quote_the_file() {
+    let bad = b"pkcs11: \"pkcs11:token=t;object=k?pin-value=s3cret\"\n";
+    let err = Pkcs11KeyFile::parse(bad).unwrap_err().to_string();
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+}

@@ -300,6 +300,29 @@ impl Drop for EnvGuard {
     }
 }
 
+/// Puts the `module.env` variables of these PKCS#11 key files into the process environment
+/// for good, so that later token operations find them set and never change the environment
+/// themselves. Call it once at start-up, before other threads exist (the `ocicrypt`
+/// command does, before its worker threads start): that is the one moment when changing the
+/// environment cannot race with a reader in another thread. Data that is not a key file is
+/// skipped (the operations report it later). Returns how many variables were set.
+pub fn export_module_env<'a>(key_files: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    let _lock = TOKEN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut set = 0;
+    for data in key_files {
+        let Ok(key) = Pkcs11KeyFile::parse(data) else {
+            continue;
+        };
+        for (name, value) in key.module_env() {
+            if std::env::var_os(name).as_deref() != Some(OsStr::new(value)) {
+                set_process_env(name, Some(OsStr::new(value)));
+                set += 1;
+            }
+        }
+    }
+    set
+}
+
 /// Sets (or, with `None`, removes) one variable of the process environment.
 ///
 /// This is the crate's only `unsafe` code. `std::env::set_var` is `unsafe` (Rust 2024)
@@ -312,7 +335,8 @@ impl Drop for EnvGuard {
 /// - names are non-empty and contain neither `=` nor NUL, values no NUL (checked when the
 ///   key file is parsed), so `set_var` does not panic;
 /// - it is only reached when a key file has a non-empty `module.env` whose values differ
-///   from the current environment.
+///   from the current environment; [`export_module_env`] at start-up makes that never
+///   happen later.
 ///
 /// What the application must guarantee when it uses key files with `module.env`: no other
 /// thread reads the environment through C at that time (in practice: do not run such
