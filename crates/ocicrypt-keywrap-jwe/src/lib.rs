@@ -64,7 +64,31 @@ impl KeyWrapper for JweKeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        unwrap(&dc.private_keys, blob)
+        unwrap(&mut Keys::new(&dc.private_keys), blob)
+    }
+
+    /// Each key file is parsed (and, if encrypted, its password derived) once for all the
+    /// blobs, not once per blob.
+    fn unwrap_first(
+        &self,
+        dc: &DecryptConfig,
+        blobs: &[Vec<u8>],
+    ) -> Result<SecretBytes, Vec<Error>> {
+        let mut keys = Keys::new(&dc.private_keys);
+        let mut errors = Vec::new();
+        for blob in blobs {
+            match unwrap(&mut keys, blob) {
+                Ok(json) => return Ok(json),
+                Err(e) => {
+                    let stop = e.is_password_error() || matches!(e, Error::LimitExceeded { .. });
+                    errors.push(e);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(errors)
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
@@ -176,7 +200,50 @@ fn wrap(public_keys: &[Vec<u8>], payload: &[u8]) -> Result<Option<Vec<u8>>, Erro
 }
 
 /// Decrypts `blob` with the first key that opens any of its recipients.
-fn unwrap(key_files: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
+/// The key files of one operation, each parsed at most once, when first needed.
+struct Keys<'a> {
+    files: &'a [KeyFile],
+    /// Each key, or why it could not be parsed (after the first time the error was given).
+    parsed: Vec<Option<Result<PrivateKey, String>>>,
+    /// How many key files were parsed (once each per operation).
+    parses: usize,
+}
+
+impl<'a> Keys<'a> {
+    fn new(files: &'a [KeyFile]) -> Self {
+        Self {
+            files,
+            parsed: (0..files.len()).map(|_| None).collect(),
+            parses: 0,
+        }
+    }
+
+    /// Key file `i`, parsed. The first failure is the parser's own error (a password error
+    /// stays one); later asks for the same key get its message again.
+    fn get(&mut self, i: usize) -> Result<&PrivateKey, Error> {
+        let (Some(slot), Some(file)) = (self.parsed.get_mut(i), self.files.get(i)) else {
+            return Err(Error::malformed(SCHEME, "no such key"));
+        };
+        if slot.is_none() {
+            self.parses += 1;
+            match keys::parse_private_key(file.data().expose(), file.password()) {
+                Ok(key) => *slot = Some(Ok(key)),
+                Err(e) => {
+                    *slot = Some(Err(e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        match slot {
+            Some(Ok(key)) => Ok(key),
+            Some(Err(msg)) => Err(Error::malformed(SCHEME, msg.as_str())),
+            None => Err(Error::malformed(SCHEME, "key not parsed")),
+        }
+    }
+}
+
+fn unwrap(keys_: &mut Keys<'_>, blob: &[u8]) -> Result<SecretBytes, Error> {
+    let key_files = keys_.files;
     let jwe = serialization::parse(blob)?;
     let mut causes = Vec::new();
     let mut usable = Vec::new();
@@ -204,9 +271,9 @@ fn unwrap(key_files: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
     if key_files.is_empty() {
         causes.push("no private key was given".to_owned());
     }
-    for (k, file) in key_files.iter().enumerate() {
-        let k = k + 1;
-        let key = match keys::parse_private_key(file.data().expose(), file.password()) {
+    for i in 0..key_files.len() {
+        let k = i + 1;
+        let key = match keys_.get(i) {
             Ok(key) => key,
             // Go aborts the scheme on a password problem.
             Err(e) if e.is_password_error() => return Err(e),
@@ -221,7 +288,7 @@ fn unwrap(key_files: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
                 continue;
             }
             tried = true;
-            match open(&jwe, *alg, *recipient, &key) {
+            match open(&jwe, *alg, *recipient, key) {
                 Ok(mut plaintext) => return Ok(SecretBytes::new(std::mem::take(&mut *plaintext))),
                 Err(f) => causes.push(format!(
                     "private key {k} ({}), recipient {r} ({alg}): {f}",

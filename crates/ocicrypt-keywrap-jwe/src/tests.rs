@@ -1039,3 +1039,37 @@ fn recipients_output_does_not_repeat_a_long_shared_kid() {
     let expected = format!("kid:{}... alg:RSA-OAEP", "k".repeat(256));
     assert!(listed.iter().all(|r| *r == expected), "{}", listed[0]);
 }
+
+/// Issue 11, M5: an encrypted key file is parsed (its password derived) once for all the
+/// wrapped keys of a layer, not once per blob.
+#[test]
+fn each_key_is_parsed_once_for_all_blobs() {
+    let (rsa, public, _) = rsa_pair(2048);
+    let locked = PKey::from_rsa(rsa)
+        .unwrap()
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pw")
+        .unwrap();
+    let (_, other_public, _) = rsa_pair(2048);
+    // Three blobs for someone else, then one for our key.
+    let blobs: Vec<Vec<u8>> = (0..3)
+        .map(|_| wrap_for(&[&other_public]))
+        .chain([wrap_for(&[&public])])
+        .collect();
+    let files = vec![file_pw(&locked, "pw")];
+    let mut keys = Keys::new(&files);
+    let mut opened = None;
+    for blob in &blobs {
+        if let Ok(json) = unwrap(&mut keys, blob) {
+            opened = Some(json);
+        }
+    }
+    assert_eq!(opened.unwrap().expose(), OPTS);
+    assert_eq!(keys.parses, 1);
+    // Through the trait: the same answer, and a wrong password still stops at once.
+    let dc = dc_cfg(vec![file_pw(&locked, "pw")]);
+    assert_eq!(W.unwrap_first(&dc, &blobs).unwrap().expose(), OPTS);
+    let dc = dc_cfg(vec![file_pw(&locked, "wrong")]);
+    let errors = W.unwrap_first(&dc, &blobs).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].is_password_error(), "{}", errors[0]);
+}

@@ -46,6 +46,38 @@ pub trait KeyWrapper: Send + Sync + fmt::Debug {
     /// error (malformed blob, bad password) when that is what went wrong.
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error>;
 
+    /// Unwraps the first of `blobs` (a layer's wrapped keys of this scheme, in annotation
+    /// order) that the keys in `dc` open. On failure, the error of each blob tried; the
+    /// search stops early at a password error or a limit
+    /// ([`Error::is_password_error`], [`Error::LimitExceeded`]).
+    ///
+    /// The default calls [`KeyWrapper::unwrap_key`] for each blob. Schemes whose keys are
+    /// costly to unlock (a password-protected key file costs a key derivation) override it
+    /// to unlock each key once for all the blobs of the layer.
+    ///
+    /// # Errors
+    /// One error per blob tried, in order, when none opened.
+    fn unwrap_first(
+        &self,
+        dc: &DecryptConfig,
+        blobs: &[Vec<u8>],
+    ) -> Result<SecretBytes, Vec<Error>> {
+        let mut errors = Vec::new();
+        for blob in blobs {
+            match self.unwrap_key(dc, blob) {
+                Ok(json) => return Ok(json),
+                Err(e) => {
+                    let stop = e.is_password_error() || matches!(e, Error::LimitExceeded { .. });
+                    errors.push(e);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(errors)
+    }
+
     /// Whether `dc` holds any key this scheme could try (Go's `!NoPossibleKeys`).
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool;
 

@@ -325,19 +325,23 @@ impl Ocicrypt {
                 continue;
             }
             tried = true;
-            for blob in annotations::split_blobs(key, value)? {
-                match wrapper.unwrap_key(dc, &blob) {
-                    Ok(json) => return Ok(PrivateOptions::from_json(json.expose())?),
-                    // A blob past a limit is an attack or a broken image: stop here rather
-                    // than spend the work on the rest.
-                    Err(e @ ocicrypt_keywrap::Error::LimitExceeded { .. }) => {
-                        return Err(e.into());
+            let blobs = annotations::split_blobs(key, value)?;
+            match wrapper.unwrap_first(dc, &blobs) {
+                Ok(json) => return Ok(PrivateOptions::from_json(json.expose())?),
+                Err(errors) => {
+                    for e in errors {
+                        match e {
+                            // A blob past a limit is an attack or a broken image: stop here
+                            // rather than spend the work on the rest.
+                            ocicrypt_keywrap::Error::LimitExceeded { .. } => {
+                                return Err(e.into());
+                            }
+                            e if e.is_password_error() => {
+                                password_error.get_or_insert(e);
+                            }
+                            e => causes.push(e.to_string()),
+                        }
                     }
-                    Err(e) if e.is_password_error() => {
-                        password_error.get_or_insert(e);
-                        break;
-                    }
-                    Err(e) => causes.push(e.to_string()),
                 }
             }
         }
