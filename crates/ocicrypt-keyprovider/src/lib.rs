@@ -27,4 +27,4 @@ cfg_feature! { "codegen", pub mod codegen; }
 pub use config::{CONFIG_ENV, Command, Config, GrpcTls, Invocation, ProviderConfig};
 pub use error::Error;
 pub use protocol::ProviderError;
-pub use wrapper::{KeyProviderKeyWrapper, Options, wrappers_from_config};
+pub use wrapper::{KeyProviderKeyWrapper, MAX_UNWRAP_CALLS, Options, wrappers_from_config};

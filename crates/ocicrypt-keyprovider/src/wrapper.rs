@@ -184,6 +184,11 @@ impl KeyProviderKeyWrapper {
     }
 }
 
+/// How many wrapped keys of one key provider a layer may carry: each one tried is a call of
+/// the provider (a program run or a network request, each with a timeout). Go ocicrypt has
+/// no limit; a real layer carries one per provider recipient.
+pub const MAX_UNWRAP_CALLS: usize = 16;
+
 impl KeyWrapper for KeyProviderKeyWrapper {
     fn scheme(&self) -> &str {
         &self.scheme
@@ -239,6 +244,31 @@ impl KeyWrapper for KeyProviderKeyWrapper {
             }
         };
         run().map_err(|e| e.into_keywrap(&self.scheme, &self.context("key unwrapping")))
+    }
+
+    /// At most [`MAX_UNWRAP_CALLS`] blobs are sent to the provider per layer: each is a
+    /// program run or a network call (with a timeout), and a crafted layer could carry up
+    /// to a thousand blobs.
+    fn unwrap_first(
+        &self,
+        dc: &DecryptConfig,
+        blobs: &[Vec<u8>],
+    ) -> Result<SecretBytes, Vec<ocicrypt_keywrap::Error>> {
+        if blobs.len() > MAX_UNWRAP_CALLS {
+            return Err(vec![ocicrypt_keywrap::Error::limit_exceeded(
+                &self.scheme,
+                "wrapped keys for one key provider in a layer",
+                MAX_UNWRAP_CALLS,
+            )]);
+        }
+        let mut errors = Vec::new();
+        for blob in blobs {
+            match self.unwrap_key(dc, blob) {
+                Ok(json) => return Ok(json),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(errors)
     }
 
     /// Whether `dc` selects this provider (`provider:<name>` as a decryption key). Go

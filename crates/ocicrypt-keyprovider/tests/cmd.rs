@@ -319,3 +319,28 @@ fn from_env() {
         );
     }
 }
+
+/// Issue 11, M5: a layer with more wrapped keys for one provider than MAX_UNWRAP_CALLS is
+/// refused before the provider is called at all; up to the cap, each blob is one call.
+#[test]
+fn a_layer_cannot_make_the_provider_run_a_thousand_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls");
+    // Counts its calls, answers "no".
+    let w = sh(
+        &format!("echo x >> {}; exit 1", log.display()),
+        Options::default(),
+    );
+    let (_, dc) = configs();
+    let blobs = vec![b"blob".to_vec(); ocicrypt_keyprovider::MAX_UNWRAP_CALLS + 1];
+    let errors = w.unwrap_first(&dc, &blobs).unwrap_err();
+    assert!(
+        matches!(errors.as_slice(), [Error::LimitExceeded { .. }]),
+        "{errors:?}"
+    );
+    assert!(!log.exists(), "the provider was not called");
+    let blobs = vec![b"blob".to_vec(); 3];
+    let errors = w.unwrap_first(&dc, &blobs).unwrap_err();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+}

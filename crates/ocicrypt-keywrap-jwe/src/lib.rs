@@ -64,7 +64,7 @@ impl KeyWrapper for JweKeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        unwrap(&mut Keys::new(&dc.private_keys), blob)
+        unwrap(&mut Keys::new(&dc.private_keys), blob, &mut 0)
     }
 
     /// Each key file is parsed (and, if encrypted, its password derived) once for all the
@@ -76,8 +76,9 @@ impl KeyWrapper for JweKeyWrapper {
     ) -> Result<SecretBytes, Vec<Error>> {
         let mut keys = Keys::new(&dc.private_keys);
         let mut errors = Vec::new();
+        let mut attempts = 0;
         for blob in blobs {
-            match unwrap(&mut keys, blob) {
+            match unwrap(&mut keys, blob, &mut attempts) {
                 Ok(json) => return Ok(json),
                 Err(e) => {
                     let stop = e.is_password_error() || matches!(e, Error::LimitExceeded { .. });
@@ -242,7 +243,12 @@ impl<'a> Keys<'a> {
     }
 }
 
-fn unwrap(keys_: &mut Keys<'_>, blob: &[u8]) -> Result<SecretBytes, Error> {
+/// How many (key, recipient) pairs one layer's wrapped keys of this scheme may make us try:
+/// each costs a private-key operation, and [`MAX_RECIPIENTS`] recipients in each of up to a
+/// thousand blobs could otherwise ask for a million. A real layer asks for a handful.
+pub const MAX_UNWRAP_ATTEMPTS: usize = 4096;
+
+fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<SecretBytes, Error> {
     let key_files = keys_.files;
     let jwe = serialization::parse(blob)?;
     let mut causes = Vec::new();
@@ -288,6 +294,14 @@ fn unwrap(keys_: &mut Keys<'_>, blob: &[u8]) -> Result<SecretBytes, Error> {
                 continue;
             }
             tried = true;
+            *attempts += 1;
+            if *attempts > MAX_UNWRAP_ATTEMPTS {
+                return Err(Error::limit_exceeded(
+                    SCHEME,
+                    "key and recipient pairs tried for one layer",
+                    MAX_UNWRAP_ATTEMPTS,
+                ));
+            }
             match open(&jwe, *alg, *recipient, key) {
                 Ok(mut plaintext) => return Ok(SecretBytes::new(std::mem::take(&mut *plaintext))),
                 Err(f) => causes.push(format!(

@@ -1058,8 +1058,9 @@ fn each_key_is_parsed_once_for_all_blobs() {
     let files = vec![file_pw(&locked, "pw")];
     let mut keys = Keys::new(&files);
     let mut opened = None;
+    let mut attempts = 0;
     for blob in &blobs {
-        if let Ok(json) = unwrap(&mut keys, blob) {
+        if let Ok(json) = unwrap(&mut keys, blob, &mut attempts) {
             opened = Some(json);
         }
     }
@@ -1072,4 +1073,27 @@ fn each_key_is_parsed_once_for_all_blobs() {
     let errors = W.unwrap_first(&dc, &blobs).unwrap_err();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].is_password_error(), "{}", errors[0]);
+}
+
+/// Issue 11: one layer cannot make us try more than MAX_UNWRAP_ATTEMPTS key operations.
+#[test]
+fn a_layer_cannot_ask_for_a_million_key_operations() {
+    let (_, public, private) = rsa_pair(2048);
+    let (_, other_public, _) = rsa_pair(2048);
+    // 64 recipients (all someone else's, all RSA) per blob, 65 blobs: 4160 > 4096 attempts.
+    let pubs: Vec<&[u8]> = vec![other_public.as_slice(); 64];
+    let blob = wrap_for(&pubs);
+    let mut blobs = vec![blob; 65];
+    blobs.push(wrap_for(&[&public]));
+    let dc = dc_cfg(vec![file(&private)]);
+    let errors = W.unwrap_first(&dc, &blobs).unwrap_err();
+    assert!(
+        matches!(errors.last(), Some(Error::LimitExceeded { limit, .. }) if *limit == MAX_UNWRAP_ATTEMPTS),
+        "{:?}",
+        errors.last()
+    );
+    // Under the budget, the last blob still opens.
+    let mut few = vec![wrap_for(&pubs); 3];
+    few.push(wrap_for(&[&public]));
+    assert_eq!(W.unwrap_first(&dc, &few).unwrap().expose(), OPTS);
 }
