@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ctd;
 mod image;
 mod keys;
 mod layer;
@@ -58,6 +59,15 @@ fn context() -> anyhow::Result<ocicrypt::Ocicrypt> {
     Ok(ocicrypt::Ocicrypt::new(registry)?)
 }
 
+/// An error and its causes on one line: the chain joined with ": ", lists of causes with
+/// "; ".
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .replace(":\n- ", ": ")
+        .replace("\n- ", "; ")
+        .replace('\n', " ")
+}
+
 /// Runs the command line `args` (the first is the program name) and returns an error
 /// instead of exiting. Used by `main` and by in-process tests.
 ///
@@ -100,12 +110,7 @@ where
                     _ => ExitCode::from(2),
                 };
             }
-            // One line: the context chain joined with ": ", lists of causes with "; ".
-            let msg = format!("{e:#}")
-                .replace(":\n- ", ": ")
-                .replace("\n- ", "; ")
-                .replace('\n', " ");
-            eprintln!("ocicrypt: error: {msg}");
+            eprintln!("ocicrypt: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
