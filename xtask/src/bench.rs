@@ -74,6 +74,15 @@ impl Options {
     }
 }
 
+/// `google.protobuf.Any`, for the payload containerd gives `ctd-decoder`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
 /// A scratch directory removed when dropped.
 struct Scratch(PathBuf);
 
@@ -167,6 +176,34 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         let mut c = copy_command(c, no_fsync);
         rows.push((name.to_owned(), best_of(dir, &mut c, &[out])?));
     }
+    // ctd-decoder as containerd runs it: the layer on stdin, the payload on fd 3, the
+    // decrypted layer on stdout (into a file here, as `layer decrypt` writes one).
+    let decoder = target.join("release").join("ctd-decoder");
+    let payload = dir.join("payload");
+    let keys = dir.join("keys");
+    fs::create_dir_all(&keys)?;
+    fs::copy(&key, keys.join("key.pem"))?;
+    let desc: serde_json::Value = serde_json::from_slice(&fs::read(&enc_desc)?)?;
+    let value = serde_json::json!({"DecryptConfig": {"Parameters": null}, "Descriptor": desc});
+    fs::write(
+        &payload,
+        prost::Message::encode_to_vec(&Any {
+            type_url: "io.containerd.ocicrypt.v1.Payload".to_owned(),
+            value: value.to_string().into_bytes(),
+        }),
+    )?;
+    let mut ctd = Command::new("sh");
+    ctd.arg("-c")
+        .arg(r#"exec "$0" --decryption-keys-path "$1" 3< "$2" < "$3" > "$4""#)
+        .arg(&decoder)
+        .arg(&keys)
+        .arg(&payload)
+        .arg(&enc)
+        .arg(&dec);
+    rows.push((
+        "ctd-decoder (stdin to stdout)".to_owned(),
+        best_of(dir, &mut ctd, &[&dec])?,
+    ));
     let cp_rate = rate(bytes, rows.first().map_or(Duration::MAX, |r| r.1.time));
     println!(
         "\nfile to file, {} MiB, page cache warm, best of {RUNS}:",

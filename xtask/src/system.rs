@@ -20,7 +20,8 @@ enum Check {
 /// Everything we need from Debian: (how to check, package that provides it).
 ///
 /// skopeo, openssl and gpg are the interop tests' third-party tools, softhsm2 the PKCS#11
-/// tests' token, libclang what sequoia's OpenSSL backend runs bindgen with.
+/// tests' token, libclang what sequoia's OpenSSL backend runs bindgen with, containerd and
+/// docker-registry what `ctd-decoder` is proven in.
 const SYSTEM_TOOLS: &[(Check, &str)] = &[
     (Check::Command("skopeo"), "skopeo"),
     (Check::Command("openssl"), "openssl"),
@@ -31,6 +32,9 @@ const SYSTEM_TOOLS: &[(Check, &str)] = &[
     (Check::LibClang, "libclang-dev"),
     // /usr/bin/time -v: peak RSS in `cargo xtask bench`.
     (Check::Command("time"), "time"),
+    // ctd-decoder's end-to-end test: a real containerd pulling from a real registry.
+    (Check::Command("containerd"), "containerd"),
+    (Check::Command("docker-registry"), "docker-registry"),
 ];
 
 impl Check {

@@ -216,3 +216,42 @@ fn failures_are_one_line_and_exit_1() {
     );
     assert!(l.plain.starts_with(&out.stdout));
 }
+
+/// The payload a real containerd sent (tests/vectors/containerd, with its capture script).
+#[test]
+fn decodes_the_payload_containerd_sends() {
+    let bytes = fs::read(data("tests/vectors/containerd/payload-jwe.bin")).unwrap();
+    let (desc, dc) = ocicrypt_cli::ctd::decode_payload(&bytes).unwrap();
+    assert_eq!(
+        desc.media_type().to_string(),
+        "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"
+    );
+    assert_eq!(
+        desc.digest().to_string(),
+        "sha256:875269a8c9b249130c60e431e95dcaa5f81102f9e5f60a3cd1e39b7c8a8e52b3"
+    );
+    assert_eq!(desc.size(), 212);
+    assert!(
+        dc.private_keys.is_empty() && dc.key_providers.is_empty(),
+        "Parameters: null"
+    );
+    // Its wrapped key opens with the key it was made for, and with no other.
+    let mut dc = ocicrypt::DecryptConfig::default();
+    ocicrypt::helpers::add_key(
+        &mut dc,
+        &data("tests/vectors/skopeo/keys/rsa2048-private.pem"),
+    )
+    .unwrap();
+    let ctx = ocicrypt::Ocicrypt::default();
+    assert!(ctx.unwrap_options(&dc, &desc).is_ok());
+    let mut other = ocicrypt::DecryptConfig::default();
+    ocicrypt::helpers::add_key(&mut other, &data(PRIV)).unwrap();
+    assert!(ctx.unwrap_options(&other, &desc).is_err());
+    // Truncated, it is an error, not a panic.
+    for n in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            ocicrypt_cli::ctd::decode_payload(&bytes[..n]).is_err(),
+            "{n}"
+        );
+    }
+}
