@@ -196,15 +196,7 @@ where
 {
     let args = match Args::try_parse_from(args) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    ExitCode::SUCCESS
-                }
-                _ => ExitCode::from(2),
-            };
-        }
+        Err(e) => return crate::usage_exit(&e),
     };
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -59,6 +59,18 @@ fn context() -> anyhow::Result<ocicrypt::Ocicrypt> {
     Ok(ocicrypt::Ocicrypt::new(registry)?)
 }
 
+/// Prints a clap error (usage, or --help / --version) and gives its exit status: 0 for
+/// help and version, 2 for a usage error.
+fn usage_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(2),
+    }
+}
+
 /// An error and its causes on one line: the chain joined with ": ", lists of causes with
 /// "; ".
 fn one_line(e: &anyhow::Error) -> String {
@@ -103,12 +115,7 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(clap_err) = e.downcast_ref::<clap::Error>() {
-                let _ = clap_err.print();
-                return match clap_err.kind() {
-                    clap::error::ErrorKind::DisplayHelp
-                    | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                    _ => ExitCode::from(2),
-                };
+                return usage_exit(clap_err);
             }
             eprintln!("ocicrypt: error: {}", one_line(&e));
             ExitCode::FAILURE

@@ -11,9 +11,9 @@ use oci_spec::image::{Descriptor, MediaType};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted};
 
 use crate::fsx::Staged;
-use crate::options::Progress;
+use crate::options::{Counting, Progress};
 use crate::pipe::{Input, Output};
-use crate::transport::sha256_digest;
+use crate::transport::{check_digest, check_size, sha256_digest};
 use crate::{Error, Options, Result};
 
 /// The plain layer to encrypt: described by its descriptor (whose digest and size are
@@ -36,40 +36,11 @@ fn open(path: &Path) -> Result<(File, u64)> {
     Ok((f, len))
 }
 
-fn check_size(desc: &Descriptor, len: u64) -> Result<()> {
-    if desc.size() == len {
-        Ok(())
-    } else {
-        Err(Error::SizeMismatch {
-            digest: desc.digest().to_string(),
-            actual: len,
-            expected: desc.size(),
-        })
-    }
-}
-
 /// Removes what killed runs left beside `output` (see [`crate::remove_stale`]).
 fn tidy(output: &Path) {
     match output.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => crate::remove_stale(dir),
         _ => crate::remove_stale(Path::new(".")),
-    }
-}
-
-/// Reports reads as progress of layer 0.
-struct Counting<R> {
-    inner: R,
-    options: Options,
-}
-
-impl<R: std::io::Read> std::io::Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.options.report(Progress::LayerRead {
-            id: 0,
-            bytes: n as u64,
-        });
-        Ok(n)
     }
 }
 
@@ -85,6 +56,7 @@ fn input(path: &Path, hash: bool, start: bool, options: &Options) -> Result<(Inp
     }
     let counting = Counting {
         inner: file,
+        id: 0,
         options: options.clone(),
     };
     let input = Input::open(counting, hash, true)
@@ -130,16 +102,9 @@ pub fn encrypt_file(
                     (staged, enc.finalize_descriptor(digest, written.len)?)
                 }
                 Encrypted::RecipientsAdded(ann) => {
-                    let (r, _) = self::input(input_path, true, false, options)?;
-                    let mut r = r;
+                    let (mut r, _) = self::input(input_path, true, false, options)?;
                     out.copy_from(&mut r).map_err(write_err())?;
-                    let digest = r.finish().map_err(write_err())?.digest.unwrap_or_default();
-                    if digest != base.digest().as_ref() {
-                        return Err(Error::DigestMismatch {
-                            expected: base.digest().to_string(),
-                            actual: digest,
-                        });
-                    }
+                    check_digest(base, r.finish().map_err(write_err())?.digest)?;
                     let (staged, _) = out.finish().map_err(write_err())?;
                     (staged, ocicrypt::descriptor::rewrapped(base, &ann))
                 }
@@ -177,9 +142,8 @@ pub fn decrypt_file(
 ) -> Result<Descriptor> {
     crate::digest::checked(desc.digest())?;
     tidy(output_path);
-    let (_, len) = open(input_path)?;
+    let (mut input, len) = input(input_path, true, true, options)?;
     check_size(desc, len)?;
-    let (mut input, _) = input(input_path, true, true, options)?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
     let mut out = Output::open(Staged::new(output_path)?, false, true).map_err(write_err())?;
     let plain = {
@@ -191,17 +155,7 @@ pub fn decrypt_file(
         dec.descriptor()
     };
     options.report(Progress::LayerFinished { id: 0 });
-    let ct_digest = input
-        .finish()
-        .map_err(write_err())?
-        .digest
-        .unwrap_or_default();
-    if ct_digest != desc.digest().as_ref() {
-        return Err(Error::DigestMismatch {
-            expected: desc.digest().to_string(),
-            actual: ct_digest,
-        });
-    }
+    check_digest(desc, input.finish().map_err(write_err())?.digest)?;
     // The decrypting reader computed and checked the plaintext digest at the end of the
     // stream; it is the digest of exactly the bytes written.
     let plain = plain
@@ -227,9 +181,8 @@ pub fn rotate_file(
 ) -> Result<Descriptor> {
     crate::digest::checked(desc.digest())?;
     tidy(output_path);
-    let (_, len) = open(input_path)?;
+    let (mut input, len) = input(input_path, true, true, options)?;
     check_size(desc, len)?;
-    let (mut input, _) = input(input_path, true, true, options)?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
     let mut out = Output::open(Staged::new(output_path)?, true, true).map_err(write_err())?;
     let (staged, new) = {
@@ -243,17 +196,7 @@ pub fn rotate_file(
         (staged, enc.finalize_descriptor(digest, written.len)?)
     };
     options.report(Progress::LayerFinished { id: 0 });
-    let ct_digest = input
-        .finish()
-        .map_err(write_err())?
-        .digest
-        .unwrap_or_default();
-    if ct_digest != desc.digest().as_ref() {
-        return Err(Error::DigestMismatch {
-            expected: desc.digest().to_string(),
-            actual: ct_digest,
-        });
-    }
+    check_digest(desc, input.finish().map_err(write_err())?.digest)?;
     staged.commit()?;
     Ok(new)
 }

@@ -11,10 +11,11 @@ use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, LayerInfo};
 use serde::Serialize;
 
 use crate::graph::{Graph, Kind, Node, check_rewritable, kind};
-use crate::options::{PlatformSpec, Progress, platform_selected};
+use crate::options::{Counting, PlatformSpec, Progress, platform_selected};
 use crate::pipe::{Input, Output};
 use crate::transport::{
-    Destination, Source, copy_blob, link_or_copy, put_blob, put_verified, sha256_digest,
+    Destination, Source, check_digest, check_size, copy_blob, link_or_copy, put_blob, put_verified,
+    sha256_digest,
 };
 use crate::{Error, ImageRef, Options, Result};
 
@@ -393,26 +394,6 @@ impl std::fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
-/// Reports what passes as [`Progress::LayerRead`].
-struct Counting<R> {
-    inner: R,
-    id: usize,
-    options: Options,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.options.report(Progress::LayerRead {
-                id: self.id,
-                bytes: n as u64,
-            });
-        }
-        Ok(n)
-    }
-}
-
 impl Job<'_> {
     /// Collects the layers of the images under `desc` that the selection picks, each
     /// distinct one once. Each document is walked once, however often it is listed.
@@ -747,13 +728,7 @@ impl Job<'_> {
                     .inner
                     .finish()
                     .map_err(Error::io("cannot read the layer"))?;
-                if read.len != desc.size() {
-                    return Err(Error::SizeMismatch {
-                        digest: desc.digest().to_string(),
-                        actual: read.len,
-                        expected: desc.size(),
-                    });
-                }
+                check_size(desc, read.len)?;
                 let (blob, new) = new;
                 blob.commit(new.digest())?;
                 Ok(new)
@@ -778,13 +753,7 @@ impl Job<'_> {
                     .inner
                     .finish()
                     .map_err(Error::io("cannot read the layer"))?;
-                let ct_digest = ct.digest.unwrap_or_default();
-                if ct_digest != desc.digest().as_ref() {
-                    return Err(Error::DigestMismatch {
-                        expected: desc.digest().to_string(),
-                        actual: ct_digest,
-                    });
-                }
+                check_digest(desc, ct.digest)?;
                 let (blob, _) = out
                     .finish()
                     .map_err(Error::io("cannot write the decrypted blob"))?;

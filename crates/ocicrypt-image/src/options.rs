@@ -158,6 +158,26 @@ impl Options {
     }
 }
 
+/// Reports what passes through it as [`Progress::LayerRead`] of layer `id`.
+pub(crate) struct Counting<R> {
+    pub(crate) inner: R,
+    pub(crate) id: usize,
+    pub(crate) options: Options,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.options.report(Progress::LayerRead {
+                id: self.id,
+                bytes: n as u64,
+            });
+        }
+        Ok(n)
+    }
+}
+
 /// `OS/ARCH[/VARIANT]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PlatformSpec {

@@ -119,7 +119,8 @@ pub trait BlobWriter: Write + Send {
     fn commit(self: Box<Self>, digest: &Digest) -> Result<()>;
 }
 
-fn check_size(desc: &Descriptor, actual: u64) -> Result<()> {
+/// Fails unless `actual` is `desc`'s size.
+pub(crate) fn check_size(desc: &Descriptor, actual: u64) -> Result<()> {
     if actual == desc.size() {
         Ok(())
     } else {
@@ -127,6 +128,19 @@ fn check_size(desc: &Descriptor, actual: u64) -> Result<()> {
             digest: desc.digest().to_string(),
             actual,
             expected: desc.size(),
+        })
+    }
+}
+
+/// Fails unless `actual` (what a hashing pipe computed from the blob read) is `desc`'s digest.
+pub(crate) fn check_digest(desc: &Descriptor, actual: Option<String>) -> Result<()> {
+    let actual = actual.unwrap_or_default();
+    if actual == desc.digest().as_ref() {
+        Ok(())
+    } else {
+        Err(Error::DigestMismatch {
+            expected: desc.digest().to_string(),
+            actual,
         })
     }
 }

@@ -261,14 +261,7 @@ impl KeyWrapper for KeyProviderKeyWrapper {
                 MAX_UNWRAP_CALLS,
             )]);
         }
-        let mut errors = Vec::new();
-        for blob in blobs {
-            match self.unwrap_key(dc, blob) {
-                Ok(json) => return Ok(json),
-                Err(e) => errors.push(e),
-            }
-        }
-        Err(errors)
+        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| self.unwrap_key(dc, blob))
     }
 
     /// Whether `dc` selects this provider (`provider:<name>` as a decryption key). Go

@@ -75,21 +75,8 @@ impl KeyWrapper for JweKeyWrapper {
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
         let mut keys = Keys::new(&dc.private_keys);
-        let mut errors = Vec::new();
         let mut attempts = 0;
-        for blob in blobs {
-            match unwrap(&mut keys, blob, &mut attempts) {
-                Ok(json) => return Ok(json),
-                Err(e) => {
-                    let stop = e.is_password_error() || matches!(e, Error::LimitExceeded { .. });
-                    errors.push(e);
-                    if stop {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(errors)
+        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| unwrap(&mut keys, blob, &mut attempts))
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

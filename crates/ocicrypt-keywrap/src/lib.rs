@@ -16,6 +16,33 @@ pub use error::{BoxError, Error, Failure};
 pub use ocicrypt_spec::secret::SecretBytes;
 pub use secrecy;
 
+/// Tries `unwrap` on each of `blobs` in turn: the first success, or every error, stopping
+/// early after a password error or a limit ([`Error::is_password_error`],
+/// [`Error::LimitExceeded`]). The loop behind [`KeyWrapper::unwrap_first`], for schemes that
+/// override it to keep state (unlocked keys, a budget) across the blobs.
+///
+/// # Errors
+/// One error per blob tried, in order, when none opened.
+pub fn unwrap_in_turn(
+    blobs: &[Vec<u8>],
+    mut unwrap: impl FnMut(&[u8]) -> Result<SecretBytes, Error>,
+) -> Result<SecretBytes, Vec<Error>> {
+    let mut errors = Vec::new();
+    for blob in blobs {
+        match unwrap(blob) {
+            Ok(json) => return Ok(json),
+            Err(e) => {
+                let stop = e.is_password_error() || matches!(e, Error::LimitExceeded { .. });
+                errors.push(e);
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    Err(errors)
+}
+
 /// One key-wrap scheme (`jwe`, `pkcs7`, `pgp`, `pkcs11`, `provider.<name>`).
 ///
 /// A wrapper turns the serialized private options of a layer into one opaque blob for all
@@ -62,20 +89,7 @@ pub trait KeyWrapper: Send + Sync + fmt::Debug {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut errors = Vec::new();
-        for blob in blobs {
-            match self.unwrap_key(dc, blob) {
-                Ok(json) => return Ok(json),
-                Err(e) => {
-                    let stop = e.is_password_error() || matches!(e, Error::LimitExceeded { .. });
-                    errors.push(e);
-                    if stop {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(errors)
+        unwrap_in_turn(blobs, |blob| self.unwrap_key(dc, blob))
     }
 
     /// Whether `dc` holds any key this scheme could try (Go's `!NoPossibleKeys`).
