@@ -10,8 +10,10 @@
     clippy::panic
 )]
 
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -223,5 +225,171 @@ impl Gpg {
 impl Default for Gpg {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A free TCP port on loopback (free when asked; a daemon binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process killed when dropped.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to a minute for `ok`; panics naming `what` after that.
+pub fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Debian's `docker-registry` (CNCF distribution 2.8) on a free loopback port, with its
+/// storage in a directory of its own; stopped when dropped.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// With TLS: the directory holding the CA certificate (`ca.crt`) that signed its
+    /// certificate, as `--cert-dir` takes it.
+    pub ca_dir: Option<PathBuf>,
+    _daemon: Daemon,
+}
+
+/// The user and password of [`Registry::tls_with_auth`].
+pub const REGISTRY_USER: (&str, &str) = ("tester", "s3cret-registry-pass");
+
+impl Registry {
+    /// Plain HTTP, no authentication.
+    pub fn plain(dir: &Path) -> Self {
+        Self::start(dir, "")
+    }
+
+    /// HTTPS with a certificate for `127.0.0.1` and `localhost` from a CA made here with
+    /// `openssl`, and htpasswd basic authentication (a bcrypt hash made by `htpasswd`) of
+    /// [`REGISTRY_USER`].
+    pub fn tls_with_auth(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_dir = dir.join("ca");
+        std::fs::create_dir_all(&ca_dir).unwrap();
+        let p = |n: &str| dir.join(n).display().to_string();
+        let ca_crt = ca_dir.join("ca.crt").display().to_string();
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ocicrypt test CA",
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &ca_crt,
+            ],
+        );
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                &p("server.key"),
+                "-out",
+                &p("server.csr"),
+            ],
+        );
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        tool(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &p("server.csr"),
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &p("ca.key"),
+                "-CAcreateserial",
+                "-extfile",
+                &p("san.ext"),
+                "-out",
+                &p("server.crt"),
+            ],
+        );
+        let htpasswd = tool("htpasswd", &["-Bbn", REGISTRY_USER.0, REGISTRY_USER.1]);
+        std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+        let extra = format!(
+            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            p("server.crt"),
+            p("server.key"),
+            p("htpasswd")
+        );
+        let mut r = Self::start(dir, &extra);
+        r.ca_dir = Some(ca_dir);
+        r
+    }
+
+    fn start(dir: &Path, extra: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+                dir.join("storage").display()
+            ),
+        )
+        .unwrap();
+        let daemon = Daemon(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker-registry is installed (apt-get install docker-registry)"),
+        );
+        wait_until("the registry", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self {
+            host: format!("127.0.0.1:{port}"),
+            ca_dir: None,
+            _daemon: daemon,
+        }
+    }
+
+    /// `docker://HOST/<name>`.
+    pub fn image(&self, name: &str) -> String {
+        format!("docker://{}/{name}", self.host)
     }
 }

@@ -20,12 +20,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use ocicrypt_tests::{Gpg, ocicrypt, path, root, tool};
+use ocicrypt_tests::{Daemon, Gpg, Registry, ocicrypt, path, root, tool, wait_until};
 use serde_json::json;
 
 /// CRI `runtime.v1.ImageSpec`.
@@ -84,32 +82,6 @@ fn pull(socket: &Path, image: &str) -> Result<String, String> {
             .map(|r| r.into_inner().image_ref)
             .map_err(|s| s.message().to_owned())
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A process killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_until(what: &str, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Builds a binary of the workspace with the cargo that runs the tests; its path.
@@ -285,29 +257,8 @@ fn containerd_pulls_and_unpacks_encrypted_images_through_our_decoder() {
     );
 
     // The registry.
-    let port = free_port();
-    let registry_root = t.join("registry");
-    let registry_config = t.join("registry.yml");
-    fs::write(
-        &registry_config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            registry_root.display()
-        ),
-    )
-    .unwrap();
-    let _registry = Daemon(
-        Command::new("docker-registry")
-            .args(["serve", s(&registry_config)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry is installed (apt-get install docker-registry)"),
-    );
-    wait_until("the registry", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let host = format!("localhost:{port}");
+    let registry = Registry::plain(&t.join("registry"));
+    let host = registry.host.replace("127.0.0.1", "localhost");
 
     // The images: (name, how it is encrypted, pulls?).
     let mut cases: Vec<(&str, Vec<String>, bool)> = vec![

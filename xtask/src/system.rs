@@ -35,6 +35,8 @@ const SYSTEM_TOOLS: &[(Check, &str)] = &[
     // ctd-decoder's end-to-end test: a real containerd pulling from a real registry.
     (Check::Command("containerd"), "containerd"),
     (Check::Command("docker-registry"), "docker-registry"),
+    // The registry tests' htpasswd file (bcrypt hashes, as docker-registry wants).
+    (Check::Command("htpasswd"), "apache2-utils"),
 ];
 
 impl Check {

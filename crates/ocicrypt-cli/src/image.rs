@@ -1,4 +1,4 @@
-//! `ocicrypt image ...`: whole OCI image layouts, as skopeo rewrites them.
+//! `ocicrypt image ...`: whole images, in OCI layouts or registries, as skopeo rewrites them.
 
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
@@ -8,9 +8,9 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use ocicrypt_image::{ImageRef, Options};
 
-use crate::{keys, layer, progress};
+use crate::{keys, layer, progress, registry};
 
-/// Commands on whole OCI image layouts.
+/// Commands on whole images (OCI layouts and registries).
 #[derive(Debug, Subcommand)]
 pub(crate) enum ImageCommand {
     /// Encrypt an image's layers into a new (or existing) layout.
@@ -34,9 +34,12 @@ pub(crate) struct RewrapArgs {
     rotate: bool,
     #[command(flatten)]
     select: Selection,
-    /// Source image, oci:PATH[:TAG].
+    #[command(flatten)]
+    registry: registry::CopyRegistryArgs,
+    /// Source image, oci:PATH[:TAG] or docker://HOST[:PORT]/REPO[:TAG|@DIGEST].
     src: String,
-    /// Destination image, oci:PATH[:TAG] (the same layout with another tag copies nothing).
+    /// Destination image, oci:PATH[:TAG] (the same layout with another tag copies nothing)
+    /// or docker://HOST[:PORT]/REPO[:TAG].
     dst: String,
 }
 
@@ -46,9 +49,12 @@ pub(crate) struct EncryptArgs {
     recipients: keys::RecipientArgs,
     #[command(flatten)]
     select: Selection,
-    /// Source image, oci:PATH[:TAG] (tag defaults to latest).
+    #[command(flatten)]
+    registry: registry::CopyRegistryArgs,
+    /// Source image, oci:PATH[:TAG] (tag defaults to latest) or
+    /// docker://HOST[:PORT]/REPO[:TAG|@DIGEST].
     src: String,
-    /// Destination image, oci:PATH[:TAG].
+    /// Destination image, oci:PATH[:TAG] or docker://HOST[:PORT]/REPO[:TAG].
     dst: String,
 }
 
@@ -58,9 +64,11 @@ pub(crate) struct DecryptArgs {
     keys: keys::KeyArgs,
     #[command(flatten)]
     select: Selection,
-    /// Source image, oci:PATH[:TAG].
+    #[command(flatten)]
+    registry: registry::CopyRegistryArgs,
+    /// Source image, oci:PATH[:TAG] or docker://HOST[:PORT]/REPO[:TAG|@DIGEST].
     src: String,
-    /// Destination image, oci:PATH[:TAG].
+    /// Destination image, oci:PATH[:TAG] or docker://HOST[:PORT]/REPO[:TAG].
     dst: String,
 }
 
@@ -73,7 +81,9 @@ pub(crate) struct InspectArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// Image, oci:PATH[:TAG].
+    #[command(flatten)]
+    registry: registry::InspectRegistryArgs,
+    /// Image, oci:PATH[:TAG] or docker://HOST[:PORT]/REPO[:TAG|@DIGEST].
     src: String,
 }
 
@@ -99,8 +109,11 @@ fn default_jobs() -> NonZeroUsize {
 }
 
 impl Selection {
-    fn options(&self) -> Result<Options> {
+    fn options(&self, registry: &registry::CopyRegistryArgs) -> Result<Options> {
+        let (src, dst) = registry.options()?;
         Ok(Options::default()
+            .source_registry(src)
+            .destination_registry(dst)
             .layers(self.layers.iter().copied())
             .platforms(&self.platforms)
             .jobs(self.jobs.get())
@@ -114,19 +127,19 @@ pub(crate) fn run(cmd: ImageCommand) -> Result<()> {
         ImageCommand::Encrypt(a) => {
             let ec = a.recipients.config()?;
             let (src, dst) = (a.src.parse::<ImageRef>()?, a.dst.parse::<ImageRef>()?);
-            let report = ocicrypt_image::encrypt(&src, &dst, &ec, &a.select.options()?)?;
+            let report = ocicrypt_image::encrypt(&src, &dst, &ec, &a.select.options(&a.registry)?)?;
             ("encrypted", src, dst, report)
         }
         ImageCommand::Decrypt(a) => {
             let dc = a.keys.config()?;
             let (src, dst) = (a.src.parse::<ImageRef>()?, a.dst.parse::<ImageRef>()?);
-            let report = ocicrypt_image::decrypt(&src, &dst, &dc, &a.select.options()?)?;
+            let report = ocicrypt_image::decrypt(&src, &dst, &dc, &a.select.options(&a.registry)?)?;
             ("decrypted", src, dst, report)
         }
         ImageCommand::Rewrap(a) => {
             let ec = a.keys.config()?;
             let (src, dst) = (a.src.parse::<ImageRef>()?, a.dst.parse::<ImageRef>()?);
-            let options = a.select.options()?;
+            let options = a.select.options(&a.registry)?;
             let (verb, report) = if a.rotate {
                 (
                     "rotated",
@@ -152,7 +165,9 @@ pub(crate) fn run(cmd: ImageCommand) -> Result<()> {
 
 fn inspect(a: &InspectArgs) -> Result<()> {
     let src: ImageRef = a.src.parse()?;
-    let options = Options::default().ocicrypt(crate::context()?);
+    let options = Options::default()
+        .source_registry(a.registry.options()?)
+        .ocicrypt(crate::context()?);
     let info = if a.keys.is_empty() {
         ocicrypt_image::inspect_with(&src, &options)?
     } else {

@@ -7,6 +7,7 @@ mod image;
 mod keys;
 mod layer;
 mod progress;
+mod registry;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -120,5 +121,17 @@ where
             eprintln!("ocicrypt: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap's own consistency checks (unique names and groups, valid defaults) over every
+    /// subcommand; otherwise they run only when a command is parsed.
+    #[test]
+    fn command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

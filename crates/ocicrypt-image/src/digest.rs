@@ -43,6 +43,13 @@ impl Tally {
     }
 }
 
+/// `sha256:<hex>` of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> String {
+    let mut t = Tally::new(true);
+    t.add(bytes);
+    t.finish().digest.unwrap_or_default()
+}
+
 /// Passes bytes through and counts them, hashing them with SHA-256 unless made with
 /// `hash` off.
 pub(crate) struct Hashing<T> {
@@ -51,21 +58,11 @@ pub(crate) struct Hashing<T> {
 }
 
 impl<T> Hashing<T> {
-    pub(crate) fn new(inner: T) -> Self {
-        Self::with(inner, true)
-    }
-
     pub(crate) fn with(inner: T, hash: bool) -> Self {
         Self {
             inner,
             tally: Tally::new(hash),
         }
-    }
-
-    /// `sha256:<hex>` of the bytes so far (empty if not hashing), and their count.
-    pub(crate) fn finish(self) -> (String, u64, T) {
-        let (summary, inner) = self.into_summary();
-        (summary.digest.unwrap_or_default(), summary.len, inner)
     }
 
     /// What passed, and the inner reader or writer.
@@ -157,15 +154,14 @@ mod tests {
 
     #[test]
     fn hashes_what_passes() {
-        let mut r = Hashing::new(&b"abc"[..]);
+        let mut r = Hashing::with(&b"abc"[..], true);
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
-        let (d, n, _) = r.finish();
-        assert_eq!(n, 3);
+        let (summary, _) = r.into_summary();
+        assert_eq!(summary.len, 3);
         // sha256("abc"), FIPS 180-2 appendix B.1.
-        assert_eq!(
-            d,
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(summary.digest.as_deref(), Some(abc));
+        assert_eq!(sha256(b"abc"), abc);
     }
 }

@@ -191,6 +191,56 @@ pub enum Error {
     /// A reference is not `oci:PATH[:TAG]`.
     #[error(transparent)]
     Reference(#[from] crate::ParseRefError),
+    /// The registry refused the credentials (401 or 403), or wanted some and had none.
+    #[error("authentication failed for {host}")]
+    RegistryAuth {
+        /// The registry.
+        host: String,
+    },
+    /// The registry's TLS certificate does not chain to a trusted CA.
+    #[error(
+        "the TLS certificate of {host} is not trusted: put its CA certificate (a *.crt file) in {dirs}, or name a certificate directory"
+    )]
+    UntrustedCertificate {
+        /// The registry.
+        host: String,
+        /// Where CA certificates for it were looked for.
+        dirs: String,
+    },
+    /// The registry does not answer HTTPS, and plain HTTP was not allowed.
+    #[error(
+        "{host} does not speak HTTPS; plain HTTP is refused unless TLS verification is turned off for it (tls-verify=false)"
+    )]
+    PlainHttp {
+        /// The registry.
+        host: String,
+    },
+    /// The registry has no such image.
+    #[error("manifest unknown: {reference}")]
+    ManifestUnknown {
+        /// The reference asked for.
+        reference: String,
+    },
+    /// A registry request failed.
+    #[error("{what} ({host})")]
+    Registry {
+        /// The registry.
+        host: String,
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A registry setting is wrong: an auth file, a certificate directory, a reference.
+    #[error("{what}")]
+    RegistryConfig {
+        /// What is wrong.
+        what: String,
+    },
+    /// A `docker://` reference, in a build without the `registry` feature.
+    #[error("this build has no registry support (the ocicrypt-image feature `registry`)")]
+    RegistryUnsupported,
     /// A bug: what should not happen, did.
     #[error("internal error: {0}")]
     Internal(String),

@@ -14,7 +14,7 @@ use crate::graph::{Graph, Kind, Node, check_rewritable, kind};
 use crate::options::{Counting, PlatformSpec, Progress, platform_selected};
 use crate::pipe::{Input, Output};
 use crate::transport::{
-    Destination, Source, check_digest, check_size, copy_blob, link_or_copy, put_blob, put_verified,
+    Destination, Source, check_digest, check_size, copy_blob, link_or_copy, put_new_document,
     sha256_digest,
 };
 use crate::{Error, ImageRef, Options, Result};
@@ -77,18 +77,38 @@ pub struct LayerEntry {
 }
 
 /// The transport of a reference: where to read from.
-fn open_source(r: &ImageRef) -> Result<Box<dyn Source>> {
+fn open_source(r: &ImageRef, options: &Options) -> Result<Box<dyn Source>> {
     match r {
         ImageRef::Oci { path, tag } => Ok(Box::new(crate::layout::LayoutSource::open(path, tag)?)),
+        #[cfg(feature = "registry")]
+        ImageRef::Docker(r) => Ok(Box::new(crate::registry::RegistrySource::open(
+            r,
+            &options.source_registry,
+        )?)),
+        #[cfg(not(feature = "registry"))]
+        ImageRef::Docker(_) => {
+            let _ = options;
+            Err(Error::RegistryUnsupported)
+        }
     }
 }
 
 /// The transport of a reference: where to write to.
-fn open_destination(r: &ImageRef) -> Result<Box<dyn Destination>> {
+fn open_destination(r: &ImageRef, options: &Options) -> Result<Box<dyn Destination>> {
     match r {
         ImageRef::Oci { path, tag } => Ok(Box::new(crate::layout::LayoutDestination::create(
             path, tag,
         )?)),
+        #[cfg(feature = "registry")]
+        ImageRef::Docker(r) => Ok(Box::new(crate::registry::RegistryDestination::open(
+            r,
+            &options.destination_registry,
+        )?)),
+        #[cfg(not(feature = "registry"))]
+        ImageRef::Docker(_) => {
+            let _ = options;
+            Err(Error::RegistryUnsupported)
+        }
     }
 }
 
@@ -106,7 +126,7 @@ pub fn inspect(src: &ImageRef) -> Result<ImageInfo> {
 /// # Errors
 /// As [`inspect`].
 pub fn inspect_with(src: &ImageRef, options: &Options) -> Result<ImageInfo> {
-    let source = open_source(src)?;
+    let source = open_source(src, options)?;
     describe(source.as_ref(), &src.to_string(), options, None)
 }
 
@@ -118,7 +138,7 @@ pub fn inspect_with(src: &ImageRef, options: &Options) -> Result<ImageInfo> {
 /// As [`inspect`]. A key that does not open a layer is not an error: that layer gets
 /// `opens: false`.
 pub fn inspect_keys(src: &ImageRef, dc: &DecryptConfig, options: &Options) -> Result<ImageInfo> {
-    let source = open_source(src)?;
+    let source = open_source(src, options)?;
     describe(source.as_ref(), &src.to_string(), options, Some(dc))
 }
 
@@ -339,10 +359,10 @@ fn check_paths(src: &ImageRef, dst: &ImageRef) -> Result<()> {
 fn transform(src: &ImageRef, dst: &ImageRef, op: &Op<'_>, options: &Options) -> Result<Report> {
     let platforms = options.platform_filter()?;
     check_paths(src, dst)?;
-    let source = open_source(src)?;
+    let source = open_source(src, options)?;
     let root = source.root()?;
     let graph = Graph::load(source.as_ref(), root.get())?;
-    let destination = open_destination(dst)?;
+    let destination = open_destination(dst, options)?;
     let job = Job {
         src: source.as_ref(),
         dst: destination.as_ref(),
@@ -509,9 +529,10 @@ impl Job<'_> {
         };
         let mut out = desc.clone();
         if unchanged {
-            put_verified(self.dst, &doc.bytes, desc.digest())?;
+            self.dst
+                .put_document(&doc.bytes, desc.digest(), desc.media_type())?;
         } else {
-            out.set_digest(put_blob(self.dst, &bytes)?);
+            out.set_digest(put_new_document(self.dst, &bytes, desc.media_type())?);
             out.set_size(bytes.len() as u64);
         }
         memo.insert(key, out.clone());
@@ -541,7 +562,8 @@ impl Job<'_> {
                 }
             }
         }
-        put_verified(self.dst, &doc.bytes, desc.digest())
+        self.dst
+            .put_document(&doc.bytes, desc.digest(), desc.media_type())
     }
 
     /// Processes the layers on up to `jobs` threads, each blob committed as it is

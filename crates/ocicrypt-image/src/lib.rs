@@ -14,6 +14,7 @@ pub mod lossless;
 mod options;
 mod pipe;
 mod reference;
+pub mod registry;
 pub mod transport;
 
 pub use error::{Error, Result};

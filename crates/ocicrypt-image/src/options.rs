@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use oci_spec::image::Platform;
 
+use crate::registry::RegistryOptions;
 use crate::{Error, Result};
 
 /// Progress of an image operation, as reported to [`Options::progress`].
@@ -53,6 +54,8 @@ pub struct Options {
     pub(crate) jobs: NonZeroUsize,
     pub(crate) progress: Option<ProgressFn>,
     pub(crate) ocicrypt: ocicrypt::Ocicrypt,
+    pub(crate) source_registry: RegistryOptions,
+    pub(crate) destination_registry: RegistryOptions,
 }
 
 impl Default for Options {
@@ -65,6 +68,8 @@ impl Default for Options {
             jobs: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             progress: None,
             ocicrypt: ocicrypt::Ocicrypt::default(),
+            source_registry: RegistryOptions::default(),
+            destination_registry: RegistryOptions::default(),
         }
     }
 }
@@ -77,6 +82,8 @@ impl fmt::Debug for Options {
             .field("jobs", &self.jobs)
             .field("progress", &self.progress.is_some())
             .field("ocicrypt", &self.ocicrypt)
+            .field("source_registry", &self.source_registry)
+            .field("destination_registry", &self.destination_registry)
             .finish()
     }
 }
@@ -123,6 +130,22 @@ impl Options {
     #[must_use]
     pub fn ocicrypt(mut self, ocicrypt: ocicrypt::Ocicrypt) -> Self {
         self.ocicrypt = ocicrypt;
+        self
+    }
+
+    /// How to reach the source when it is a registry (and the image [`inspect`](crate::inspect)
+    /// reads). Default: [`RegistryOptions::default`].
+    #[must_use]
+    pub fn source_registry(mut self, registry: RegistryOptions) -> Self {
+        self.source_registry = registry;
+        self
+    }
+
+    /// How to reach the destination when it is a registry. Default:
+    /// [`RegistryOptions::default`].
+    #[must_use]
+    pub fn destination_registry(mut self, registry: RegistryOptions) -> Self {
+        self.destination_registry = registry;
         self
     }
 

@@ -4,10 +4,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// Where an image lives: today an OCI image layout, `oci:PATH[:TAG]` (as skopeo writes it;
-/// the tag defaults to `latest`). Registries (`docker://`) will be another variant; callers
-/// that parse references from strings and hand them to [`encrypt`](crate::encrypt),
-/// [`decrypt`](crate::decrypt) and [`inspect`](crate::inspect) need no change for that.
+use crate::registry::RegistryRef;
+
+/// Where an image lives: an OCI image layout, `oci:PATH[:TAG]` (as skopeo writes it; the tag
+/// defaults to `latest`), or an image in a registry,
+/// `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]` (see [`RegistryRef`]).
 ///
 /// ```
 /// use ocicrypt_image::ImageRef;
@@ -26,6 +27,8 @@ pub enum ImageRef {
         /// The tag (`org.opencontainers.image.ref.name`).
         tag: String,
     },
+    /// An image in a registry.
+    Docker(RegistryRef),
 }
 
 impl ImageRef {
@@ -45,6 +48,7 @@ impl ImageRef {
     pub fn layout_path(&self) -> Option<&Path> {
         match self {
             Self::Oci { path, .. } => Some(path),
+            Self::Docker(_) => None,
         }
     }
 }
@@ -54,7 +58,9 @@ impl ImageRef {
 #[non_exhaustive]
 pub enum ParseRefError {
     /// Not a transport we know.
-    #[error("{reference:?}: only OCI layouts are supported, written oci:PATH[:TAG]")]
+    #[error(
+        "{reference:?}: not an image reference; write oci:PATH[:TAG] or docker://HOST[:PORT]/REPO[:TAG|@DIGEST]"
+    )]
     UnknownTransport {
         /// The reference as given.
         reference: String,
@@ -64,6 +70,14 @@ pub enum ParseRefError {
     EmptyPath {
         /// The reference as given.
         reference: String,
+    },
+    /// A `docker://` reference that does not parse.
+    #[error("{reference:?} is not a valid registry reference: {reason}")]
+    InvalidRegistryRef {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The tag has characters or a length that tags may not have.
     #[error("{reference:?}: {tag:?} is not a valid tag")]
@@ -95,6 +109,9 @@ impl FromStr for ImageRef {
     type Err = ParseRefError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("docker:") {
+            return s.parse().map(Self::Docker);
+        }
         let Some(rest) = s.strip_prefix("oci:") else {
             return Err(ParseRefError::UnknownTransport {
                 reference: s.to_owned(),
@@ -121,6 +138,7 @@ impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Oci { path, tag } => write!(f, "oci:{}:{tag}", path.display()),
+            Self::Docker(r) => r.fmt(f),
         }
     }
 }
@@ -132,6 +150,7 @@ mod tests {
     fn oci(s: &str) -> (String, String) {
         match s.parse::<ImageRef>().unwrap() {
             ImageRef::Oci { path, tag } => (path.to_string_lossy().into_owned(), tag),
+            ImageRef::Docker(r) => panic!("{r} is not a layout"),
         }
     }
 
@@ -141,7 +160,15 @@ mod tests {
         assert_eq!(oci("oci:/tmp/a:b:v1.2"), ("/tmp/a:b".into(), "v1.2".into()));
         assert_eq!(oci("oci:rel/dir:tag"), ("rel/dir".into(), "tag".into()));
         assert!(matches!(
-            "docker://x".parse::<ImageRef>(),
+            "docker://localhost:5000/x".parse::<ImageRef>(),
+            Ok(ImageRef::Docker(_))
+        ));
+        assert!(matches!(
+            "docker:x".parse::<ImageRef>(),
+            Err(ParseRefError::InvalidRegistryRef { .. })
+        ));
+        assert!(matches!(
+            "dir:/x".parse::<ImageRef>(),
             Err(ParseRefError::UnknownTransport { .. })
         ));
         assert!(matches!(

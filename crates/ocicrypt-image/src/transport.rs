@@ -8,9 +8,9 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use oci_spec::image::{Descriptor, Digest};
+use oci_spec::image::{Descriptor, Digest, MediaType};
 
-use crate::digest::{Hashing, Verifier};
+use crate::digest::{Verifier, sha256};
 use crate::lossless::Lossless;
 use crate::{Error, Result};
 
@@ -47,24 +47,41 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// [`Error::TooLarge`] above [`MAX_DOCUMENT_SIZE`], [`Error::DigestMismatch`], or as
     /// [`Source::open_blob`].
     fn read_document(&self, desc: &Descriptor) -> Result<Vec<u8>> {
-        if desc.size() > MAX_DOCUMENT_SIZE {
-            return Err(Error::TooLarge {
-                digest: desc.digest().to_string(),
-                size: desc.size(),
-                limit: MAX_DOCUMENT_SIZE,
-            });
-        }
-        let mut verifier = Verifier::new(desc.digest())?;
-        let mut buf = Vec::new();
-        self.open_blob(desc)?
-            .take(desc.size())
-            .read_to_end(&mut buf)
-            .map_err(Error::io(format!("cannot read blob {}", desc.digest())))?;
-        check_size(desc, buf.len() as u64)?;
-        verifier.update(&buf);
-        verifier.verify()?;
-        Ok(buf)
+        read_blob_verified(self, desc)
     }
+
+    /// The registry host and repository the source reads from, if it is a registry: lets
+    /// a destination on the same registry mount blobs instead of copying them. Default:
+    /// `None`.
+    fn repository(&self) -> Option<(String, String)> {
+        None
+    }
+}
+
+/// Reads a small blob whole through [`Source::open_blob`] and verifies its size and digest:
+/// what [`Source::read_document`] does unless a transport keeps documents elsewhere.
+///
+/// # Errors
+/// [`Error::TooLarge`] above [`MAX_DOCUMENT_SIZE`], [`Error::DigestMismatch`], or as
+/// [`Source::open_blob`].
+pub fn read_blob_verified<S: Source + ?Sized>(src: &S, desc: &Descriptor) -> Result<Vec<u8>> {
+    if desc.size() > MAX_DOCUMENT_SIZE {
+        return Err(Error::TooLarge {
+            digest: desc.digest().to_string(),
+            size: desc.size(),
+            limit: MAX_DOCUMENT_SIZE,
+        });
+    }
+    let mut verifier = Verifier::new(desc.digest())?;
+    let mut buf = Vec::new();
+    src.open_blob(desc)?
+        .take(desc.size())
+        .read_to_end(&mut buf)
+        .map_err(Error::io(format!("cannot read blob {}", desc.digest())))?;
+    check_size(desc, buf.len() as u64)?;
+    verifier.update(&buf);
+    verifier.verify()?;
+    Ok(buf)
 }
 
 /// Where an image is written. Blobs first (from several threads at once), then
@@ -91,6 +108,34 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// The destination cannot be written.
     fn link_blob(&self, path: &std::path::Path, digest: &Digest) -> Result<bool> {
         let _ = (path, digest);
+        Ok(false)
+    }
+
+    /// Writes a manifest or index `bytes` (whose digest the caller verified or computed) of
+    /// `media_type`. A layout keeps it as a blob; a registry pushes it at
+    /// [`Destination::commit`], after every blob. Default: a blob, unless present.
+    ///
+    /// # Errors
+    /// The destination cannot be written.
+    fn put_document(&self, bytes: &[u8], digest: &Digest, media_type: &MediaType) -> Result<()> {
+        let _ = media_type;
+        if self.has_blob(digest)? {
+            return Ok(());
+        }
+        let mut w = self.new_blob()?;
+        w.write_all(bytes)
+            .map_err(Error::io("cannot write a new blob"))?;
+        w.commit(digest)
+    }
+
+    /// Adds the blob `digest` from another repository of the same registry (see
+    /// [`Source::repository`]) without copying it, if the destination can (a cross-repository
+    /// mount); `false` when it cannot and the caller should copy. Default: `false`.
+    ///
+    /// # Errors
+    /// The destination cannot be written.
+    fn mount_blob(&self, registry: &str, repository: &str, digest: &Digest) -> Result<bool> {
+        let _ = (registry, repository, digest);
         Ok(false)
     }
 
@@ -151,27 +196,15 @@ pub(crate) fn sha256_digest(s: &str) -> Result<Digest> {
         .map_err(|_| Error::Internal(format!("computed digest {s:?} does not parse")))
 }
 
-/// Writes `bytes` as a new blob; its SHA-256 digest.
-pub(crate) fn put_blob(dst: &dyn Destination, bytes: &[u8]) -> Result<Digest> {
-    let mut w = Hashing::new(dst.new_blob()?);
-    w.write_all(bytes)
-        .map_err(Error::io("cannot write a new blob"))?;
-    let (digest, _, w) = w.finish();
-    let digest = sha256_digest(&digest)?;
-    w.commit(&digest)?;
+/// Writes a new manifest or index `bytes` of `media_type`; its SHA-256 digest.
+pub(crate) fn put_new_document(
+    dst: &dyn Destination,
+    bytes: &[u8],
+    media_type: &MediaType,
+) -> Result<Digest> {
+    let digest = sha256_digest(&sha256(bytes))?;
+    dst.put_document(bytes, &digest, media_type)?;
     Ok(digest)
-}
-
-/// Writes `bytes`, which the caller verified against `digest` (a document read from the
-/// source), as the blob `digest`.
-pub(crate) fn put_verified(dst: &dyn Destination, bytes: &[u8], digest: &Digest) -> Result<()> {
-    if dst.has_blob(digest)? {
-        return Ok(());
-    }
-    let mut w = dst.new_blob()?;
-    w.write_all(bytes)
-        .map_err(Error::io("cannot write a new blob"))?;
-    w.commit(digest)
 }
 
 /// Puts an encrypted blob whose content is authenticated later anyway (its HMAC is checked
@@ -197,6 +230,11 @@ pub(crate) fn link_or_copy(
 pub(crate) fn copy_blob(src: &dyn Source, dst: &dyn Destination, desc: &Descriptor) -> Result<()> {
     if dst.has_blob(desc.digest())? {
         return Ok(());
+    }
+    if let Some((registry, repository)) = src.repository() {
+        if dst.mount_blob(&registry, &repository, desc.digest())? {
+            return Ok(());
+        }
     }
     let mut verifier = Verifier::new(desc.digest())?;
     let mut r = src.open_blob(desc)?.take(desc.size());

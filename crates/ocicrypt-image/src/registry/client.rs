@@ -1,0 +1,670 @@
+//! The registry transport: [`Source`] and [`Destination`] over the OCI distribution API,
+//! with `oci-client` on a small tokio runtime of its own. Blobs stream both ways: a source
+//! blob is a reader over the HTTP response, and a new blob goes up in a chunked upload
+//! session (POST, PATCH per 4 MiB, PUT `?digest=` at the end), so neither touches the disk.
+
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, PushBlobStreamChunkedResponse,
+};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use oci_spec::image::{Descriptor, Digest, MediaType};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::{RegistryOptions, RegistryRef, auth};
+use crate::digest::sha256;
+use crate::graph::{Kind, kind};
+use crate::lossless::Lossless;
+use crate::transport::{BlobWriter, Destination, Source, read_blob_verified};
+use crate::{Error, Result};
+
+/// The largest manifest or index we accept from a registry (4 MiB, as containerd).
+pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+
+/// How much of a new blob is sent per PATCH request.
+const CHUNK: usize = 4 * 1024 * 1024;
+
+/// The most manifests and indexes one image may write.
+const MAX_PENDING_DOCUMENTS: usize = 4096;
+
+/// How often an idempotent request is tried before its network error is reported.
+const ATTEMPTS: u32 = 3;
+
+/// The manifest media types we ask a registry for.
+const ACCEPT: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// What both directions share: the client, its runtime, and the image they address.
+struct Conn {
+    rt: Arc<Runtime>,
+    client: Client,
+    reference: Reference,
+    host: String,
+    shown: String,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("image", &self.shown).finish()
+    }
+}
+
+impl Conn {
+    fn open(r: &RegistryRef, o: &RegistryOptions, op: RegistryOperation) -> Result<Self> {
+        // reqwest is built without a default crypto provider; ours is ring, as everywhere
+        // else in the workspace. Installing fails harmlessly when one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let host = r.registry().to_owned();
+        let reference = match (r.tag(), r.digest()) {
+            (Some(t), Some(d)) => Reference::with_tag_and_digest(
+                host.clone(),
+                r.repository().to_owned(),
+                t.to_owned(),
+                d.to_owned(),
+            ),
+            (_, Some(d)) => {
+                Reference::with_digest(host.clone(), r.repository().to_owned(), d.to_owned())
+            }
+            (t, None) => Reference::with_tag(
+                host.clone(),
+                r.repository().to_owned(),
+                t.unwrap_or("latest").to_owned(),
+            ),
+        };
+        let credentials = auth::credentials(o, r.registry(), r.repository())?;
+        let registry_auth = match &credentials {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.to_string()),
+            None => RegistryAuth::Anonymous,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ocicrypt-registry")
+            .enable_all()
+            .build()
+            .map_err(Error::io("cannot start the registry client's runtime"))?;
+        let certs = auth::ca_certificates(o, r.registry())?;
+        let config = |protocol: ClientProtocol| ClientConfig {
+            protocol,
+            accept_invalid_certificates: !o.tls_verify,
+            extra_root_certificates: certs
+                .iter()
+                .map(|c| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: c.clone(),
+                })
+                .collect(),
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(120)),
+            user_agent: concat!("ocicrypt-rs/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let shown = r.to_string();
+        let build = |protocol| {
+            Client::try_from(config(protocol)).map_err(|e| Error::RegistryConfig {
+                what: format!("cannot set up a client for {host}: {e}"),
+            })
+        };
+        let mut conn = Self {
+            rt: Arc::new(rt),
+            client: build(ClientProtocol::Https)?,
+            reference,
+            host: host.clone(),
+            shown,
+        };
+        // Ask /v2/ first: this finds the auth scheme the registry wants, and turns
+        // connection, TLS and plain-HTTP trouble into one clear error before any work.
+        let probe = conn.probe(&registry_auth, op);
+        match probe {
+            Err(e) if !o.tls_verify && is_network(&e) => {
+                // tls-verify=false allows plain HTTP, as skopeo does: try it.
+                conn.client = build(ClientProtocol::Http)?;
+                conn.probe(&registry_auth, op)
+                    .map_err(|e| conn.error("cannot reach the registry", e, o))?;
+            }
+            Err(e) => return Err(conn.error("cannot reach the registry", e, o)),
+            Ok(()) => {}
+        }
+        Ok(conn)
+    }
+
+    fn probe(
+        &self,
+        auth: &RegistryAuth,
+        op: RegistryOperation,
+    ) -> Result<(), OciDistributionError> {
+        self.rt
+            .block_on(self.client.auth(&self.reference, auth, op))
+            .map(|_| ())
+    }
+
+    fn with_digest(&self, digest: &str) -> Reference {
+        self.reference.clone_with_digest(digest.to_owned())
+    }
+
+    /// Runs an idempotent request, again after a network error or a 5xx, up to
+    /// [`ATTEMPTS`] times with growing pauses.
+    fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, OciDistributionError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut pause = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            match self.rt.block_on(f()) {
+                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Our error for `e`, met while doing `what`.
+    fn error(&self, what: &str, e: OciDistributionError, o: &RegistryOptions) -> Error {
+        let host = self.host.clone();
+        if is_unauthorized(&e) {
+            return Error::RegistryAuth { host };
+        }
+        if is_not_found(&e) {
+            return Error::ManifestUnknown {
+                reference: self.shown.clone(),
+            };
+        }
+        match tls_trouble(&e) {
+            Some(Tls::Untrusted) => {
+                let dirs = match &o.cert_dir {
+                    Some(d) => d.display().to_string(),
+                    None => super::default_cert_dirs(&host)
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                };
+                return Error::UntrustedCertificate { host, dirs };
+            }
+            Some(Tls::NotTls) => return Error::PlainHttp { host },
+            None => {}
+        }
+        Error::Registry {
+            host,
+            what: what.to_owned(),
+            source: Box::new(e),
+        }
+    }
+
+    /// As [`Conn::error`], for blob and manifest operations after the connection was made
+    /// (a 404 there is a missing blob, not an unknown image).
+    fn blob_error(&self, what: String, digest: &str, e: OciDistributionError) -> Error {
+        if is_unauthorized(&e) {
+            return Error::RegistryAuth {
+                host: self.host.clone(),
+            };
+        }
+        if is_not_found(&e) {
+            return Error::MissingBlob {
+                digest: digest.to_owned(),
+            };
+        }
+        Error::Registry {
+            host: self.host.clone(),
+            what,
+            source: Box::new(e),
+        }
+    }
+}
+
+fn is_unauthorized(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+        _ => false,
+    }
+}
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            matches!(
+                x.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NotFound
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// A connection that could not be made or broke: worth another try for idempotent
+/// requests, and (with tls-verify=false) a reason to try plain HTTP.
+fn is_network(e: &OciDistributionError) -> bool {
+    matches!(e, OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() || r.is_request() || r.is_body())
+}
+
+fn is_transient(e: &OciDistributionError) -> bool {
+    if tls_trouble(e).is_some() {
+        return false;
+    }
+    is_network(e) || matches!(e, OciDistributionError::ServerError { code, .. } if *code >= 500)
+}
+
+enum Tls {
+    /// The server's certificate does not chain to a trusted CA.
+    Untrusted,
+    /// The server did not answer TLS at all (plain HTTP).
+    NotTls,
+}
+
+/// What TLS said, if it was TLS that failed: walks the error's causes for rustls's error
+/// (inside an `io::Error` where hyper put it).
+fn tls_trouble(e: &OciDistributionError) -> Option<Tls> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(match t {
+                rustls::Error::InvalidCertificate(_) => Tls::Untrusted,
+                _ => Tls::NotTls,
+            });
+        }
+        // An io::Error's `source` skips the error it wraps: descend into that instead.
+        cur = match err.downcast_ref::<io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|i| i as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+/// The media type a manifest names for itself, else the one its shape implies.
+fn document_media_type(body: &[u8]) -> MediaType {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Head>(body) {
+        Ok(Head {
+            media_type: Some(t),
+            ..
+        }) => MediaType::from(t.as_str()),
+        Ok(Head {
+            manifests: Some(_), ..
+        }) => MediaType::ImageIndex,
+        _ => MediaType::ImageManifest,
+    }
+}
+
+/// Reads an image from a registry.
+#[derive(Debug)]
+pub struct RegistrySource {
+    conn: Conn,
+    options: RegistryOptions,
+    /// The root manifest, read once by [`Source::root`] (digest, body).
+    root: Mutex<Option<(String, Bytes)>>,
+}
+
+impl RegistrySource {
+    /// Connects to the registry of `r` (one request, to `/v2/`) for reading.
+    ///
+    /// # Errors
+    /// The registry cannot be reached, its certificate is not trusted, it speaks plain HTTP
+    /// and `tls_verify` is on, or the credentials are refused.
+    pub fn open(r: &RegistryRef, o: &RegistryOptions) -> Result<Self> {
+        Ok(Self {
+            conn: Conn::open(r, o, RegistryOperation::Pull)?,
+            options: o.clone(),
+            root: Mutex::new(None),
+        })
+    }
+
+    fn pull_manifest(&self, reference: &Reference) -> Result<Bytes> {
+        let c = &self.conn;
+        let (body, _) = c
+            .retry(|| {
+                c.client
+                    .pull_manifest_raw(reference, &RegistryAuth::Anonymous, ACCEPT)
+            })
+            .map_err(|e| c.error("cannot read the manifest", e, &self.options))?;
+        if body.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(Error::TooLarge {
+                digest: reference.whole(),
+                size: body.len() as u64,
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        Ok(body)
+    }
+}
+
+impl Source for RegistrySource {
+    fn root(&self) -> Result<Lossless<Descriptor>> {
+        let body = self.pull_manifest(&self.conn.reference)?;
+        let digest = sha256(&body);
+        if let Some(want) = self.conn.reference.digest() {
+            if want != digest {
+                return Err(Error::DigestMismatch {
+                    expected: want.to_owned(),
+                    actual: digest,
+                });
+            }
+        }
+        let desc = Descriptor::new(
+            document_media_type(&body),
+            body.len() as u64,
+            crate::transport::sha256_digest(&digest)?,
+        );
+        *self
+            .root
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))? = Some((digest, body));
+        Lossless::new(desc)
+    }
+
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
+        let c = &self.conn;
+        let digest = desc.digest().to_string();
+        let stream = c
+            .retry(|| c.client.pull_blob_stream(&c.reference, digest.as_str()))
+            .map_err(|e| c.blob_error(format!("cannot read blob {digest}"), &digest, e))?;
+        let reader = StreamReader::new(stream.stream);
+        Ok(Box::new(SyncIoBridge::new_with_handle(
+            reader,
+            c.rt.handle().clone(),
+        )))
+    }
+
+    fn read_document(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        let digest = desc.digest().to_string();
+        if let Some((d, body)) = &*self
+            .root
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))?
+        {
+            if *d == digest {
+                return Ok(body.to_vec());
+            }
+        }
+        if kind(desc) == Kind::Other {
+            return read_blob_verified(self, desc);
+        }
+        // Manifests live under /manifests/, not /blobs/.
+        if desc.size() > MAX_MANIFEST_SIZE {
+            return Err(Error::TooLarge {
+                digest,
+                size: desc.size(),
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let body = self.pull_manifest(&self.conn.with_digest(&digest))?;
+        crate::transport::check_size(desc, body.len() as u64)?;
+        crate::transport::check_digest(desc, Some(sha256(&body)))?;
+        Ok(body.to_vec())
+    }
+
+    fn repository(&self) -> Option<(String, String)> {
+        Some((
+            self.conn.host.clone(),
+            self.conn.reference.repository().to_owned(),
+        ))
+    }
+}
+
+/// Writes an image to a registry: blobs as they come, manifests and indexes at
+/// [`Destination::commit`], children first and the tag last, so a failed run tags nothing.
+#[derive(Debug)]
+pub struct RegistryDestination {
+    conn: Arc<Conn>,
+    /// Manifests and indexes to push at commit: (digest, media type, body).
+    documents: Mutex<Vec<(String, String, Vec<u8>)>>,
+}
+
+impl RegistryDestination {
+    /// Connects to the registry of `r` (one request, to `/v2/`) for writing. `r` must name a
+    /// tag: the digest of what will be written is not known yet.
+    ///
+    /// # Errors
+    /// As [`RegistrySource::open`]; and [`Error::RegistryConfig`] for a digest reference.
+    pub fn open(r: &RegistryRef, o: &RegistryOptions) -> Result<Self> {
+        if r.digest().is_some() {
+            return Err(Error::RegistryConfig {
+                what: format!("{r}: a destination must be a tag, not a digest"),
+            });
+        }
+        Ok(Self {
+            conn: Arc::new(Conn::open(r, o, RegistryOperation::Push)?),
+            documents: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn push_manifest(&self, reference: &Reference, media_type: &str, body: &[u8]) -> Result<()> {
+        let c = &self.conn;
+        let content_type = media_type.parse().map_err(|_| Error::RegistryConfig {
+            what: format!("media type {media_type:?} is not a valid header value"),
+        })?;
+        let body = Bytes::copy_from_slice(body);
+        c.rt.block_on(c.client.push_manifest_raw(reference, body, content_type))
+            .map_err(|e| {
+                c.blob_error(
+                    format!("cannot push manifest {}", reference.whole()),
+                    &reference.whole(),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+}
+
+impl Destination for RegistryDestination {
+    fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        let c = &self.conn;
+        let d = digest.to_string();
+        c.retry(|| c.client.blob_exists(&c.reference, &d))
+            .map_err(|e| c.blob_error(format!("cannot look up blob {d}"), &d, e))
+    }
+
+    fn new_blob(&self) -> Result<Box<dyn BlobWriter>> {
+        Ok(Box::new(Upload {
+            conn: self.conn.clone(),
+            buf: BytesMut::with_capacity(CHUNK),
+            tx: None,
+            task: None,
+        }))
+    }
+
+    fn put_document(&self, bytes: &[u8], digest: &Digest, media_type: &MediaType) -> Result<()> {
+        let mut docs = self
+            .documents
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))?;
+        let d = digest.to_string();
+        if docs.iter().any(|(x, _, _)| *x == d) {
+            return Ok(());
+        }
+        if docs.len() >= MAX_PENDING_DOCUMENTS {
+            return Err(Error::TooComplex {
+                reason: format!("more than {MAX_PENDING_DOCUMENTS} manifests to write"),
+            });
+        }
+        docs.push((d, media_type.to_string(), bytes.to_vec()));
+        Ok(())
+    }
+
+    fn mount_blob(&self, registry: &str, repository: &str, digest: &Digest) -> Result<bool> {
+        let c = &self.conn;
+        if registry != c.host || repository == c.reference.repository() {
+            return Ok(false);
+        }
+        let from = Reference::with_tag(registry.to_owned(), repository.to_owned(), "latest".into());
+        // A registry that cannot mount starts an upload instead (202); oci-client reports
+        // that as an error, and the caller copies.
+        Ok(c.rt
+            .block_on(c.client.mount_blob(&c.reference, &from, digest.as_ref()))
+            .is_ok())
+    }
+
+    fn flush_blobs(&self) -> Result<()> {
+        // Every upload finished in its BlobWriter::commit.
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>, root: Lossless<Descriptor>) -> Result<()> {
+        let docs = std::mem::take(
+            &mut *self
+                .documents
+                .lock()
+                .map_err(|_| Error::Internal("poisoned".into()))?,
+        );
+        let root_digest = root.get().digest().to_string();
+        let mut root_doc = None;
+        for (digest, media_type, body) in &docs {
+            if *digest == root_digest {
+                root_doc = Some((media_type, body));
+                continue;
+            }
+            self.push_manifest(&self.conn.with_digest(digest), media_type, body)?;
+        }
+        let Some((media_type, body)) = root_doc else {
+            return Err(Error::Internal(format!(
+                "the root manifest {root_digest} was never written"
+            )));
+        };
+        // Last: the tag.
+        self.push_manifest(&self.conn.reference, media_type, body)
+    }
+}
+
+type UploadTask = JoinHandle<Result<PushBlobStreamChunkedResponse, OciDistributionError>>;
+
+/// A blob on its way up: 4 MiB at a time through a channel of one into an upload session
+/// that the runtime drives. Blobs under 4 MiB go up in one request at commit. Dropped
+/// before commit, the session is abandoned (never completed), so nothing is stored.
+struct Upload {
+    conn: Arc<Conn>,
+    buf: BytesMut,
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    task: Option<UploadTask>,
+}
+
+impl Upload {
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(CHUNK);
+        if self.tx.is_none() {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok(b), rx))
+            });
+            let conn = self.conn.clone();
+            self.task = Some(self.conn.rt.spawn(async move {
+                conn.client
+                    .push_blob_stream_chunked(&conn.reference, stream.boxed())
+                    .await
+            }));
+            self.tx = Some(tx);
+        }
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no upload"))?;
+        if tx.blocking_send(chunk).is_err() {
+            // The upload ended early: its error says why.
+            let task = self.task.take();
+            let e = match task.map(|t| self.conn.rt.block_on(t)) {
+                Some(Ok(Err(e))) => e.to_string(),
+                Some(Err(e)) => e.to_string(),
+                _ => "the upload stopped".to_owned(),
+            };
+            return Err(io::Error::other(format!(
+                "upload to {} failed: {e}",
+                self.conn.host
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Write for Upload {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobWriter for Upload {
+    fn commit(mut self: Box<Self>, digest: &Digest) -> Result<()> {
+        let d = digest.to_string();
+        let conn = self.conn.clone();
+        let fail =
+            |e: OciDistributionError| conn.blob_error(format!("cannot upload blob {d}"), &d, e);
+        if self.task.is_none() {
+            let data = self.buf.split().freeze();
+            conn.rt
+                .block_on(conn.client.push_blob(&conn.reference, data, &d))
+                .map_err(fail)?;
+            return Ok(());
+        }
+        if !self.buf.is_empty() {
+            self.send()
+                .map_err(Error::io(format!("cannot upload blob {d}")))?;
+        }
+        self.tx = None;
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| Error::Internal("no upload".into()))?;
+        let response = conn
+            .rt
+            .block_on(task)
+            .map_err(|e| Error::Internal(format!("upload task: {e}")))?
+            .map_err(fail)?;
+        if response.blob_digest != d {
+            return Err(Error::DigestMismatch {
+                expected: d,
+                actual: response.blob_digest,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! `docker://` sources and destinations against Debian's `docker-registry` (CNCF distribution
+//! 2.8) on loopback: one instance with TLS (a CA made here) and htpasswd basic auth, one on
+//! plain HTTP. Interop with skopeo (Go ocicrypt) through the registry both ways, registry to
+//! registry, a multi-platform index with `--platform`, the auth file, and the failures: a
+//! wrong password, an untrusted CA, plain HTTP without `--*-tls-verify=false`, an unknown
+//! image. A failed run must tag nothing. Needs docker-registry, htpasswd (apache2-utils),
+//! openssl and skopeo (`cargo xtask ci` installs them); without them the tests fail loudly.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ocicrypt_tests::{REGISTRY_USER, Registry, layer_ids, oci, ocicrypt, path, skopeo, tool_fails};
+use serde_json::{Value, json};
+
+const PUB: &str = "examples/keys/TEST-ONLY-rsa-public.pem";
+const PRIV: &str = "examples/keys/TEST-ONLY-rsa-private.pem";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn example() -> String {
+    oci(&path("examples/image"), "latest")
+}
+
+fn creds() -> String {
+    format!("{}:{}", REGISTRY_USER.0, REGISTRY_USER.1)
+}
+
+/// An auth file as `podman login` writes it, for `host`.
+fn auth_file(dir: &Path, host: &str) -> PathBuf {
+    use std::process::Command;
+    let out = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(creds().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let b64 = String::from_utf8(out.stdout).unwrap();
+    let p = dir.join("auth.json");
+    fs::write(
+        &p,
+        json!({"auths": {host: {"auth": b64.trim()}}}).to_string(),
+    )
+    .unwrap();
+    p
+}
+
+/// The raw manifest (or index) skopeo reads from the registry.
+fn raw(image: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["inspect", "--raw"];
+    args.extend_from_slice(extra);
+    args.push(image);
+    serde_json::from_str(&skopeo(&args)).unwrap()
+}
+
+fn media_types(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn we_encrypt_and_skopeo_decrypts_through_a_tls_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::tls_with_auth(&t.path().join("reg"));
+    let ca = reg.ca_dir.clone().unwrap();
+    let creds = creds();
+    let plain = format!("{}:plain", reg.image("app"));
+    let enc = format!("{}:enc", reg.image("app"));
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-cert-dir",
+        s(&ca),
+        "--dest-creds",
+        &creds,
+        &example(),
+        &plain,
+    ]);
+    // Registry to registry, credentials from an auth file.
+    let auth = auth_file(t.path(), &reg.host);
+    ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", s(&path(PUB))),
+        "--authfile",
+        s(&auth),
+        "--src-cert-dir",
+        s(&ca),
+        "--dest-cert-dir",
+        s(&ca),
+        &plain,
+        &enc,
+    ])
+    .unwrap();
+    let m = raw(&enc, &["--cert-dir", s(&ca), "--creds", &creds]);
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert!(
+        media_types(&m).iter().all(|t| t.ends_with("+encrypted")),
+        "{m}"
+    );
+    // skopeo (Go ocicrypt) pulls and decrypts what we pushed: the original layers again.
+    let out = t.path().join("out");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-cert-dir",
+        s(&ca),
+        "--src-creds",
+        &creds,
+        "--decryption-key",
+        s(&path(PRIV)),
+        &enc,
+        &oci(&out, "dec"),
+    ]);
+    assert_eq!(
+        layer_ids(&out, "dec"),
+        layer_ids(&path("examples/image"), "latest")
+    );
+    // And from a layout straight into the registry.
+    ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", s(&path(PUB))),
+        "--dest-creds",
+        &creds,
+        "--dest-cert-dir",
+        s(&ca),
+        &example(),
+        &format!("{}:enc2", reg.image("team/app")),
+    ])
+    .unwrap();
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-cert-dir",
+        s(&ca),
+        "--src-creds",
+        &creds,
+        "--decryption-key",
+        s(&path(PRIV)),
+        &format!("{}:enc2", reg.image("team/app")),
+        &oci(&out, "dec2"),
+    ]);
+    assert_eq!(layer_ids(&out, "dec2"), layer_ids(&out, "dec"));
+}
+
+#[test]
+fn skopeo_encrypts_and_we_decrypt_through_registries() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::tls_with_auth(&t.path().join("reg"));
+    let plain_reg = Registry::plain(&t.path().join("plain"));
+    let ca = reg.ca_dir.clone().unwrap();
+    let creds = creds();
+    let enc = format!("{}:skopeo", reg.image("app"));
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-cert-dir",
+        s(&ca),
+        "--dest-creds",
+        &creds,
+        "--encryption-key",
+        &format!("jwe:{}", s(&path(PUB))),
+        &example(),
+        &enc,
+    ]);
+    // Registry to layout.
+    let out = t.path().join("out");
+    ocicrypt(&[
+        "image",
+        "decrypt",
+        "-k",
+        s(&path(PRIV)),
+        "--src-creds",
+        &creds,
+        "--src-cert-dir",
+        s(&ca),
+        &enc,
+        &oci(&out, "dec"),
+    ])
+    .unwrap();
+    assert_eq!(
+        layer_ids(&out, "dec"),
+        layer_ids(&path("examples/image"), "latest")
+    );
+    // Registry (TLS, auth) to another registry (plain HTTP, allowed explicitly).
+    let dst = format!("{}:dec", plain_reg.image("copy"));
+    ocicrypt(&[
+        "image",
+        "decrypt",
+        "-k",
+        s(&path(PRIV)),
+        "--src-creds",
+        &creds,
+        "--src-cert-dir",
+        s(&ca),
+        "--dest-tls-verify=false",
+        &enc,
+        &dst,
+    ])
+    .unwrap();
+    let m = raw(&dst, &["--tls-verify=false"]);
+    assert!(
+        media_types(&m).iter().all(|t| !t.ends_with("+encrypted")),
+        "{m}"
+    );
+    let ours: Vec<(String, String)> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["mediaType"].as_str().unwrap().to_owned(),
+                l["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, layer_ids(&path("examples/image"), "latest"));
+    // Our inspect reads it back over plain HTTP.
+    ocicrypt(&["image", "inspect", "--tls-verify=false", &dst]).unwrap();
+}
+
+#[test]
+fn failures_name_their_cause_and_tag_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::tls_with_auth(&t.path().join("reg"));
+    let plain_reg = Registry::plain(&t.path().join("plain"));
+    let ca = reg.ca_dir.clone().unwrap();
+    let recipient = format!("jwe:{}", s(&path(PUB)));
+    // A wrong password: refused, and nothing tagged.
+    let bad = format!("{}:bad", reg.image("app"));
+    let err = ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &recipient,
+        "--dest-creds",
+        "tester:wrong",
+        "--dest-cert-dir",
+        s(&ca),
+        &example(),
+        &bad,
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains(&format!("authentication failed for {}", reg.host)),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "the password is not shown: {err}");
+    let e = tool_fails(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--cert-dir",
+            s(&ca),
+            "--creds",
+            &creds(),
+            &bad,
+        ],
+    );
+    assert!(e.contains("manifest unknown"), "{e}");
+    // No credentials at all (and no auth file where skopeo's defaults look).
+    let empty_home = t.path().join("home");
+    fs::create_dir_all(&empty_home).unwrap();
+    let err = ocicrypt(&[
+        "image",
+        "inspect",
+        "--authfile",
+        s(&auth_file(&empty_home, "elsewhere:1")),
+        "--cert-dir",
+        s(&ca),
+        &format!("{}:x", reg.image("app")),
+    ])
+    .unwrap_err();
+    assert!(err.contains("authentication failed"), "{err}");
+    // An untrusted CA: the error names where to put it.
+    let err = ocicrypt(&["image", "inspect", &format!("{}:x", reg.image("app"))]).unwrap_err();
+    assert!(err.contains("not trusted"), "{err}");
+    assert!(err.contains("/etc/containers/certs.d/"), "{err}");
+    // Plain HTTP is refused unless allowed.
+    let err = ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &recipient,
+        &example(),
+        &format!("{}:v1", plain_reg.image("app")),
+    ])
+    .unwrap_err();
+    assert!(err.contains("does not speak HTTPS"), "{err}");
+    assert!(err.contains("tls-verify=false"), "{err}");
+    // An unknown image.
+    let err = ocicrypt(&[
+        "image",
+        "inspect",
+        "--tls-verify=false",
+        &format!("{}:nope", plain_reg.image("app")),
+    ])
+    .unwrap_err();
+    assert!(err.contains("manifest unknown"), "{err}");
+    // A key that opens nothing: nothing tagged at the destination either.
+    ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &recipient,
+        "--dest-tls-verify=false",
+        &example(),
+        &format!("{}:enc", plain_reg.image("app")),
+    ])
+    .unwrap();
+    let other = t.path().join("other.pem");
+    let rsa = std::process::Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .output()
+        .unwrap();
+    fs::write(&other, rsa.stdout).unwrap();
+    let err = ocicrypt(&[
+        "image",
+        "decrypt",
+        "-k",
+        s(&other),
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("{}:enc", plain_reg.image("app")),
+        &format!("{}:dec", plain_reg.image("app")),
+    ])
+    .unwrap_err();
+    assert!(!err.is_empty());
+    let e = tool_fails(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("{}:dec", plain_reg.image("app")),
+        ],
+    );
+    assert!(e.contains("manifest unknown"), "{e}");
+}
+
+/// A layout tagged `multi`: an index of two platform images of the example's layers (their
+/// manifests differ by an annotation).
+fn multi_platform_layout(dir: &Path) -> String {
+    skopeo(&["copy", "--quiet", &example(), &oci(dir, "base")]);
+    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let base = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let manifest: Value = serde_json::from_slice(&fs::read(blob(&base)).unwrap()).unwrap();
+    let put = |bytes: &[u8]| {
+        let f = dir.join("tmp.json");
+        fs::write(&f, bytes).unwrap();
+        let out = ocicrypt_tests::tool("sha256sum", &[s(&f)]);
+        let d = format!("sha256:{}", &out[..64]);
+        fs::rename(&f, blob(&d)).unwrap();
+        d
+    };
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let mut m = manifest.clone();
+        m["annotations"] = json!({"test.platform": format!("linux/{arch}")});
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let d = put(&bytes);
+        entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": bytes.len(), "platform": {"os": "linux", "architecture": arch}}));
+    }
+    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries})).unwrap();
+    let d = put(&idx);
+    let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": idx.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    fs::write(dir.join("index.json"), top.to_string()).unwrap();
+    oci(dir, "multi")
+}
+
+#[test]
+fn multi_platform_index_with_platform() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::plain(&t.path().join("reg"));
+    let multi = multi_platform_layout(&t.path().join("layout"));
+    let src = format!("{}:multi", reg.image("app"));
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--all",
+        "--dest-tls-verify=false",
+        &multi,
+        &src,
+    ]);
+    let dst = format!("{}:multi-enc", reg.image("app"));
+    ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", s(&path(PUB))),
+        "--platform",
+        "linux/arm64",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &src,
+        &dst,
+    ])
+    .unwrap();
+    let index = raw(&dst, &["--tls-verify=false"]);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    let orig = raw(&src, &["--tls-verify=false"]);
+    assert_eq!(
+        entries[0], orig["manifests"][0],
+        "amd64 carried over unchanged"
+    );
+    assert_ne!(entries[1]["digest"], orig["manifests"][1]["digest"]);
+    let by_digest = |e: &Value| {
+        let d = e["digest"].as_str().unwrap();
+        raw(
+            &format!("{}@{d}", reg.image("app")),
+            &["--tls-verify=false"],
+        )
+    };
+    assert!(
+        media_types(&by_digest(&entries[0]))
+            .iter()
+            .all(|t| !t.ends_with("+encrypted"))
+    );
+    assert!(
+        media_types(&by_digest(&entries[1]))
+            .iter()
+            .all(|t| t.ends_with("+encrypted"))
+    );
+    // skopeo decrypts the arm64 image.
+    let out = t.path().join("out");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--override-arch",
+        "arm64",
+        "--decryption-key",
+        s(&path(PRIV)),
+        &dst,
+        &oci(&out, "arm64"),
+    ]);
+    assert_eq!(
+        layer_ids(&out, "arm64"),
+        layer_ids(&path("examples/image"), "latest")
+    );
+}
