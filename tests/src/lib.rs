@@ -393,3 +393,27 @@ impl Registry {
         format!("docker://{}/{name}", self.host)
     }
 }
+
+/// Builds a binary of the workspace with the cargo that runs the tests; its path.
+pub fn build_bin(package: &str, bin: &str, features: &[&str]) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.current_dir(root())
+        .args(["build", "--quiet", "--package", package, "--bin", bin])
+        .args(["--message-format", "json"]);
+    for f in features {
+        c.args(["--features", f]);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported the executable")
+}

@@ -20,10 +20,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ocicrypt_tests::{Daemon, Gpg, Registry, ocicrypt, path, root, tool, wait_until};
+use ocicrypt_tests::{Daemon, Gpg, Registry, build_bin, ocicrypt, path, root, tool, wait_until};
 use serde_json::json;
 
 /// CRI `runtime.v1.ImageSpec`.
@@ -82,30 +82,6 @@ fn pull(socket: &Path, image: &str) -> Result<String, String> {
             .map(|r| r.into_inner().image_ref)
             .map_err(|s| s.message().to_owned())
     })
-}
-
-/// Builds a binary of the workspace with the cargo that runs the tests; its path.
-fn build(package: &str, bin: &str, features: &[&str]) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.current_dir(root())
-        .args(["build", "--quiet", "--package", package, "--bin", bin])
-        .args(["--message-format", "json"]);
-    for f in features {
-        c.args(["--features", f]);
-    }
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported the executable")
 }
 
 fn s(p: &Path) -> &str {
@@ -181,8 +157,8 @@ fn files_below(dir: &Path, out: &mut BTreeMap<String, Vec<Vec<u8>>>) {
 
 #[test]
 fn containerd_pulls_and_unpacks_encrypted_images_through_our_decoder() {
-    let decoder = build("ocicrypt-cli", "ctd-decoder", &[]);
-    let provider = build(
+    let decoder = build_bin("ocicrypt-cli", "ctd-decoder", &[]);
+    let provider = build_bin(
         "ocicrypt-keyprovider",
         "ocicrypt-keyprovider-example",
         &["example"],
@@ -447,8 +423,14 @@ state = "{state}"
             assert!(found.iter().all(|c| c == content), "{name}: {file} differs");
         } else {
             let err = result.expect_err("an image for a key the node lacks must not pull");
+            // Which error containerd reports is a race between the decoder's exit status and
+            // the end of its (empty) output: the decoder's failure, or the digest of what
+            // came out ("wrong diff id"). Seen both under load; either way nothing unpacks.
             assert!(
-                err.contains("decrypt") || err.contains("ctd-decoder") || err.contains("exit"),
+                err.contains("decrypt")
+                    || err.contains("ctd-decoder")
+                    || err.contains("exit")
+                    || err.contains("wrong diff id"),
                 "{name}: {err}"
             );
             assert!(

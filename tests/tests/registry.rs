@@ -470,3 +470,139 @@ fn multi_platform_index_with_platform() {
         layer_ids(&path("examples/image"), "latest")
     );
 }
+
+/// A layout tagged `latest` of `layers` random uncompressed layers of `mib` MiB each,
+/// written by the shell tools (`head` on /dev/urandom, `sha256sum`).
+fn random_layout(dir: &Path, layers: usize, mib: usize) -> String {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let digest_of = |f: &Path| {
+        let out = ocicrypt_tests::tool("sha256sum", &[s(f)]);
+        out[..64].to_owned()
+    };
+    let mut descs = Vec::new();
+    for i in 0..layers {
+        let f = dir.join(format!("layer{i}"));
+        ocicrypt_tests::tool(
+            "sh",
+            &[
+                "-c",
+                &format!("head -c {}M /dev/urandom > '{}'", mib, s(&f)),
+            ],
+        );
+        let d = digest_of(&f);
+        fs::rename(&f, blobs.join(&d)).unwrap();
+        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{d}"), "size": mib << 20}));
+    }
+    let put = |v: &Value| {
+        let bytes = serde_json::to_vec(v).unwrap();
+        let f = dir.join("doc");
+        fs::write(&f, &bytes).unwrap();
+        let d = digest_of(&f);
+        fs::rename(&f, blobs.join(&d)).unwrap();
+        (format!("sha256:{d}"), bytes.len())
+    };
+    let diff_ids: Vec<Value> = descs.iter().map(|d| d["digest"].clone()).collect();
+    let (cd, cs) = put(
+        &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}),
+    );
+    let (md, ms) = put(
+        &json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": descs}),
+    );
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        dir.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms, "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}).to_string(),
+    )
+    .unwrap();
+    oci(dir, "latest")
+}
+
+/// Runs our binary under `/usr/bin/time`, with TMPDIR naming a directory that does not
+/// exist (anything spooled to a temporary file fails) and an empty working directory that
+/// must stay empty; its peak RSS in KiB.
+fn run_streaming(cli: &Path, work: &Path, args: &[&str]) -> u64 {
+    let rss = work.join("rss");
+    fs::create_dir_all(work.join("cwd")).unwrap();
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-o")
+        .arg(&rss)
+        .args(["-f", "%M"])
+        .arg(cli)
+        .args(args)
+        .env("TMPDIR", work.join("no-such-tmp"))
+        .current_dir(work.join("cwd"))
+        .output()
+        .expect("/usr/bin/time is installed (apt-get install time)");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read_dir(work.join("cwd")).unwrap().count(), 0);
+    fs::read_to_string(&rss).unwrap().trim().parse().unwrap()
+}
+
+/// 512 MiB registry to registry, both ways, without touching the disk and in bounded
+/// memory: the blobs stream from the source's responses through the cipher into the
+/// destination's upload sessions.
+#[test]
+fn half_a_gibibyte_streams_registry_to_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::plain(&t.path().join("reg"));
+    let cli = ocicrypt_tests::build_bin("ocicrypt-cli", "ocicrypt", &[]);
+    let layout = t.path().join("big");
+    let src = random_layout(&layout, 2, 256);
+    let plain = format!("{}:plain", reg.image("big"));
+    skopeo(&["copy", "--quiet", "--dest-tls-verify=false", &src, &plain]);
+    fs::remove_dir_all(&layout).unwrap();
+    let enc = format!("{}:enc", reg.image("big"));
+    let dec = format!("{}:dec", reg.image("big"));
+    let recipient = format!("jwe:{}", s(&path(PUB)));
+    let key = path(PRIV);
+    let limit_kib = 64 * 1024;
+    let rss = run_streaming(
+        &cli,
+        t.path(),
+        &[
+            "image",
+            "encrypt",
+            "-r",
+            &recipient,
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &plain,
+            &enc,
+        ],
+    );
+    eprintln!("encrypt, registry to registry: peak RSS {rss} KiB");
+    assert!(rss < limit_kib, "encrypt: peak RSS {rss} KiB");
+    let rss = run_streaming(
+        &cli,
+        t.path(),
+        &[
+            "image",
+            "decrypt",
+            "-k",
+            s(&key),
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &enc,
+            &dec,
+        ],
+    );
+    eprintln!("decrypt, registry to registry: peak RSS {rss} KiB");
+    assert!(rss < limit_kib, "decrypt: peak RSS {rss} KiB");
+    let (m_plain, m_enc, m_dec) = (
+        raw(&plain, &["--tls-verify=false"]),
+        raw(&enc, &["--tls-verify=false"]),
+        raw(&dec, &["--tls-verify=false"]),
+    );
+    assert!(
+        media_types(&m_enc)
+            .iter()
+            .all(|t| t.ends_with("+encrypted"))
+    );
+    assert_eq!(m_dec["layers"], m_plain["layers"], "the same layers again");
+    assert_eq!(m_dec["config"], m_plain["config"]);
+}

@@ -10,7 +10,10 @@
 //!    again without fsync under `eatmydata` when it is installed (the CLI syncs every output
 //!    before renaming it into place);
 //! 4. a 4-layer image (4 × 64 MiB by default) encrypted and then decrypted with `--jobs 1`
-//!    and `--jobs 2`, again without fsync under `eatmydata` when it is installed.
+//!    and `--jobs 2`, again without fsync under `eatmydata` when it is installed;
+//! 5. key rotation on that image;
+//! 6. the image encrypted registry to registry (Debian's `docker-registry` on loopback,
+//!    plain HTTP) by us and by skopeo, with the registry's own CPU time per copy.
 //!
 //! Scratch files go to a temporary directory under `target/`, removed at the end.
 
@@ -373,6 +376,121 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         "  --rotate speed-up:      {:.2}×",
         both.time.as_secs_f64() / rotate.time.as_secs_f64()
     );
+    registry_rows(dir, &cli, &image, &recipient, o.layer_mib)
+}
+
+/// A process killed when dropped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// User plus system CPU seconds a process has used (`/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
+/// Registry to registry: the image pushed once by skopeo to a `docker-registry` on
+/// loopback, then encrypted into another tag of it by us and by skopeo.
+fn registry_rows(
+    dir: &Path,
+    cli: &Path,
+    image: &Path,
+    recipient: &str,
+    layer_mib: u64,
+) -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = dir.join("registry.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("registry").display()
+        ),
+    )?;
+    let registry = Daemon(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start docker-registry (Debian package docker-registry; `cargo xtask ci` installs it)")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("docker-registry did not come up on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let at = |tag: &str| format!("docker://127.0.0.1:{port}/bench:{tag}");
+    sh::run(
+        Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:latest", image.display()))
+            .arg(at("plain")),
+    )?;
+    let mut ours = Command::new(cli);
+    ours.args(["image", "encrypt", "--jobs", "2", "-r", recipient])
+        .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(at("plain"))
+        .arg(at("ours"));
+    let mut skopeo = Command::new("skopeo");
+    skopeo
+        .args(["--insecure-policy", "copy", "--quiet"])
+        .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+        .args(["--encryption-key", recipient])
+        .arg(at("plain"))
+        .arg(at("skopeo"));
+    let pid = registry.0.id();
+    let mut rows = Vec::new();
+    for (name, cmd) in [
+        ("ocicrypt image encrypt", &mut ours),
+        ("skopeo copy --encryption-key", &mut skopeo),
+    ] {
+        let before = cpu_seconds(pid)?;
+        let m = best_of(dir, cmd, &[])?;
+        let registry_cpu = (cpu_seconds(pid)? - before) / RUNS as f64;
+        rows.push((name, m, registry_cpu));
+    }
+    let bytes = 4 * layer_mib * MIB;
+    println!(
+        "\nimage encrypt registry to registry (docker-registry on loopback, plain HTTP), 4 layers × {layer_mib} MiB, best of {RUNS}:"
+    );
+    for (name, m, registry_cpu) in &rows {
+        println!(
+            "  {name:<30} {:>6.2}s {:>6.0} MiB/s, peak RSS {:.1} MiB, CPU {}%, registry CPU {:.2}s a copy",
+            m.time.as_secs_f64(),
+            rate(bytes, m.time),
+            m.max_rss_kib as f64 / 1024.0,
+            m.cpu_percent,
+            registry_cpu
+        );
+    }
+    if let [(_, ours, _), (_, skopeo, _)] = rows.as_slice() {
+        println!(
+            "  ours against skopeo: {:.2}× faster",
+            skopeo.time.as_secs_f64() / ours.time.as_secs_f64()
+        );
+    }
     Ok(())
 }
 

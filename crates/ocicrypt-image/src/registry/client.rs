@@ -1,17 +1,20 @@
 //! The registry transport: [`Source`] and [`Destination`] over the OCI distribution API,
 //! with `oci-client` on a small tokio runtime of its own. Blobs stream both ways: a source
-//! blob is a reader over the HTTP response, and a new blob goes up in a chunked upload
-//! session (POST, PATCH per 4 MiB, PUT `?digest=` at the end), so neither touches the disk.
+//! blob is a reader over the HTTP response, and a new blob goes up in one upload session
+//! (POST, one streamed PATCH, PUT `?digest=` at the end), so neither touches the disk.
+//!
+//! The upload is the one exchange not made through `oci-client`: its streamed push sends a
+//! PATCH request per 4 MiB and waits for each, which halves the throughput of a registry
+//! on loopback. The session's three requests are made with `reqwest` (the HTTP client
+//! under `oci-client`), with the same TLS settings and the credentials `oci-client`
+//! negotiated.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
-use oci_client::client::{
-    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, PushBlobStreamChunkedResponse,
-};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -30,8 +33,12 @@ use crate::{Error, Result};
 /// The largest manifest or index we accept from a registry (4 MiB, as containerd).
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
-/// How much of a new blob is sent per PATCH request.
-const CHUNK: usize = 4 * 1024 * 1024;
+/// How much of a new blob is handed to the upload at a time; with [`UPLOAD_QUEUE`], what a
+/// blob being uploaded holds in memory.
+const CHUNK: usize = 256 * 1024;
+
+/// How many chunks wait for the upload's connection.
+const UPLOAD_QUEUE: usize = 4;
 
 /// The most manifests and indexes one image may write.
 const MAX_PENDING_DOCUMENTS: usize = 4096;
@@ -47,10 +54,33 @@ const ACCEPT: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
+/// The runtime every registry connection of the process runs on: two threads, started by
+/// the first connection (what a registry transport needs; nothing else starts it).
+fn runtime() -> Result<Arc<Runtime>> {
+    static RUNTIME: std::sync::OnceLock<Arc<Runtime>> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt.clone());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ocicrypt-registry")
+        .enable_all()
+        .build()
+        .map_err(Error::io("cannot start the registry client's runtime"))?;
+    // Two first connections at once: one runtime wins, the other is dropped unused.
+    Ok(RUNTIME.get_or_init(|| Arc::new(rt)).clone())
+}
+
 /// What both directions share: the client, its runtime, and the image they address.
 struct Conn {
     rt: Arc<Runtime>,
     client: Client,
+    /// For uploads: the same TLS settings as `client`.
+    http: reqwest::Client,
+    /// `SCHEME://HOST/v2/REPOSITORY/`.
+    base: reqwest::Url,
+    /// The `Authorization` header of uploads (set by [`RegistryDestination::open`]).
+    upload_auth: Option<reqwest::header::HeaderValue>,
     reference: Reference,
     host: String,
     shown: String,
@@ -89,12 +119,7 @@ impl Conn {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.to_string()),
             None => RegistryAuth::Anonymous,
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ocicrypt-registry")
-            .enable_all()
-            .build()
-            .map_err(Error::io("cannot start the registry client's runtime"))?;
+        let rt = runtime()?;
         let certs = auth::ca_certificates(o, r.registry())?;
         let config = |protocol: ClientProtocol| ClientConfig {
             protocol,
@@ -117,12 +142,37 @@ impl Conn {
                 what: format!("cannot set up a client for {host}: {e}"),
             })
         };
+        let setup = |e: reqwest::Error| Error::RegistryConfig {
+            what: format!("cannot set up a client for {host}: {e}"),
+        };
+        let mut roots = Vec::new();
+        for c in &certs {
+            roots.extend(reqwest::Certificate::from_pem_bundle(c).map_err(setup)?);
+        }
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(!o.tls_verify)
+            .tls_certs_merge(roots)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .user_agent(concat!("ocicrypt-rs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(setup)?;
+        let base_for = |scheme: &str| {
+            reqwest::Url::parse(&format!("{scheme}://{host}/v2/{}/", r.repository())).map_err(|e| {
+                Error::RegistryConfig {
+                    what: format!("{shown}: {e}"),
+                }
+            })
+        };
         let mut conn = Self {
-            rt: Arc::new(rt),
+            rt,
             client: build(ClientProtocol::Https)?,
+            http,
+            base: base_for("https")?,
+            upload_auth: None,
             reference,
             host: host.clone(),
-            shown,
+            shown: shown.clone(),
         };
         // Ask /v2/ first: this finds the auth scheme the registry wants, and turns
         // connection, TLS and plain-HTTP trouble into one clear error before any work.
@@ -131,11 +181,42 @@ impl Conn {
             Err(e) if !o.tls_verify && is_network(&e) => {
                 // tls-verify=false allows plain HTTP, as skopeo does: try it.
                 conn.client = build(ClientProtocol::Http)?;
+                conn.base = base_for("http")?;
                 conn.probe(&registry_auth, op)
                     .map_err(|e| conn.error("cannot reach the registry", e, o))?;
             }
             Err(e) => return Err(conn.error("cannot reach the registry", e, o)),
             Ok(()) => {}
+        }
+        if op == RegistryOperation::Push {
+            // The header uploads send: the bearer token oci-client obtained for pushing, or
+            // the given credentials where the registry asked for basic auth.
+            let token = conn
+                .rt
+                .block_on(conn.client.auth(&conn.reference, &registry_auth, op))
+                .map_err(|e| conn.error("cannot authenticate", e, o))?;
+            let value = match (token, &credentials) {
+                (Some(t), _) => Some(format!("Bearer {t}")),
+                (None, Some(c)) => Some(format!(
+                    "Basic {}",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        format!("{}:{}", c.username, c.password.as_str())
+                    )
+                )),
+                (None, None) => None,
+            };
+            conn.upload_auth = value
+                .map(|v| {
+                    let mut h = reqwest::header::HeaderValue::try_from(v).map_err(|_| {
+                        Error::RegistryConfig {
+                            what: format!("the credentials for {host} are not valid in a header"),
+                        }
+                    })?;
+                    h.set_sensitive(true);
+                    Ok::<_, Error>(h)
+                })
+                .transpose()?;
         }
         Ok(conn)
     }
@@ -560,11 +641,109 @@ impl Destination for RegistryDestination {
     }
 }
 
-type UploadTask = JoinHandle<Result<PushBlobStreamChunkedResponse, OciDistributionError>>;
+/// Why an upload request failed (its status and what the registry said).
+#[derive(Debug, thiserror::Error)]
+#[error("{request} {url}: HTTP {status}: {body}")]
+struct UploadError {
+    request: &'static str,
+    url: String,
+    status: u16,
+    body: String,
+}
 
-/// A blob on its way up: 4 MiB at a time through a channel of one into an upload session
-/// that the runtime drives. Blobs under 4 MiB go up in one request at commit. Dropped
-/// before commit, the session is abandoned (never completed), so nothing is stored.
+/// What an upload step ends in: a location, or why not.
+type Step<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+impl Conn {
+    fn request(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, url);
+        match &self.upload_auth {
+            Some(h) => r.header(reqwest::header::AUTHORIZATION, h.clone()),
+            None => r,
+        }
+    }
+
+    /// Sends a request of the upload session; the `Location` it answers with (made
+    /// absolute).
+    async fn upload_step(
+        &self,
+        request: &'static str,
+        req: reqwest::RequestBuilder,
+        want: reqwest::StatusCode,
+    ) -> Step<reqwest::Url> {
+        let res = req.send().await?;
+        let url = res.url().clone();
+        let status = res.status();
+        if status != want {
+            // A registry's error body is short; cap what we keep of it anyway.
+            let body = res.text().await.unwrap_or_default();
+            let body: String = body.chars().take(500).collect();
+            return Err(Box::new(UploadError {
+                request,
+                url: url.to_string(),
+                status: status.as_u16(),
+                body,
+            }));
+        }
+        let location = res
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| format!("{request} {url}: no Location in the answer"))?;
+        Ok(url.join(location)?)
+    }
+
+    /// POST: a new upload session; its location.
+    async fn start_upload(&self) -> Step<reqwest::Url> {
+        let url = self.base.join("blobs/uploads/")?;
+        let req = self
+            .request(reqwest::Method::POST, url)
+            .header(reqwest::header::CONTENT_LENGTH, 0);
+        self.upload_step("POST", req, reqwest::StatusCode::ACCEPTED)
+            .await
+    }
+
+    /// PUT `?digest=`: the session's data is the blob `digest`.
+    async fn finish_upload(
+        &self,
+        mut location: reqwest::Url,
+        digest: &str,
+        body: Bytes,
+    ) -> Step<()> {
+        location.query_pairs_mut().append_pair("digest", digest);
+        let req = self
+            .request(reqwest::Method::PUT, location)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, body.len())
+            .body(body);
+        self.upload_step("PUT", req, reqwest::StatusCode::CREATED)
+            .await
+            .map(|_| ())
+    }
+
+    /// Maps an upload failure: 401 and 403 are authentication, the rest a registry error.
+    fn upload_error(&self, digest: &str, e: Box<dyn std::error::Error + Send + Sync>) -> Error {
+        if let Some(u) = e.downcast_ref::<UploadError>() {
+            if u.status == 401 || u.status == 403 {
+                return Error::RegistryAuth {
+                    host: self.host.clone(),
+                };
+            }
+        }
+        Error::Registry {
+            host: self.host.clone(),
+            what: format!("cannot upload blob {digest}"),
+            source: e,
+        }
+    }
+}
+
+type UploadTask = JoinHandle<Step<reqwest::Url>>;
+
+/// A blob on its way up. Its first chunk opens an upload session whose one PATCH request
+/// streams what follows from a short queue; commit ends the stream and completes the
+/// session with the digest (PUT). Blobs smaller than a chunk go up in the PUT itself.
+/// Dropped before commit, the session is abandoned, never completed, so nothing is stored.
 struct Upload {
     conn: Arc<Conn>,
     buf: BytesMut,
@@ -573,18 +752,20 @@ struct Upload {
 }
 
 impl Upload {
-    fn send(&mut self) -> io::Result<()> {
-        let chunk = self.buf.split().freeze();
-        self.buf.reserve(CHUNK);
+    fn send(&mut self, chunk: Bytes) -> io::Result<()> {
         if self.tx.is_none() {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_QUEUE);
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok(b), rx))
+                rx.recv().await.map(|b| (Ok::<_, io::Error>(b), rx))
             });
             let conn = self.conn.clone();
             self.task = Some(self.conn.rt.spawn(async move {
-                conn.client
-                    .push_blob_stream_chunked(&conn.reference, stream.boxed())
+                let location = conn.start_upload().await?;
+                let req = conn
+                    .request(reqwest::Method::PATCH, location)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(reqwest::Body::wrap_stream(stream));
+                conn.upload_step("PATCH", req, reqwest::StatusCode::ACCEPTED)
                     .await
             }));
             self.tx = Some(tx);
@@ -595,8 +776,7 @@ impl Upload {
             .ok_or_else(|| io::Error::other("no upload"))?;
         if tx.blocking_send(chunk).is_err() {
             // The upload ended early: its error says why.
-            let task = self.task.take();
-            let e = match task.map(|t| self.conn.rt.block_on(t)) {
+            let e = match self.task.take().map(|t| self.conn.rt.block_on(t)) {
                 Some(Ok(Err(e))) => e.to_string(),
                 Some(Err(e)) => e.to_string(),
                 _ => "the upload stopped".to_owned(),
@@ -613,8 +793,9 @@ impl Upload {
 impl Write for Upload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
+        while self.buf.len() >= CHUNK {
+            let chunk = self.buf.split_to(CHUNK).freeze();
+            self.send(chunk)?;
         }
         Ok(data.len())
     }
@@ -628,36 +809,31 @@ impl BlobWriter for Upload {
     fn commit(mut self: Box<Self>, digest: &Digest) -> Result<()> {
         let d = digest.to_string();
         let conn = self.conn.clone();
-        let fail =
-            |e: OciDistributionError| conn.blob_error(format!("cannot upload blob {d}"), &d, e);
-        if self.task.is_none() {
+        let result = if self.task.is_none() {
+            // Small: the data goes in the PUT that completes the session.
             let data = self.buf.split().freeze();
-            conn.rt
-                .block_on(conn.client.push_blob(&conn.reference, data, &d))
-                .map_err(fail)?;
-            return Ok(());
-        }
-        if !self.buf.is_empty() {
-            self.send()
-                .map_err(Error::io(format!("cannot upload blob {d}")))?;
-        }
-        self.tx = None;
-        let task = self
-            .task
-            .take()
-            .ok_or_else(|| Error::Internal("no upload".into()))?;
-        let response = conn
-            .rt
-            .block_on(task)
-            .map_err(|e| Error::Internal(format!("upload task: {e}")))?
-            .map_err(fail)?;
-        if response.blob_digest != d {
-            return Err(Error::DigestMismatch {
-                expected: d,
-                actual: response.blob_digest,
-            });
-        }
-        Ok(())
+            conn.rt.block_on(async {
+                let location = conn.start_upload().await?;
+                conn.finish_upload(location, &d, data).await
+            })
+        } else {
+            if !self.buf.is_empty() {
+                let rest = self.buf.split().freeze();
+                self.send(rest)
+                    .map_err(Error::io(format!("cannot upload blob {d}")))?;
+            }
+            // The end of the PATCH body.
+            self.tx = None;
+            let task = self
+                .task
+                .take()
+                .ok_or_else(|| Error::Internal("no upload".into()))?;
+            conn.rt.block_on(async {
+                let location = task.await??;
+                conn.finish_upload(location, &d, Bytes::new()).await
+            })
+        };
+        result.map_err(|e| conn.upload_error(&d, e))
     }
 }
 
