@@ -606,3 +606,122 @@ fn half_a_gibibyte_streams_registry_to_registry() {
     assert_eq!(m_dec["layers"], m_plain["layers"], "the same layers again");
     assert_eq!(m_dec["config"], m_plain["config"]);
 }
+
+/// A Docker schema 2 image (as `skopeo copy --format v2s2` pushes it) is encrypted into OCI,
+/// as skopeo does it, and skopeo decrypts that.
+#[test]
+fn docker_schema2_images_are_encrypted_as_oci() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::plain(&t.path().join("reg"));
+    let v2s2 = format!("{}:v2s2", reg.image("app"));
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &example(),
+        &v2s2,
+    ]);
+    assert_eq!(
+        raw(&v2s2, &["--tls-verify=false"])["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let enc = format!("{}:enc", reg.image("app"));
+    ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", s(&path(PUB))),
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &v2s2,
+        &enc,
+    ])
+    .unwrap();
+    let m = raw(&enc, &["--tls-verify=false"]);
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    assert!(
+        media_types(&m)
+            .iter()
+            .all(|t| t == "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"),
+        "{m}"
+    );
+    let out = t.path().join("out");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--decryption-key",
+        s(&path(PRIV)),
+        &enc,
+        &oci(&out, "dec"),
+    ]);
+    assert_eq!(
+        layer_ids(&out, "dec"),
+        layer_ids(&path("examples/image"), "latest")
+    );
+}
+
+/// A manifest over 4 MiB is refused, whether the registry says its size or not, and no
+/// more than that is read. docker-registry itself refuses to store such a manifest, so a
+/// hostile registry is played by a thread here: `/v2/` answers 200, and the manifest is
+/// 64 MiB (with a Content-Length, or without one, ending when the connection closes).
+#[test]
+fn an_oversized_manifest_is_refused() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn);
+                // A TLS client hello: this registry speaks plain HTTP only.
+                if reader
+                    .fill_buf()
+                    .map(|b| b.first() == Some(&0x16))
+                    .unwrap_or(true)
+                {
+                    return;
+                }
+                let mut request = String::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    request.push_str(&line);
+                    line.clear();
+                }
+                let mut conn = reader.into_inner();
+                let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let big = vec![b' '; 64 << 20];
+                let _ = if path.ends_with("/manifests/sized") {
+                    write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n", big.len())
+                        .and_then(|()| conn.write_all(&big))
+                } else if path.ends_with("/manifests/unsized") {
+                    write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n")
+                        .and_then(|()| conn.write_all(&big))
+                } else {
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    )
+                };
+            });
+        }
+    });
+    for (tag, says) in [("sized", "67108864"), ("unsized", "")] {
+        let err = ocicrypt(&[
+            "image",
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{host}/app:{tag}"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("4194304"), "{tag}: {err}");
+        assert!(err.contains(says), "{tag}: {err}");
+    }
+}

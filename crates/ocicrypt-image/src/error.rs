@@ -127,14 +127,6 @@ pub enum Error {
         /// Its media type.
         media_type: String,
     },
-    /// A Docker schema 2 manifest or manifest list.
-    #[error(
-        "{digest}: Docker schema 2 manifests are not supported; convert the image to OCI first (skopeo copy --format oci)"
-    )]
-    DockerSchema2 {
-        /// The manifest's digest.
-        digest: String,
-    },
     /// `--layer N` is outside the image's layers.
     #[error("--layer {layer}: the image has {count} layer(s)")]
     LayerOutOfRange {

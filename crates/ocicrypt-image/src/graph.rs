@@ -74,14 +74,29 @@ pub(crate) fn kind(desc: &Descriptor) -> Kind {
     }
 }
 
-/// Fails unless `desc` is an OCI index or manifest, which we can rewrite.
+/// The OCI media type skopeo converts a Docker schema 2 one to; any other unchanged.
+pub(crate) fn oci_media_type(t: &MediaType) -> MediaType {
+    match t {
+        MediaType::Other(o) => match o.as_str() {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                MediaType::ImageLayerNonDistributableGzip
+            }
+            "application/vnd.docker.container.image.v1+json" => MediaType::ImageConfig,
+            DOCKER_MANIFEST => MediaType::ImageManifest,
+            DOCKER_LIST => MediaType::ImageIndex,
+            _ => t.clone(),
+        },
+        _ => t.clone(),
+    }
+}
+
+/// Fails unless `desc` is an index or manifest (OCI, or Docker schema 2, which is written
+/// as OCI when it changes), which we can rewrite.
 pub(crate) fn check_rewritable(desc: &Descriptor) -> Result<()> {
     let digest = desc.digest().to_string();
     match kind(desc) {
-        Kind::Index { docker: false } | Kind::Manifest { docker: false } => Ok(()),
-        Kind::Index { docker: true } | Kind::Manifest { docker: true } => {
-            Err(Error::DockerSchema2 { digest })
-        }
+        Kind::Index { .. } | Kind::Manifest { .. } => Ok(()),
         Kind::Other => Err(Error::UnsupportedMediaType {
             digest,
             media_type: desc.media_type().to_string(),

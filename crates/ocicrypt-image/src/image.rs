@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
-use oci_spec::image::{Descriptor, Digest, Platform};
+use oci_spec::image::{Descriptor, Digest, MediaType, Platform};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, LayerInfo};
 use serde::Serialize;
 
-use crate::graph::{Graph, Kind, Node, check_rewritable, kind};
+use crate::graph::{Graph, Kind, Node, check_rewritable, kind, oci_media_type};
 use crate::options::{Counting, PlatformSpec, Progress, platform_selected};
 use crate::pipe::{Input, Output};
 use crate::transport::{
@@ -293,6 +293,22 @@ struct LayerWork {
 }
 
 /// Layers with the same descriptor and selection are processed once.
+/// The layers of the manifest `desc` as they are processed: with the OCI media types of
+/// Docker schema 2 ones (see [`oci_media_type`]).
+fn as_oci_layers(desc: &Descriptor, layers: &[Descriptor]) -> Vec<Descriptor> {
+    let docker = matches!(kind(desc), Kind::Manifest { docker: true });
+    layers
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            if docker {
+                l.set_media_type(oci_media_type(l.media_type()));
+            }
+            l
+        })
+        .collect()
+}
+
 fn layer_key(desc: &Descriptor, selected: bool) -> String {
     format!(
         "{selected} {}",
@@ -442,7 +458,7 @@ impl Job<'_> {
                 }
             }
             Node::Manifest(m) => {
-                let layers = m.get().layers();
+                let layers = as_oci_layers(desc, m.get().layers());
                 let selected = self.options.selected_layers(layers.len())?;
                 for (index, (l, sel)) in layers.iter().zip(selected).enumerate() {
                     if seen.layers.insert(layer_key(l, sel)) {
@@ -480,6 +496,14 @@ impl Job<'_> {
         }
         check_rewritable(desc)?;
         let doc = self.graph.get(desc)?;
+        // A Docker schema 2 document whose content changes is written as OCI, as skopeo
+        // does (Docker media types have no `+encrypted` forms); one that does not change
+        // stays as it was.
+        let docker = matches!(
+            kind(desc),
+            Kind::Index { docker: true } | Kind::Manifest { docker: true }
+        );
+        let mut media_type = desc.media_type().clone();
         let bytes = match &doc.node {
             Node::Index(index) => {
                 let mut index = index.clone();
@@ -496,17 +520,23 @@ impl Job<'_> {
                 if top && matched == 0 {
                     return Err(self.no_match());
                 }
+                let convert = docker && entries != *index.get().manifests();
+                if convert {
+                    media_type = MediaType::ImageIndex;
+                }
                 index.update(|i| {
                     i.set_manifests(entries);
+                    if convert {
+                        i.set_media_type(Some(MediaType::ImageIndex));
+                    }
                 })?;
                 index.to_vec()?
             }
             Node::Manifest(m) => {
                 copy_blob(self.src, self.dst, m.get().config())?;
                 let selected = self.options.selected_layers(m.get().layers().len())?;
-                let layers = m
-                    .get()
-                    .layers()
+                let originals = as_oci_layers(desc, m.get().layers());
+                let layers = originals
                     .iter()
                     .zip(selected)
                     .map(|(l, sel)| {
@@ -516,9 +546,20 @@ impl Job<'_> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let mut m = m.clone();
-                m.update(|m| {
-                    m.set_layers(layers);
-                })?;
+                if docker && layers != originals {
+                    media_type = MediaType::ImageManifest;
+                    m.update(|m| {
+                        m.set_media_type(Some(MediaType::ImageManifest));
+                        let mut config = m.config().clone();
+                        config.set_media_type(oci_media_type(config.media_type()));
+                        m.set_config(config);
+                        m.set_layers(layers);
+                    })?;
+                } else if !docker {
+                    m.update(|m| {
+                        m.set_layers(layers);
+                    })?;
+                }
                 m.to_vec()?
             }
         };
@@ -532,8 +573,9 @@ impl Job<'_> {
             self.dst
                 .put_document(&doc.bytes, desc.digest(), desc.media_type())?;
         } else {
-            out.set_digest(put_new_document(self.dst, &bytes, desc.media_type())?);
+            out.set_digest(put_new_document(self.dst, &bytes, &media_type)?);
             out.set_size(bytes.len() as u64);
+            out.set_media_type(media_type);
         }
         memo.insert(key, out.clone());
         Ok(out)

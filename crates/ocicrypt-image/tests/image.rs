@@ -285,23 +285,68 @@ fn a_blob_that_does_not_match_its_digest_is_corrupt() {
 }
 
 #[test]
-fn docker_manifests_are_read_but_not_rewritten_and_unknown_ones_are_named() {
+fn docker_manifests_become_oci_when_they_change_and_unknown_ones_are_named() {
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     let dir = tempfile::tempdir().unwrap();
     let l = Layout::new(dir.path().join("src"));
-    let m = l.manifest(&[b"a"], json!({}));
-    let mut doc = blob_json(&l.root, m["digest"].as_str().unwrap());
-    doc["mediaType"] = json!("application/vnd.docker.distribution.manifest.v2+json");
-    let d = l.json_blob("application/vnd.docker.distribution.manifest.v2+json", &doc);
-    let src = l.tag(d, "latest");
+    let config = l.blob("application/vnd.docker.container.image.v1+json", b"{}");
+    let layer = l.blob("application/vnd.docker.image.rootfs.diff.tar.gzip", b"a");
+    let m = l.json_blob(
+        DOCKER_MANIFEST,
+        &json!({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": config, "layers": [layer]}),
+    );
+    let mut entry = m.clone();
+    entry["platform"] = json!({"os": "linux", "architecture": "amd64"});
+    let list = l.json_blob(
+        DOCKER_LIST,
+        &json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [entry]}),
+    );
+    let src = l.tag(list.clone(), "latest");
     let info = ocicrypt_image::inspect(&src).unwrap();
     assert_eq!(info.manifests[0].layers.len(), 1);
-    let dst: ImageRef = format!("oci:{}/dst", dir.path().display()).parse().unwrap();
-    let err = ocicrypt_image::encrypt(&src, &dst, &ec(), &Options::default()).unwrap_err();
-    assert!(matches!(err, Error::DockerSchema2 { .. }), "{err}");
-    assert!(
-        err.to_string().contains("skopeo copy --format oci"),
-        "{err}"
+
+    // Encrypted: OCI, as skopeo writes it (Docker media types have no +encrypted forms).
+    let out = dir.path().join("dst");
+    let dst: ImageRef = format!("oci:{}:enc", out.display()).parse().unwrap();
+    ocicrypt_image::encrypt(&src, &dst, &ec(), &Options::default()).unwrap();
+    let top = tagged(&out, "enc");
+    assert_eq!(top["mediaType"], INDEX);
+    let index = blob_json(&out, top["digest"].as_str().unwrap());
+    assert_eq!(index["mediaType"], INDEX);
+    assert_eq!(index["manifests"][0]["mediaType"], MANIFEST);
+    assert_eq!(index["manifests"][0]["platform"]["architecture"], "amd64");
+    let manifest = blob_json(&out, index["manifests"][0]["digest"].as_str().unwrap());
+    assert_eq!(manifest["mediaType"], MANIFEST);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
     );
+    assert_eq!(
+        manifest["config"]["digest"], config["digest"],
+        "same config blob"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"
+    );
+
+    // Decrypted: plain OCI layers with the original digests.
+    let back: ImageRef = format!("oci:{}:dec", out.display()).parse().unwrap();
+    ocicrypt_image::decrypt(&dst, &back, &dc(), &Options::default()).unwrap();
+    let index = blob_json(&out, tagged(&out, "dec")["digest"].as_str().unwrap());
+    let manifest = blob_json(&out, index["manifests"][0]["digest"].as_str().unwrap());
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(manifest["layers"][0]["digest"], layer["digest"]);
+
+    // Nothing to change (decrypting a plain image): the Docker documents stay as they are.
+    let same: ImageRef = format!("oci:{}:same", out.display()).parse().unwrap();
+    ocicrypt_image::decrypt(&src, &same, &dc(), &Options::default()).unwrap();
+    assert_eq!(tagged(&out, "same")["digest"], list["digest"]);
+    assert_eq!(tagged(&out, "same")["mediaType"], DOCKER_LIST);
 
     let d = l.blob("application/x-unknown", b"{}");
     let err = ocicrypt_image::inspect(&l.tag(d, "latest")).unwrap_err();

@@ -79,8 +79,8 @@ struct Conn {
     http: reqwest::Client,
     /// `SCHEME://HOST/v2/REPOSITORY/`.
     base: reqwest::Url,
-    /// The `Authorization` header of uploads (set by [`RegistryDestination::open`]).
-    upload_auth: Option<reqwest::header::HeaderValue>,
+    /// The `Authorization` header of the requests made with `http` (uploads, manifests).
+    auth_header: Option<reqwest::header::HeaderValue>,
     reference: Reference,
     host: String,
     shown: String,
@@ -169,7 +169,7 @@ impl Conn {
             client: build(ClientProtocol::Https)?,
             http,
             base: base_for("https")?,
-            upload_auth: None,
+            auth_header: None,
             reference,
             host: host.clone(),
             shown: shown.clone(),
@@ -188,9 +188,10 @@ impl Conn {
             Err(e) => return Err(conn.error("cannot reach the registry", e, o)),
             Ok(()) => {}
         }
-        if op == RegistryOperation::Push {
-            // The header uploads send: the bearer token oci-client obtained for pushing, or
-            // the given credentials where the registry asked for basic auth.
+        {
+            // The header of the requests made with `http`: the bearer token oci-client
+            // obtained for `op`, or the given credentials where the registry asked for
+            // basic auth.
             let token = conn
                 .rt
                 .block_on(conn.client.auth(&conn.reference, &registry_auth, op))
@@ -206,7 +207,7 @@ impl Conn {
                 )),
                 (None, None) => None,
             };
-            conn.upload_auth = value
+            conn.auth_header = value
                 .map(|v| {
                     let mut h = reqwest::header::HeaderValue::try_from(v).map_err(|_| {
                         Error::RegistryConfig {
@@ -406,7 +407,6 @@ fn document_media_type(body: &[u8]) -> MediaType {
 #[derive(Debug)]
 pub struct RegistrySource {
     conn: Conn,
-    options: RegistryOptions,
     /// The root manifest, read once by [`Source::root`] (digest, body).
     root: Mutex<Option<(String, Bytes)>>,
 }
@@ -420,33 +420,69 @@ impl RegistrySource {
     pub fn open(r: &RegistryRef, o: &RegistryOptions) -> Result<Self> {
         Ok(Self {
             conn: Conn::open(r, o, RegistryOperation::Pull)?,
-            options: o.clone(),
             root: Mutex::new(None),
         })
     }
 
-    fn pull_manifest(&self, reference: &Reference) -> Result<Bytes> {
+    /// Reads the manifest or index `reference` (a tag or a digest) whole, at most
+    /// [`MAX_MANIFEST_SIZE`] bytes of it: oci-client reads a manifest response whole
+    /// whatever its size, so this GET is made with `http`, which stops at the limit.
+    fn pull_manifest(&self, reference: &str) -> Result<Bytes> {
         let c = &self.conn;
-        let (body, _) = c
-            .retry(|| {
-                c.client
-                    .pull_manifest_raw(reference, &RegistryAuth::Anonymous, ACCEPT)
-            })
-            .map_err(|e| c.error("cannot read the manifest", e, &self.options))?;
-        if body.len() as u64 > MAX_MANIFEST_SIZE {
-            return Err(Error::TooLarge {
-                digest: reference.whole(),
-                size: body.len() as u64,
-                limit: MAX_MANIFEST_SIZE,
-            });
+        let mut pause = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            match c.rt.block_on(c.fetch_manifest(reference)) {
+                Err(Fetch::Http(e))
+                    if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_body()) =>
+                {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(Fetch::Status(code)) if attempt < ATTEMPTS && code >= 500 => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Ok(body) => return Ok(body),
+                Err(Fetch::Status(401 | 403)) => {
+                    return Err(Error::RegistryAuth {
+                        host: c.host.clone(),
+                    });
+                }
+                Err(Fetch::Status(404)) => {
+                    return Err(Error::ManifestUnknown {
+                        reference: if reference.contains(':') {
+                            format!("{}@{reference}", c.reference.repository())
+                        } else {
+                            c.shown.clone()
+                        },
+                    });
+                }
+                Err(Fetch::TooLarge(size)) => {
+                    return Err(Error::TooLarge {
+                        digest: reference.to_owned(),
+                        size,
+                        limit: MAX_MANIFEST_SIZE,
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::Registry {
+                        host: c.host.clone(),
+                        what: format!("cannot read manifest {reference}"),
+                        source: e.into(),
+                    });
+                }
+            }
         }
-        Ok(body)
     }
 }
 
 impl Source for RegistrySource {
     fn root(&self) -> Result<Lossless<Descriptor>> {
-        let body = self.pull_manifest(&self.conn.reference)?;
+        let r = &self.conn.reference;
+        let body = self.pull_manifest(r.digest().or(r.tag()).unwrap_or("latest"))?;
         let digest = sha256(&body);
         if let Some(want) = self.conn.reference.digest() {
             if want != digest {
@@ -503,7 +539,7 @@ impl Source for RegistrySource {
                 limit: MAX_MANIFEST_SIZE,
             });
         }
-        let body = self.pull_manifest(&self.conn.with_digest(&digest))?;
+        let body = self.pull_manifest(&digest)?;
         crate::transport::check_size(desc, body.len() as u64)?;
         crate::transport::check_digest(desc, Some(sha256(&body)))?;
         Ok(body.to_vec())
@@ -657,7 +693,7 @@ type Step<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 impl Conn {
     fn request(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
         let r = self.http.request(method, url);
-        match &self.upload_auth {
+        match &self.auth_header {
             Some(h) => r.header(reqwest::header::AUTHORIZATION, h.clone()),
             None => r,
         }
@@ -735,6 +771,52 @@ impl Conn {
             what: format!("cannot upload blob {digest}"),
             source: e,
         }
+    }
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+enum Fetch {
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("bad URL: {0}")]
+    BadUrl(String),
+    #[error("larger than {MAX_MANIFEST_SIZE} bytes ({0})")]
+    TooLarge(u64),
+}
+
+impl Conn {
+    /// GET `manifests/REFERENCE`, accepting OCI and Docker schema 2 manifests and indexes,
+    /// and reading at most [`MAX_MANIFEST_SIZE`] bytes.
+    async fn fetch_manifest(&self, reference: &str) -> Result<Bytes, Fetch> {
+        let url = self
+            .base
+            .join(&format!("manifests/{reference}"))
+            .map_err(|e| Fetch::BadUrl(e.to_string()))?;
+        let mut res = self
+            .request(reqwest::Method::GET, url)
+            .header(reqwest::header::ACCEPT, ACCEPT.join(", "))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            return Err(Fetch::Status(res.status().as_u16()));
+        }
+        if let Some(len) = res.content_length() {
+            if len > MAX_MANIFEST_SIZE {
+                return Err(Fetch::TooLarge(len));
+            }
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = res.chunk().await? {
+            let len = (body.len() + chunk.len()) as u64;
+            if len > MAX_MANIFEST_SIZE {
+                return Err(Fetch::TooLarge(len));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 }
 
