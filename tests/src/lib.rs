@@ -264,6 +264,7 @@ pub struct Registry {
     /// With TLS: the directory holding the CA certificate (`ca.crt`) that signed its
     /// certificate, as `--cert-dir` takes it.
     pub ca_dir: Option<PathBuf>,
+    log: PathBuf,
     _daemon: Daemon,
 }
 
@@ -364,17 +365,18 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
                 dir.join("storage").display()
             ),
         )
         .unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
         let daemon = Daemon(
             Command::new("docker-registry")
                 .arg("serve")
                 .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
                 .spawn()
                 .expect("docker-registry is installed (apt-get install docker-registry)"),
         );
@@ -384,8 +386,15 @@ impl Registry {
         Self {
             host: format!("127.0.0.1:{port}"),
             ca_dir: None,
+            log: dir.join("registry.log"),
             _daemon: daemon,
         }
+    }
+
+    /// The registry's log so far, with one access-log line per request
+    /// (`"METHOD /v2/... HTTP/1.1" STATUS`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `docker://HOST/<name>`.

@@ -725,3 +725,47 @@ fn an_oversized_manifest_is_refused() {
         assert!(err.contains(says), "{tag}: {err}");
     }
 }
+
+/// Blobs left as they are (the config, layers not selected) are mounted from the source
+/// repository when both are on one registry, not copied.
+#[test]
+fn unchanged_blobs_are_mounted_across_repositories() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::plain(&t.path().join("reg"));
+    let src = format!("{}:v1", reg.image("a"));
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &example(),
+        &src,
+    ]);
+    ocicrypt(&[
+        "image",
+        "encrypt",
+        "--layer",
+        "0",
+        "-r",
+        &format!("jwe:{}", s(&path(PUB))),
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("{}:enc", reg.image("b")),
+    ])
+    .unwrap();
+    let m = raw(&src, &["--tls-verify=false"]);
+    let log = reg.log();
+    for digest in [&m["config"]["digest"], &m["layers"][1]["digest"]] {
+        let d = digest.as_str().unwrap().replace(':', "%3A");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("POST /v2/b/blobs/uploads/?mount=")
+                    && l.contains(&d)
+                    && l.contains("\" 201 ")),
+            "{digest} mounted:\n{log}"
+        );
+    }
+    let enc = raw(&format!("{}:enc", reg.image("b")), &["--tls-verify=false"]);
+    assert_eq!(enc["layers"][1], m["layers"][1]);
+    assert!(media_types(&enc)[0].ends_with("+encrypted"));
+}
