@@ -667,21 +667,23 @@ fn docker_schema2_images_are_encrypted_as_oci() {
     );
 }
 
-/// A manifest over 4 MiB is refused, whether the registry says its size or not, and no
-/// more than that is read. docker-registry itself refuses to store such a manifest, so a
-/// hostile registry is played by a thread here: `/v2/` answers 200, and the manifest is
-/// 64 MiB (with a Content-Length, or without one, ending when the connection closes).
-#[test]
-fn an_oversized_manifest_is_refused() {
+/// A registry played by threads, for what docker-registry will not do: `answer` gets each
+/// request's path and how many requests for that path came before, and returns the whole
+/// response (status line, headers, body); it is written and the connection closed. TLS
+/// client hellos are hung up on (plain HTTP only). Returns `HOST:PORT`.
+fn fake_registry(answer: impl Fn(&str, usize) -> Vec<u8> + Send + Sync + 'static) -> String {
     use std::io::{BufRead as _, BufReader, Write as _};
+    use std::sync::{Arc, Mutex};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
+    let answer = Arc::new(answer);
+    let seen: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
+            let (answer, seen) = (answer.clone(), seen.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn);
-                // A TLS client hello: this registry speaks plain HTTP only.
                 if reader
                     .fill_buf()
                     .map(|b| b.first() == Some(&0x16))
@@ -695,22 +697,44 @@ fn an_oversized_manifest_is_refused() {
                     request.push_str(&line);
                     line.clear();
                 }
-                let mut conn = reader.into_inner();
                 let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
-                let big = vec![b' '; 64 << 20];
-                let _ = if path.ends_with("/manifests/sized") {
-                    write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n", big.len())
-                        .and_then(|()| conn.write_all(&big))
-                } else if path.ends_with("/manifests/unsized") {
-                    write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n")
-                        .and_then(|()| conn.write_all(&big))
-                } else {
-                    write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-                    )
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    let n = seen.entry(path.clone()).or_default();
+                    *n += 1;
+                    *n - 1
                 };
+                let _ = reader.into_inner().write_all(&answer(&path, n));
             });
+        }
+    });
+    host
+}
+
+fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!("HTTP/1.1 {status}\r\n{headers}Connection: close\r\n\r\n").into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// A manifest over 4 MiB is refused, whether the registry says its size or not, and no
+/// more than that is read (docker-registry itself refuses to store one): the manifest is
+/// 64 MiB, with a Content-Length, or without one, ending when the connection closes.
+#[test]
+fn an_oversized_manifest_is_refused() {
+    let host = fake_registry(|path, _| {
+        let big = vec![b' '; 64 << 20];
+        let mt = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
+        if path.ends_with("/manifests/sized") {
+            http(
+                "200 OK",
+                &format!("{mt}Content-Length: {}\r\n", big.len()),
+                &big,
+            )
+        } else if path.ends_with("/manifests/unsized") {
+            http("200 OK", mt, &big)
+        } else {
+            http("200 OK", "Content-Length: 2\r\n", b"{}")
         }
     });
     for (tag, says) in [("sized", "67108864"), ("unsized", "")] {
@@ -724,6 +748,68 @@ fn an_oversized_manifest_is_refused() {
         assert!(err.contains("4194304"), "{tag}: {err}");
         assert!(err.contains(says), "{tag}: {err}");
     }
+}
+
+/// Reads (GET, HEAD) are tried again after a 5xx, with backoff: a registry that answers
+/// 503 to the first two requests for each manifest and blob still serves the image; one
+/// that keeps answering 503 fails after three tries, naming the status.
+#[test]
+fn reads_are_retried_after_server_errors() {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let sha = |b: &[u8]| {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        fs::write(f.path(), b).unwrap();
+        format!(
+            "sha256:{}",
+            &ocicrypt_tests::tool("sha256sum", &[s(f.path())])[..64]
+        )
+    };
+    let config_digest = sha(config);
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": []})
+    .to_string()
+    .into_bytes();
+    let host = fake_registry(move |path, n| {
+        if path == "/v2/" {
+            return http("200 OK", "Content-Length: 2\r\n", b"{}");
+        }
+        if n < 2 || path.contains("/down/") {
+            return http("503 Service Unavailable", "Content-Length: 0\r\n", b"");
+        }
+        if path.ends_with("/manifests/v1") {
+            let mt = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
+            http(
+                "200 OK",
+                &format!("{mt}Content-Length: {}\r\n", manifest.len()),
+                &manifest,
+            )
+        } else if path.contains("/blobs/") {
+            http(
+                "200 OK",
+                &format!("Content-Length: {}\r\n", config.len()),
+                config,
+            )
+        } else {
+            http("404 Not Found", "Content-Length: 0\r\n", b"")
+        }
+    });
+    ocicrypt(&[
+        "image",
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/app:v1"),
+    ])
+    .unwrap();
+    let err = ocicrypt(&[
+        "image",
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/down/app:v1"),
+    ])
+    .unwrap_err();
+    assert!(err.contains("503"), "{err}");
 }
 
 /// Blobs left as they are (the config, layers not selected) are mounted from the source
