@@ -162,6 +162,70 @@ fn we_encrypt_and_skopeo_decrypts_through_a_tls_registry() {
         &oci(&out, "dec2"),
     ]);
     assert_eq!(layer_ids(&out, "dec2"), layer_ids(&out, "dec"));
+    // Rewrap in the registry: a new recipient only; skopeo opens it with the new key.
+    let other = t.path().join("other.pem");
+    let other_pub = t.path().join("other-pub.pem");
+    ocicrypt_tests::tool("openssl", &["genrsa", "-out", s(&other), "2048"]);
+    ocicrypt_tests::tool(
+        "openssl",
+        &["rsa", "-in", s(&other), "-pubout", "-out", s(&other_pub)],
+    );
+    let rewrapped = format!("{}:rewrapped", reg.image("app"));
+    ocicrypt(&[
+        "image",
+        "rewrap",
+        "-k",
+        s(&path(PRIV)),
+        "-r",
+        &format!("jwe:{}", s(&other_pub)),
+        "--authfile",
+        s(&auth),
+        "--src-cert-dir",
+        s(&ca),
+        "--dest-cert-dir",
+        s(&ca),
+        &enc,
+        &rewrapped,
+    ])
+    .unwrap();
+    let m2 = raw(&rewrapped, &["--cert-dir", s(&ca), "--creds", &creds]);
+    for (a, b) in m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(m2["layers"].as_array().unwrap())
+    {
+        assert_eq!(a["digest"], b["digest"], "rewrap keeps the layer data");
+    }
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-cert-dir",
+        s(&ca),
+        "--src-creds",
+        &creds,
+        "--decryption-key",
+        s(&other),
+        &rewrapped,
+        &oci(&out, "dec3"),
+    ]);
+    assert_eq!(layer_ids(&out, "dec3"), layer_ids(&out, "dec"));
+    let e = tool_fails(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--src-cert-dir",
+            s(&ca),
+            "--src-creds",
+            &creds,
+            "--decryption-key",
+            s(&path(PRIV)),
+            &rewrapped,
+            &oci(&out, "dec4"),
+        ],
+    );
+    assert!(!e.is_empty(), "the old key no longer opens it");
 }
 
 #[test]
