@@ -1,5 +1,6 @@
 //! Running a provider program: request on stdin, reply on stdout, bounded in time and size.
 
+use wait_timeout::ChildExt as _;
 use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -114,18 +115,7 @@ pub(crate) fn run(cmd: &Command, input: &[u8], options: &Options) -> Result<Zero
 
 /// Waits for `child` to exit, until `deadline`; `None` if it has not.
 fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<std::process::ExitStatus>> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
+    child.wait_timeout(deadline.saturating_duration_since(Instant::now()))
 }
 
 /// Reads `r` to the end, keeping the last [`STDERR_TAIL`] bytes, lossily decoded.

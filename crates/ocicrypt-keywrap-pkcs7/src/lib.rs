@@ -138,19 +138,15 @@ impl KeyWrapper for Pkcs7KeyWrapper {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn describe_rid(rid: &RecipientIdentifier) -> String {
     match rid {
         RecipientIdentifier::IssuerAndSerialNumber(ias) => format!(
             "issuer={} serial={}",
             printable(&ias.issuer.to_string()),
-            hex(ias.serial_number.as_bytes())
+            hex::encode(ias.serial_number.as_bytes())
         ),
         RecipientIdentifier::SubjectKeyIdentifier(ski) => {
-            format!("subjectKeyIdentifier={}", hex(ski.0.as_bytes()))
+            format!("subjectKeyIdentifier={}", hex::encode(ski.0.as_bytes()))
         }
     }
 }

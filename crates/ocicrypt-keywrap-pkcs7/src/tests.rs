@@ -650,7 +650,7 @@ fn go_ocicrypt_reads_the_standard_variant() {
     }
     assert_eq!(swapped, 2);
     let bytes = serde_json::to_vec(&manifest).unwrap();
-    let digest = hex(&openssl::sha::sha256(&bytes));
+    let digest = hex::encode(openssl::sha::sha256(&bytes));
     std::fs::write(enc.join("blobs/sha256").join(&digest), &bytes).unwrap();
     entry["digest"] = format!("sha256:{digest}").into();
     entry["size"] = bytes.len().into();
