@@ -30,6 +30,8 @@ Commands:
                      encrypted and decrypted with --jobs 1 and 2; needs /usr/bin/time,
                      uses eatmydata if installed
   demo               encrypt, inspect and decrypt examples/image with the ocicrypt CLI
+  man [DIR]          write the manual pages of the ocicrypt command (ocicrypt.1 and one per
+                     subcommand) into DIR (default target/man)
   codegen            regenerate the committed gRPC code of ocicrypt-keyprovider (no protoc)
   vectors [ARGS]     regenerate tests/vectors/skopeo (runs make-vectors.sh ARGS)
   help               this text
@@ -64,6 +66,22 @@ fn run() -> Result<()> {
         "demo" => {
             no_args(&command, &rest)?;
             demo::run()
+        }
+        "man" => {
+            let dir = match rest.as_slice() {
+                [] => sh::project_root().join("target").join("man"),
+                [d] => std::path::PathBuf::from(d),
+                _ => bail!("usage: cargo xtask man [DIR]"),
+            };
+            // The pages come from the command's own clap definition: the CLI writes them.
+            sh::run(
+                sh::cargo()
+                    .args(["run", "--quiet", "--package", "ocicrypt-cli", "--bin", "ocicrypt"])
+                    .args(["--", "man"])
+                    .arg(&dir),
+            )?;
+            eprintln!("manual pages in {}", dir.display());
+            Ok(())
         }
         "codegen" => {
             no_args(&command, &rest)?;

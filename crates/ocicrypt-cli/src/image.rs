@@ -13,9 +13,11 @@ use crate::{keys, layer, progress, registry};
 /// Commands on whole images (OCI layouts and registries).
 #[derive(Debug, Subcommand)]
 pub(crate) enum ImageCommand {
-    /// Encrypt an image's layers into a new (or existing) layout.
+    /// Encrypt an image's layers into another image (a new or existing layout, or a
+    /// registry).
     Encrypt(EncryptArgs),
-    /// Decrypt an image's layers into a new (or existing) layout.
+    /// Decrypt an image's layers into another image (a new or existing layout, or a
+    /// registry).
     Decrypt(DecryptArgs),
     /// Replace the recipients of an image's encrypted layers (old recipients lose access),
     /// without touching their data; with --rotate, under fresh layer keys too.

@@ -28,9 +28,38 @@ enum Command {
     /// Work on one layer blob and its descriptor.
     #[command(subcommand)]
     Layer(layer::LayerCommand),
-    /// Work on whole images in OCI layouts (oci:PATH[:TAG]).
+    /// Work on whole images, in OCI layouts (oci:PATH[:TAG]) or registries
+    /// (docker://HOST[:PORT]/REPO[:TAG|@DIGEST]).
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), to be
+    /// sourced by the shell or installed where it looks for completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (ocicrypt.1 and one per subcommand) into DIR; `cargo xtask
+    /// man` runs this.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them (created if missing).
+        dir: std::path::PathBuf,
+    },
+}
+
+/// Writes the completion script of `shell` for the `ocicrypt` command to `out`.
+fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory as _;
+    clap_complete::generate(shell, &mut Cli::command(), "ocicrypt", out);
+}
+
+/// Writes the manual pages of the `ocicrypt` command into `dir`.
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("cannot write the manual pages into {}", dir.display()))
 }
 
 /// The library context: every scheme compiled in, plus the key providers configured in
@@ -95,6 +124,11 @@ where
     match cli.command {
         Command::Layer(c) => layer::run(c),
         Command::Image(c) => image::run(c),
+        Command::Completions { shell } => {
+            completions(shell, &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Command::Man { dir } => man_pages(&dir),
     }
 }
 
@@ -133,5 +167,22 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_and_man_pages_cover_the_subcommands() {
+        let mut bash = Vec::new();
+        super::completions(clap_complete::Shell::Bash, &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("complete -F _ocicrypt"), "{bash}");
+        for word in ["encrypt", "rewrap", "--dest-tls-verify", "--recipient"] {
+            assert!(bash.contains(word), "{word} missing from the bash completions");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        super::man_pages(dir.path()).unwrap();
+        let page = std::fs::read_to_string(dir.path().join("ocicrypt.1")).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(".TH ocicrypt"), "{page}");
+        let image = std::fs::read_to_string(dir.path().join("ocicrypt-image-encrypt.1")).unwrap();
+        assert!(image.contains("authfile"), "{image}");
     }
 }
