@@ -404,10 +404,10 @@ state = "{state}"
             desc.media_type().to_string().ends_with("+encrypted"),
             "{name}"
         );
-        if let Ok(keep) = std::env::var("OCICRYPT_KEEP_PAYLOAD") {
-            if *name == "ours" {
-                fs::copy(&payloads[0], &keep).unwrap();
-            }
+        if let Ok(keep) = std::env::var("OCICRYPT_KEEP_PAYLOAD")
+            && *name == "ours"
+        {
+            fs::copy(&payloads[0], &keep).unwrap();
         }
         fs::remove_file(&payloads[0]).unwrap();
         if *pulls {

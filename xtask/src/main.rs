@@ -76,7 +76,14 @@ fn run() -> Result<()> {
             // The pages come from the command's own clap definition: the CLI writes them.
             sh::run(
                 sh::cargo()
-                    .args(["run", "--quiet", "--package", "ocicrypt-cli", "--bin", "ocicrypt"])
+                    .args([
+                        "run",
+                        "--quiet",
+                        "--package",
+                        "ocicrypt-cli",
+                        "--bin",
+                        "ocicrypt",
+                    ])
                     .args(["--", "man"])
                     .arg(&dir),
             )?;

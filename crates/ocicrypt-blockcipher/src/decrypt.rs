@@ -257,10 +257,11 @@ impl<R: Read> DecryptReader<R> {
         if self.buf.is_empty() {
             self.buf.resize(CHUNK + HOLD_BACK, 0);
         }
-        if let State::Streaming { engine, .. } = &mut self.state {
-            if matches!(engine, Engine::Inline { parallel: true, .. }) && self.read > INLINE_LIMIT {
-                engine.start_pipeline();
-            }
+        if let State::Streaming { engine, .. } = &mut self.state
+            && matches!(engine, Engine::Inline { parallel: true, .. })
+            && self.read > INLINE_LIMIT
+        {
+            engine.start_pipeline();
         }
         // Slide the held bytes to the front only once the free space runs low, so that an
         // inner reader returning small pieces does not cost a HOLD_BACK-sized move per piece

@@ -372,15 +372,15 @@ impl<R: Read> EncryptReader<R> {
             else {
                 return Err(self.fail(Error::Worker));
             };
-            if let Some(ready) = current.as_ref().and_then(|c| c.get(*pos..)) {
-                if !ready.is_empty() {
-                    let n = ready.len().min(out.len());
-                    if let (Some(dst), Some(src)) = (out.get_mut(..n), ready.get(..n)) {
-                        dst.copy_from_slice(src);
-                    }
-                    *pos += n;
-                    return Ok(n);
+            if let Some(ready) = current.as_ref().and_then(|c| c.get(*pos..))
+                && !ready.is_empty()
+            {
+                let n = ready.len().min(out.len());
+                if let (Some(dst), Some(src)) = (out.get_mut(..n), ready.get(..n)) {
+                    dst.copy_from_slice(src);
                 }
+                *pos += n;
+                return Ok(n);
             }
             if let Some(used) = current.take() {
                 pipeline.recycle(used);

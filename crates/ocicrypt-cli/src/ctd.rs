@@ -170,12 +170,12 @@ fn run(args: Args) -> Result<()> {
     // Go's DecryptLayer asks every configured provider whose annotation the layer carries.
     let annotations = desc.annotations().clone().unwrap_or_default();
     for w in ctx.registry().wrappers() {
-        if let Some(name) = w.scheme().strip_prefix("provider.") {
-            if annotations.contains_key(&w.annotation_key()) {
-                dc.key_providers
-                    .entry(name.to_owned())
-                    .or_insert_with(|| vec![b"Enabled".to_vec()]);
-            }
+        if let Some(name) = w.scheme().strip_prefix("provider.")
+            && annotations.contains_key(&w.annotation_key())
+        {
+            dc.key_providers
+                .entry(name.to_owned())
+                .or_insert_with(|| vec![b"Enabled".to_vec()]);
         }
     }
     #[cfg(feature = "pkcs11")]

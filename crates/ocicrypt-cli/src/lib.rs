@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod ctd;
 mod image;
@@ -176,12 +177,18 @@ mod tests {
         let bash = String::from_utf8(bash).unwrap();
         assert!(bash.contains("complete -F _ocicrypt"), "{bash}");
         for word in ["encrypt", "rewrap", "--dest-tls-verify", "--recipient"] {
-            assert!(bash.contains(word), "{word} missing from the bash completions");
+            assert!(
+                bash.contains(word),
+                "{word} missing from the bash completions"
+            );
         }
         let dir = tempfile::tempdir().unwrap();
         super::man_pages(dir.path()).unwrap();
         let page = std::fs::read_to_string(dir.path().join("ocicrypt.1")).unwrap();
-        assert!(page.starts_with(".ie") || page.contains(".TH ocicrypt"), "{page}");
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH ocicrypt"),
+            "{page}"
+        );
         let image = std::fs::read_to_string(dir.path().join("ocicrypt-image-encrypt.1")).unwrap();
         assert!(image.contains("authfile"), "{image}");
     }

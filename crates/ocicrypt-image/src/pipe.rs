@@ -576,10 +576,10 @@ mod tests {
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             let mut v = self.0.lock().unwrap();
-            if let Some(limit) = self.1 {
-                if v.len() + buf.len() > limit {
-                    return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
-                }
+            if let Some(limit) = self.1
+                && v.len() + buf.len() > limit
+            {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
             }
             v.extend_from_slice(buf);
             Ok(buf.len())

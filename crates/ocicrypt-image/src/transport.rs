@@ -218,10 +218,10 @@ pub(crate) fn link_or_copy(
     if dst.has_blob(desc.digest())? {
         return Ok(());
     }
-    if let Some(path) = src.local_path(desc) {
-        if dst.link_blob(&path, desc.digest())? {
-            return Ok(());
-        }
+    if let Some(path) = src.local_path(desc)
+        && dst.link_blob(&path, desc.digest())?
+    {
+        return Ok(());
     }
     copy_blob(src, dst, desc)
 }
@@ -231,10 +231,10 @@ pub(crate) fn copy_blob(src: &dyn Source, dst: &dyn Destination, desc: &Descript
     if dst.has_blob(desc.digest())? {
         return Ok(());
     }
-    if let Some((registry, repository)) = src.repository() {
-        if dst.mount_blob(&registry, &repository, desc.digest())? {
-            return Ok(());
-        }
+    if let Some((registry, repository)) = src.repository()
+        && dst.mount_blob(&registry, &repository, desc.digest())?
+    {
+        return Ok(());
     }
     let mut verifier = Verifier::new(desc.digest())?;
     let mut r = src.open_blob(desc)?.take(desc.size());

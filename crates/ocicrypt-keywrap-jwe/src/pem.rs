@@ -41,10 +41,8 @@ pub(crate) fn first_block(data: &[u8]) -> Option<Block<'_>> {
         let start = from + find(data.get(from..)?, BEGIN)?;
         from = start + BEGIN.len();
         let at_line_start = start == 0 || data.get(start - 1) == Some(&b'\n');
-        if at_line_start {
-            if let Some(block) = parse_block(data, start) {
-                return Some(block);
-            }
+        if at_line_start && let Some(block) = parse_block(data, start) {
+            return Some(block);
         }
     }
 }

@@ -594,10 +594,10 @@ fn go_framing_needs_the_compat_path() {
             for k in self.0.iter().flat_map(|c| c.keys().secret()) {
                 let mut kp = k.key().clone().into_keypair()?;
                 for p in pkesks {
-                    if let Some((a, sk)) = p.decrypt(&mut kp, sym) {
-                        if decrypt(a, &sk) {
-                            return Ok(None);
-                        }
+                    if let Some((a, sk)) = p.decrypt(&mut kp, sym)
+                        && decrypt(a, &sk)
+                    {
+                        return Ok(None);
                     }
                 }
             }

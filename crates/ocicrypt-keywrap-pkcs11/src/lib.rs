@@ -2,6 +2,7 @@
 // Not `forbid`: one function sets a key file's module environment (see `token.rs`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod keyfile;

@@ -131,16 +131,16 @@ impl Pkcs11Uri {
                 return Err(invalid("library-version", "must be DIGITS[.DIGITS]"));
             }
         }
-        if let Some(v) = self.path_attribute("type") {
-            if !matches!(
+        if let Some(v) = self.path_attribute("type")
+            && !matches!(
                 v,
                 b"public" | b"private" | b"cert" | b"secret-key" | b"data"
-            ) {
-                return Err(invalid(
-                    "type",
-                    "must be one of public, private, cert, secret-key, data",
-                ));
-            }
+            )
+        {
+            return Err(invalid(
+                "type",
+                "must be one of public, private, cert, secret-key, data",
+            ));
         }
         if self.pin_value.is_some() && self.query_attribute("pin-source").is_some() {
             return Err(ParseError::PinSourceAndValue);

@@ -95,7 +95,7 @@ impl ContentCipher {
                 "the encrypted content has {} bytes, less than the {tag_len}-byte GCM tag",
                 content.len()
             ))),
-            Mode::Cbc { .. } if content.is_empty() || content.len() % CBC_IV_LEN != 0 => {
+            Mode::Cbc { .. } if content.is_empty() || !content.len().is_multiple_of(CBC_IV_LEN) => {
                 Err(malformed(format!(
                     "the encrypted content has {} bytes, not a whole number of AES blocks",
                     content.len()

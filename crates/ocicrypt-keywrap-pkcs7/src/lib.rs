@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod asn1;
 mod content;
@@ -636,10 +637,10 @@ fn decrypt_key(
     let mut content_key = Zeroizing::new(vec![0; key_len]);
     rand_bytes(&mut content_key)
         .map_err(|e| Failure::with_source("cannot generate a random content key", e))?;
-    if let Ok(n) = dec.decrypt(encrypted, &mut out) {
-        if let Some(decrypted) = out.get(..n).filter(|d| d.len() == key_len) {
-            content_key.copy_from_slice(decrypted);
-        }
+    if let Ok(n) = dec.decrypt(encrypted, &mut out)
+        && let Some(decrypted) = out.get(..n).filter(|d| d.len() == key_len)
+    {
+        content_key.copy_from_slice(decrypted);
     }
     Ok(content_key)
 }

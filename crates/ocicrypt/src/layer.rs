@@ -128,7 +128,7 @@ impl Ocicrypt {
         })
     }
 
-    fn check_recipients(&self, ec: &EncryptConfig) -> Result<(), Error> {
+    pub(crate) fn check_recipients(&self, ec: &EncryptConfig) -> Result<(), Error> {
         if let Some(scheme) = self
             .registry
             .unavailable_recipient_schemes(ec)
@@ -276,7 +276,7 @@ impl Ocicrypt {
         self.unwrap_options_from(dc, &annotations_of(desc))
     }
 
-    fn unwrap_options_from(
+    pub(crate) fn unwrap_options_from(
         &self,
         dc: &DecryptConfig,
         ann: &HashMap<String, String>,
@@ -408,7 +408,7 @@ impl Ocicrypt {
 
 /// Wraps the private options with every registered scheme that has recipients in `ec`.
 /// Returns (annotation key, blob) pairs in registry order.
-fn wrap_all(
+pub(crate) fn wrap_all(
     registry: &Registry,
     ec: &EncryptConfig,
     private: &PrivateOptions,

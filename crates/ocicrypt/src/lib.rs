@@ -3,6 +3,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+mod asyncio;
 pub mod descriptor;
 mod error;
 pub mod helpers;
@@ -11,6 +13,11 @@ mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use asyncio::{
+    AsyncLayerDecryptor, AsyncLayerEncryptor, decrypt_layer_async, encrypt_layer_async,
+};
 pub use error::Error;
 pub use layer::{Encrypted, LayerDecryptor, LayerEncryptor, LayerInfo, SchemeInfo};
 pub use registry::Registry;

@@ -143,10 +143,10 @@ impl Registry {
             ("pgp", &self.pgp),
             ("pkcs11", &self.pkcs11),
         ] {
-            if let Some(w) = field {
-                if w.scheme() != name {
-                    return bad(format!("field {name} holds scheme {:?}", w.scheme()));
-                }
+            if let Some(w) = field
+                && w.scheme() != name
+            {
+                return bad(format!("field {name} holds scheme {:?}", w.scheme()));
             }
         }
         let mut seen = Vec::new();

@@ -484,13 +484,13 @@ impl Source for RegistrySource {
         let r = &self.conn.reference;
         let body = self.pull_manifest(r.digest().or(r.tag()).unwrap_or("latest"))?;
         let digest = sha256(&body);
-        if let Some(want) = self.conn.reference.digest() {
-            if want != digest {
-                return Err(Error::DigestMismatch {
-                    expected: want.to_owned(),
-                    actual: digest,
-                });
-            }
+        if let Some(want) = self.conn.reference.digest()
+            && want != digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: want.to_owned(),
+                actual: digest,
+            });
         }
         let desc = Descriptor::new(
             document_media_type(&body),
@@ -523,10 +523,9 @@ impl Source for RegistrySource {
             .root
             .lock()
             .map_err(|_| Error::Internal("poisoned".into()))?
+            && *d == digest
         {
-            if *d == digest {
-                return Ok(body.to_vec());
-            }
+            return Ok(body.to_vec());
         }
         if kind(desc) == Kind::Other {
             return read_blob_verified(self, desc);
@@ -759,12 +758,12 @@ impl Conn {
 
     /// Maps an upload failure: 401 and 403 are authentication, the rest a registry error.
     fn upload_error(&self, digest: &str, e: Box<dyn std::error::Error + Send + Sync>) -> Error {
-        if let Some(u) = e.downcast_ref::<UploadError>() {
-            if u.status == 401 || u.status == 403 {
-                return Error::RegistryAuth {
-                    host: self.host.clone(),
-                };
-            }
+        if let Some(u) = e.downcast_ref::<UploadError>()
+            && (u.status == 401 || u.status == 403)
+        {
+            return Error::RegistryAuth {
+                host: self.host.clone(),
+            };
         }
         Error::Registry {
             host: self.host.clone(),
@@ -803,10 +802,10 @@ impl Conn {
         if !res.status().is_success() {
             return Err(Fetch::Status(res.status().as_u16()));
         }
-        if let Some(len) = res.content_length() {
-            if len > MAX_MANIFEST_SIZE {
-                return Err(Fetch::TooLarge(len));
-            }
+        if let Some(len) = res.content_length()
+            && len > MAX_MANIFEST_SIZE
+        {
+            return Err(Fetch::TooLarge(len));
         }
         let mut body = BytesMut::new();
         while let Some(chunk) = res.chunk().await? {

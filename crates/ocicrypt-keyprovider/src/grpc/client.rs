@@ -123,14 +123,13 @@ async fn rpc(
         Ok(r) => Ok(Zeroizing::new(r.into_inner().key_provider_key_wrap_protocol_output)),
         Err(status) => {
             // A transport failure surfaces as a status whose source is the I/O error.
-            if status.code() == tonic::Code::Unavailable {
-                if let Some(source) = std::error::Error::source(&status) {
+            if status.code() == tonic::Code::Unavailable
+                && let Some(source) = std::error::Error::source(&status) {
                     return Err(Error::Connect {
                         address: address.to_owned(),
                         source: source.to_string().into(),
                     });
                 }
-            }
             Err(Error::GrpcStatus {
                 address: address.to_owned(),
                 code: format!("{:?}", status.code()),
