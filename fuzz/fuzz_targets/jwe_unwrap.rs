@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper, PrivateKey};
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyFile, KeyWrapper};
 use ocicrypt_keywrap_jwe::JweKeyWrapper;
 
 const RSA: &[u8] = include_bytes!("../../crates/ocicrypt-keywrap-jwe/tests/data/rsa1024.pem");
@@ -13,8 +13,8 @@ const EC: &[u8] = include_bytes!("../../crates/ocicrypt-keywrap-jwe/tests/data/e
 
 fuzz_target!(|data: &[u8]| {
     let mut dc = DecryptConfig::default();
-    dc.private_keys.push(PrivateKey::new(RSA.to_vec()));
-    dc.private_keys.push(PrivateKey::new(EC.to_vec()));
+    dc.private_keys.push(KeyFile::new(RSA.to_vec()));
+    dc.private_keys.push(KeyFile::new(EC.to_vec()));
     let _ = JweKeyWrapper.unwrap_key(&dc, data);
     let _ = JweKeyWrapper.recipients(data);
 

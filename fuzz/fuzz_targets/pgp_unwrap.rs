@@ -3,14 +3,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocicrypt_keywrap::{DecryptConfig, KeyWrapper, PrivateKey};
+use ocicrypt_keywrap::{DecryptConfig, KeyFile, KeyWrapper};
 use ocicrypt_keywrap_pgp::PgpKeyWrapper;
 
 const SECRET: &[u8] = include_bytes!("../../crates/ocicrypt-keywrap-pgp/tests/data/bob.sec.gpg");
 
 fuzz_target!(|data: &[u8]| {
     let mut dc = DecryptConfig::default();
-    dc.gpg_private_keys.push(PrivateKey::new(SECRET.to_vec()));
+    dc.gpg_private_keys.push(KeyFile::new(SECRET.to_vec()));
     let _ = PgpKeyWrapper.unwrap_key(&dc, data);
     let _ = PgpKeyWrapper.key_ids(data);
     let _ = PgpKeyWrapper.recipients(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper, PrivateKey};
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyFile, KeyWrapper};
 use ocicrypt_keywrap_pkcs7::Pkcs7KeyWrapper;
 
 const KEY: &[u8] = include_bytes!("../../crates/ocicrypt-keywrap-pkcs7/tests/data/rsa2048.pem");
@@ -12,7 +12,7 @@ const CERT: &[u8] =
 
 fuzz_target!(|data: &[u8]| {
     let mut dc = DecryptConfig::default();
-    dc.private_keys.push(PrivateKey::new(KEY.to_vec()));
+    dc.private_keys.push(KeyFile::new(KEY.to_vec()));
     let _ = Pkcs7KeyWrapper.unwrap_key(&dc, data);
     dc.certificates.push(CERT.to_vec());
     let _ = Pkcs7KeyWrapper.unwrap_key(&dc, data);

@@ -12,6 +12,7 @@ use crate::protocol::{GoDecryptConfig, GoEncryptConfig, Operation, ProtocolInput
 
 /// How providers are called.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// Send the whole encryption/decryption configuration to the provider, as Go does:
     /// every scheme's recipients, private keys and passwords. The default (`false`)
@@ -31,6 +32,29 @@ impl Default for Options {
             timeout: Duration::from_secs(60),
             max_reply_size: 4 << 20,
         }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::send_full_config`].
+    #[must_use]
+    pub fn send_full_config(mut self, on: bool) -> Self {
+        self.send_full_config = on;
+        self
+    }
+
+    /// Sets [`Options::timeout`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`Options::max_reply_size`].
+    #[must_use]
+    pub fn max_reply_size(mut self, bytes: usize) -> Self {
+        self.max_reply_size = bytes;
+        self
     }
 }
 

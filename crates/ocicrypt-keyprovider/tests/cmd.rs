@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ocicrypt_keyprovider::{KeyProviderKeyWrapper, Options, ProviderConfig};
 use ocicrypt_keywrap::secrecy::SecretString;
-use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey};
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper};
 
 const OPTS: &[u8] = br#"{"symkey":"AAAA"}"#;
 
@@ -29,7 +29,7 @@ fn configs() -> (EncryptConfig, DecryptConfig) {
     ec.key_providers
         .insert("kms".into(), vec![b"Enabled".to_vec()]);
     ec.key_providers.insert("other".into(), vec![b"x".to_vec()]);
-    ec.decrypt.private_keys.push(PrivateKey::with_password(
+    ec.decrypt.private_keys.push(KeyFile::with_password(
         b"PRIV".to_vec(),
         SecretString::from("pw"),
     ));
@@ -60,13 +60,7 @@ fn golden_requests() {
         )
     );
     // Go's behaviour: everything, other schemes' private keys and passwords included.
-    let full = sh(
-        "true",
-        Options {
-            send_full_config: true,
-            ..Options::default()
-        },
-    );
+    let full = sh("true", Options::default().send_full_config(true));
     assert_eq!(
         std::str::from_utf8(&full.wrap_request(&ec, OPTS).unwrap()).unwrap(),
         concat!(
@@ -96,13 +90,7 @@ fn the_program_gets_exactly_the_request() {
     );
     let (ec, _) = configs();
     for full in [false, true] {
-        let w = sh(
-            &script,
-            Options {
-                send_full_config: full,
-                ..Options::default()
-            },
-        );
+        let w = sh(&script, Options::default().send_full_config(full));
         let blob = w.wrap_keys(&ec, OPTS).unwrap().unwrap();
         assert_eq!(blob, b"blob");
         let sent = std::fs::read(&seen).unwrap();
@@ -187,10 +175,7 @@ fn stderr_is_bounded() {
 fn hanging_program_is_killed() {
     let w = sh(
         "echo started >&2; exec sleep 30",
-        Options {
-            timeout: Duration::from_millis(300),
-            ..Options::default()
-        },
+        Options::default().timeout(Duration::from_millis(300)),
     );
     let (ec, _) = configs();
     let start = Instant::now();
@@ -223,10 +208,7 @@ fn garbage_and_empty_replies_are_errors() {
     assert!(msg.contains("no keyunwrapresults.optsdata"), "{msg}");
     let w = sh(
         "cat >/dev/null; head -c 2000 /dev/zero",
-        Options {
-            max_reply_size: 1000,
-            ..Options::default()
-        },
+        Options::default().max_reply_size(1000),
     );
     let msg = backend_message(&w.wrap_keys(&ec, OPTS).unwrap_err());
     assert!(msg.contains("longer than 1000 bytes"), "{msg}");

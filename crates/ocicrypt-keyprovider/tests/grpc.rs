@@ -28,10 +28,7 @@ fn xor() -> Arc<Xor> {
 }
 
 fn wrapper(address: String, tls: Option<GrpcTls>) -> KeyProviderKeyWrapper {
-    let options = Options {
-        timeout: Duration::from_secs(10),
-        ..Options::default()
-    };
+    let options = Options::default().timeout(Duration::from_secs(10));
     KeyProviderKeyWrapper::new("kms", ProviderConfig::grpc(address, tls), options).unwrap()
 }
 
@@ -92,10 +89,7 @@ fn slow_provider_times_out() {
         }),
         None,
     );
-    let options = Options {
-        timeout: Duration::from_millis(300),
-        ..Options::default()
-    };
+    let options = Options::default().timeout(Duration::from_millis(300));
     let w = KeyProviderKeyWrapper::new(
         "kms",
         ProviderConfig::grpc(server.addr.to_string(), None),
@@ -225,10 +219,7 @@ fn bad_tls_files_are_config_errors() {
 #[test]
 fn oversized_reply_is_refused() {
     let server = Server::start(xor(), None);
-    let options = Options {
-        max_reply_size: 1000,
-        ..Options::default()
-    };
+    let options = Options::default().max_reply_size(1000);
     let w = KeyProviderKeyWrapper::new(
         "kms",
         ProviderConfig::grpc(server.addr.to_string(), None),

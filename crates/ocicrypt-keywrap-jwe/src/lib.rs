@@ -21,7 +21,7 @@ use josekit::jwe::{
 };
 pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
-    BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey as KeyFile, SecretBytes,
+    BoxError, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper, SecretBytes,
 };
 use zeroize::Zeroizing;
 

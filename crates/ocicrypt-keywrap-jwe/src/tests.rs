@@ -35,17 +35,11 @@ fn file_pw(data: &[u8], pw: &str) -> KeyFile {
 }
 
 fn ec_cfg(pubs: &[&[u8]]) -> EncryptConfig {
-    EncryptConfig {
-        jwe_public_keys: pubs.iter().map(|k| k.to_vec()).collect(),
-        ..Default::default()
-    }
+    EncryptConfig::default().with_jwe_public_keys(pubs.iter().map(|k| k.to_vec()).collect())
 }
 
 fn dc_cfg(keys: Vec<KeyFile>) -> DecryptConfig {
-    DecryptConfig {
-        private_keys: keys,
-        ..Default::default()
-    }
+    DecryptConfig::default().with_private_keys(keys)
 }
 
 fn wrap_for(pubs: &[&[u8]]) -> Vec<u8> {

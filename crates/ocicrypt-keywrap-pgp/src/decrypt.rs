@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use ocicrypt_keywrap::secrecy::ExposeSecret;
-use ocicrypt_keywrap::{Error, PrivateKey, SecretBytes};
+use ocicrypt_keywrap::{Error, KeyFile, SecretBytes};
 use sequoia_openpgp as openpgp;
 
 use openpgp::crypto::{KeyPair, Password, SessionKey};
@@ -194,7 +194,7 @@ enum Failure {
 
 /// Tries each key file in turn. A password problem is reported only if no key file opens
 /// the blob (the first such problem wins over [`Error::NoMatchingKey`]).
-pub(crate) fn unwrap(keys: &[PrivateKey], blob: &[u8]) -> Result<SecretBytes, Error> {
+pub(crate) fn unwrap(keys: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
     let fixed = crate::compat::normalize(blob);
     let blob = fixed.as_deref().unwrap_or(blob);
     let pkesks = parse_pkesks(blob)?;
@@ -226,7 +226,7 @@ pub(crate) fn unwrap(keys: &[PrivateKey], blob: &[u8]) -> Result<SecretBytes, Er
     }
 }
 
-fn try_key(key: &PrivateKey, blob: &[u8]) -> Result<SecretBytes, Failure> {
+fn try_key(key: &KeyFile, blob: &[u8]) -> Result<SecretBytes, Failure> {
     let certs = keys::parse_certs(key.data().expose())
         .map_err(|e| Failure::NoKey(format!("not an OpenPGP secret key: {e}")))?;
     let certs: Vec<Cert> = certs.into_iter().filter(Cert::is_tsk).collect();

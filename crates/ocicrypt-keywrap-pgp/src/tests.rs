@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ocicrypt_keywrap::PrivateKey;
+use ocicrypt_keywrap::KeyFile;
 use ocicrypt_keywrap::secrecy::SecretString;
 use ocicrypt_spec::options::PrivateOptions;
 use openpgp::cert::CertBuilder;
@@ -45,31 +45,26 @@ fn keyring(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-fn key(data: &[u8]) -> PrivateKey {
-    PrivateKey::new(data.to_vec())
+fn key(data: &[u8]) -> KeyFile {
+    KeyFile::new(data.to_vec())
 }
 
-fn key_pw(data: &[u8], pw: &str) -> PrivateKey {
-    PrivateKey::with_password(data.to_vec(), SecretString::from(pw))
+fn key_pw(data: &[u8], pw: &str) -> KeyFile {
+    KeyFile::with_password(data.to_vec(), SecretString::from(pw))
 }
 
 fn ec(ring: &[u8], recipients: &[&str]) -> EncryptConfig {
-    EncryptConfig {
-        gpg_recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
-        gpg_public_keyring: Some(ring.to_vec()),
-        ..Default::default()
-    }
+    EncryptConfig::default()
+        .with_gpg_recipients(recipients.iter().map(|r| (*r).to_owned()).collect())
+        .with_gpg_public_keyring(Some(ring.to_vec()))
 }
 
 fn wrap_for(ring: &[u8], recipients: &[&str]) -> Vec<u8> {
     W.wrap_keys(&ec(ring, recipients), OPTS).unwrap().unwrap()
 }
 
-fn unwrap_with(keys: Vec<PrivateKey>, blob: &[u8]) -> Result<SecretBytes, Error> {
-    let dc = DecryptConfig {
-        gpg_private_keys: keys,
-        ..Default::default()
-    };
+fn unwrap_with(keys: Vec<KeyFile>, blob: &[u8]) -> Result<SecretBytes, Error> {
+    let dc = DecryptConfig::default().with_gpg_private_keys(keys);
     W.unwrap_key(&dc, blob)
 }
 
@@ -205,10 +200,7 @@ fn unknown_recipients_are_all_named() {
          nobody@example.com, Zed"
     );
     // No keyring at all: every recipient is unknown.
-    let no_ring = EncryptConfig {
-        gpg_recipients: vec!["alice@example.com".into()],
-        ..Default::default()
-    };
+    let no_ring = EncryptConfig::default().with_gpg_recipients(vec!["alice@example.com".into()]);
     let err = W.wrap_keys(&no_ring, OPTS).unwrap_err();
     assert!(
         err.to_string().ends_with("recipients: alice@example.com"),
@@ -223,10 +215,7 @@ fn no_recipients_no_blob() {
     assert!(W.wrap_keys(&ec, OPTS).unwrap().is_none());
     assert!(W.has_recipients(&self::ec(&[], &["x"])));
     assert!(!W.has_possible_keys(&DecryptConfig::default()));
-    let dc = DecryptConfig {
-        gpg_private_keys: vec![key(ALICE_SEC)],
-        ..Default::default()
-    };
+    let dc = DecryptConfig::default().with_gpg_private_keys(vec![key(ALICE_SEC)]);
     assert!(W.has_possible_keys(&dc));
     assert_eq!(W.scheme(), "pgp");
     assert_eq!(W.annotation_key(), "org.opencontainers.image.enc.keys.pgp");

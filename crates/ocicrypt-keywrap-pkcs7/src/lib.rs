@@ -22,7 +22,7 @@ use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, Encode};
 pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
-    BoxError, DecryptConfig, EncryptConfig, Error, KeyWrapper, PrivateKey as KeyFile, SecretBytes,
+    BoxError, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper, SecretBytes,
 };
 use openssl::encrypt::{Decrypter, Encrypter};
 use openssl::hash::MessageDigest;

@@ -34,19 +34,15 @@ fn file_pw(data: &[u8], pw: &str) -> KeyFile {
 }
 
 fn wrap_for(certs: &[&[u8]]) -> Vec<u8> {
-    let ec = EncryptConfig {
-        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
-        ..Default::default()
-    };
+    let ec = EncryptConfig::default()
+        .with_pkcs7_certificates(certs.iter().map(|c| c.to_vec()).collect());
     W.wrap_keys(&ec, OPTS).unwrap().unwrap()
 }
 
 fn unwrap_with(keys: Vec<KeyFile>, certs: &[&[u8]], blob: &[u8]) -> Result<SecretBytes, Error> {
-    let dc = DecryptConfig {
-        private_keys: keys,
-        certificates: certs.iter().map(|c| c.to_vec()).collect(),
-        ..Default::default()
-    };
+    let dc = DecryptConfig::default()
+        .with_private_keys(keys)
+        .with_certificates(certs.iter().map(|c| c.to_vec()).collect());
     W.unwrap_key(&dc, blob)
 }
 
@@ -253,9 +249,8 @@ fn reads_rfc5084_gcm_parameters() {
 
 #[test]
 fn recipient_errors() {
-    let ec = |certs: &[&[u8]]| EncryptConfig {
-        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
-        ..Default::default()
+    let ec = |certs: &[&[u8]]| {
+        EncryptConfig::default().with_pkcs7_certificates(certs.iter().map(|c| c.to_vec()).collect())
     };
     assert!(W.wrap_keys(&ec(&[]), OPTS).unwrap().is_none());
     let err = W
@@ -271,16 +266,10 @@ fn recipient_errors() {
 #[test]
 fn has_keys_and_recipients() {
     assert!(!W.has_possible_keys(&DecryptConfig::default()));
-    let dc = DecryptConfig {
-        private_keys: vec![file(KEY_2048)],
-        ..Default::default()
-    };
+    let dc = DecryptConfig::default().with_private_keys(vec![file(KEY_2048)]);
     assert!(W.has_possible_keys(&dc));
     assert!(!W.has_recipients(&EncryptConfig::default()));
-    let ec = EncryptConfig {
-        pkcs7_certificates: vec![CERT_2048.to_vec()],
-        ..Default::default()
-    };
+    let ec = EncryptConfig::default().with_pkcs7_certificates(vec![CERT_2048.to_vec()]);
     assert!(W.has_recipients(&ec));
     assert_eq!(W.scheme(), "pkcs7");
     assert_eq!(
@@ -361,10 +350,8 @@ fn fixture_path(name: &str) -> String {
 }
 
 fn wrap_standard_for(certs: &[&[u8]]) -> Vec<u8> {
-    let ec = EncryptConfig {
-        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
-        ..Default::default()
-    };
+    let ec = EncryptConfig::default()
+        .with_pkcs7_certificates(certs.iter().map(|c| c.to_vec()).collect());
     STD.wrap_keys(&ec, OPTS).unwrap().unwrap()
 }
 
@@ -436,21 +423,16 @@ fn standard_variant_unwraps_with_either_wrapper() {
     let blob = wrap_standard_for(&[CERT_2048, CERT_4096]);
     for (key, cert) in [(KEY_2048, CERT_2048), (KEY_4096, CERT_4096)] {
         for certs in [&[cert][..], &[]] {
-            let dc = DecryptConfig {
-                private_keys: vec![file(key)],
-                certificates: certs.iter().map(|c| c.to_vec()).collect(),
-                ..Default::default()
-            };
+            let dc = DecryptConfig::default()
+                .with_private_keys(vec![file(key)])
+                .with_certificates(certs.iter().map(|c| c.to_vec()).collect());
             assert_eq!(W.unwrap_key(&dc, &blob).unwrap().expose(), OPTS);
             assert_eq!(STD.unwrap_key(&dc, &blob).unwrap().expose(), OPTS);
         }
     }
     // The standard wrapper reads Go's format too, and shares the rest of the scheme.
     let go = wrap_for(&[CERT_2048]);
-    let dc = DecryptConfig {
-        private_keys: vec![file(KEY_2048)],
-        ..Default::default()
-    };
+    let dc = DecryptConfig::default().with_private_keys(vec![file(KEY_2048)]);
     assert_eq!(STD.unwrap_key(&dc, &go).unwrap().expose(), OPTS);
     assert_eq!(STD.scheme(), "pkcs7");
     assert_eq!(STD.annotation_key(), W.annotation_key());
@@ -483,9 +465,8 @@ fn standard_variant_unwraps_with_either_wrapper() {
 
 #[test]
 fn standard_variant_errors_as_the_default() {
-    let ec = |certs: &[&[u8]]| EncryptConfig {
-        pkcs7_certificates: certs.iter().map(|c| c.to_vec()).collect(),
-        ..Default::default()
+    let ec = |certs: &[&[u8]]| {
+        EncryptConfig::default().with_pkcs7_certificates(certs.iter().map(|c| c.to_vec()).collect())
     };
     assert!(STD.wrap_keys(&ec(&[]), OPTS).unwrap().is_none());
     let err = STD
@@ -623,14 +604,8 @@ fn go_ocicrypt_reads_the_standard_variant() {
     let entry = &mut index["manifests"][0];
     let old_digest = entry["digest"].as_str().unwrap().to_owned();
     let mut manifest = read_json(&enc.join("blobs/sha256").join(&old_digest[7..]));
-    let dc = DecryptConfig {
-        private_keys: vec![file(KEY_2048)],
-        ..Default::default()
-    };
-    let ec = EncryptConfig {
-        pkcs7_certificates: vec![CERT_2048.to_vec()],
-        ..Default::default()
-    };
+    let dc = DecryptConfig::default().with_private_keys(vec![file(KEY_2048)]);
+    let ec = EncryptConfig::default().with_pkcs7_certificates(vec![CERT_2048.to_vec()]);
     let mut swapped = 0;
     for layer in manifest["layers"].as_array_mut().unwrap() {
         let annotation = &mut layer["annotations"][ANNOTATION];
@@ -777,10 +752,8 @@ fn recipient_infos_are_capped() {
 
 #[test]
 fn writing_more_recipients_than_can_be_read_is_refused() {
-    let ec = EncryptConfig {
-        pkcs7_certificates: vec![CERT_2048.to_vec(); MAX_RECIPIENT_INFOS + 1],
-        ..Default::default()
-    };
+    let ec = EncryptConfig::default()
+        .with_pkcs7_certificates(vec![CERT_2048.to_vec(); MAX_RECIPIENT_INFOS + 1]);
     assert_limit(
         W.wrap_keys(&ec, OPTS).unwrap_err(),
         "RecipientInfos",

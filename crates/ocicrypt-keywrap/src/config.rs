@@ -29,12 +29,12 @@ mod keys {
 /// password that opens it, if it is encrypted. Both are zeroized on drop and redacted in
 /// `Debug`.
 #[derive(Clone)]
-pub struct PrivateKey {
+pub struct KeyFile {
     data: SecretBytes,
     password: Option<SecretString>,
 }
 
-impl PrivateKey {
+impl KeyFile {
     /// A private key that needs no password.
     pub fn new(data: impl Into<SecretBytes>) -> Self {
         Self {
@@ -62,9 +62,9 @@ impl PrivateKey {
     }
 }
 
-impl fmt::Debug for PrivateKey {
+impl fmt::Debug for KeyFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrivateKey")
+        f.debug_struct("KeyFile")
             .field("data", &self.data)
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .finish()
@@ -78,6 +78,7 @@ impl fmt::Debug for PrivateKey {
 /// Each field documents the Go parameter key it stands for. Its `Debug` shows the
 /// PKCS#11 key files only by number (they may carry a PIN).
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct EncryptConfig {
     /// JWE recipients' public keys: PEM or DER (PKIX, PKCS#1) or JWK (`pubkeys`).
     pub jwe_public_keys: Vec<Vec<u8>>,
@@ -104,21 +105,128 @@ pub struct EncryptConfig {
 ///
 /// Each field documents the Go parameter key it stands for.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct DecryptConfig {
     /// Private keys for JWE and PKCS#7, with passwords (`privkeys`,
     /// `privkeys-passwords`).
-    pub private_keys: Vec<PrivateKey>,
+    pub private_keys: Vec<KeyFile>,
     /// X.509 certificates that identify PKCS#7 recipients (`x509s`).
     pub certificates: Vec<Vec<u8>>,
     /// OpenPGP secret keys or keyrings, with passphrases (`gpg-privatekeys`,
     /// `gpg-privatekeys-passwords`).
-    pub gpg_private_keys: Vec<PrivateKey>,
+    pub gpg_private_keys: Vec<KeyFile>,
     /// PKCS#11 key files (`pkcs11-yamls`); they may carry a PIN, so they are secret.
     pub pkcs11_yamls: Vec<SecretBytes>,
     /// The PKCS#11 module policy, YAML (`pkcs11-config`).
     pub pkcs11_config: Option<Vec<u8>>,
     /// Key providers by configured name, with their arguments (`<name>`).
     pub key_providers: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+/// Builders: `EncryptConfig::default().with_...(...)`, one per field, so that configurations
+/// are built the same way whatever fields later versions add.
+impl EncryptConfig {
+    /// Sets JWE recipients (Go: `EncryptWithJwe`).
+    #[must_use]
+    pub fn with_jwe_public_keys(mut self, value: Vec<Vec<u8>>) -> Self {
+        self.jwe_public_keys = value;
+        self
+    }
+
+    /// Sets PKCS#7 recipients (Go: `EncryptWithPkcs7`).
+    #[must_use]
+    pub fn with_pkcs7_certificates(mut self, value: Vec<Vec<u8>>) -> Self {
+        self.pkcs7_certificates = value;
+        self
+    }
+
+    /// Sets OpenPGP recipients by name or e-mail (Go: `EncryptWithGpg`).
+    #[must_use]
+    pub fn with_gpg_recipients(mut self, value: Vec<String>) -> Self {
+        self.gpg_recipients = value;
+        self
+    }
+
+    /// Sets the OpenPGP keyring recipients are looked up in.
+    #[must_use]
+    pub fn with_gpg_public_keyring(mut self, value: Option<Vec<u8>>) -> Self {
+        self.gpg_public_keyring = value;
+        self
+    }
+
+    /// Sets PKCS#11 recipients as RSA public keys (Go: `EncryptWithPkcs11`).
+    #[must_use]
+    pub fn with_pkcs11_public_keys(mut self, value: Vec<Vec<u8>>) -> Self {
+        self.pkcs11_public_keys = value;
+        self
+    }
+
+    /// Sets PKCS#11 recipients as key files (Go: `EncryptWithPkcs11`).
+    #[must_use]
+    pub fn with_pkcs11_yamls(mut self, value: Vec<Vec<u8>>) -> Self {
+        self.pkcs11_yamls = value;
+        self
+    }
+
+    /// Sets key providers and their arguments (Go: `EncryptWithKeyProvider`).
+    #[must_use]
+    pub fn with_key_providers(mut self, value: BTreeMap<String, Vec<Vec<u8>>>) -> Self {
+        self.key_providers = value;
+        self
+    }
+
+    /// Sets the keys that open layers already encrypted, to add recipients to them.
+    #[must_use]
+    pub fn with_decrypt(mut self, value: DecryptConfig) -> Self {
+        self.decrypt = value;
+        self
+    }
+}
+
+/// Builders: `DecryptConfig::default().with_...(...)`, one per field, so that configurations
+/// are built the same way whatever fields later versions add.
+impl DecryptConfig {
+    /// Sets private keys for JWE and PKCS#7 (Go: `DecryptWithPrivKeys`).
+    #[must_use]
+    pub fn with_private_keys(mut self, value: Vec<KeyFile>) -> Self {
+        self.private_keys = value;
+        self
+    }
+
+    /// Sets certificates that identify PKCS#7 recipients (Go: `DecryptWithX509s`).
+    #[must_use]
+    pub fn with_certificates(mut self, value: Vec<Vec<u8>>) -> Self {
+        self.certificates = value;
+        self
+    }
+
+    /// Sets OpenPGP secret keys (Go: `DecryptWithGpgPrivKeys`).
+    #[must_use]
+    pub fn with_gpg_private_keys(mut self, value: Vec<KeyFile>) -> Self {
+        self.gpg_private_keys = value;
+        self
+    }
+
+    /// Sets PKCS#11 key files (Go: `DecryptWithPkcs11Yaml`).
+    #[must_use]
+    pub fn with_pkcs11_yamls(mut self, value: Vec<SecretBytes>) -> Self {
+        self.pkcs11_yamls = value;
+        self
+    }
+
+    /// Sets the PKCS#11 module policy.
+    #[must_use]
+    pub fn with_pkcs11_config(mut self, value: Option<Vec<u8>>) -> Self {
+        self.pkcs11_config = value;
+        self
+    }
+
+    /// Sets key providers and their arguments (Go: `DecryptWithKeyProvider`).
+    #[must_use]
+    pub fn with_key_providers(mut self, value: BTreeMap<String, Vec<Vec<u8>>>) -> Self {
+        self.key_providers = value;
+        self
+    }
 }
 
 impl fmt::Debug for EncryptConfig {
@@ -310,7 +418,7 @@ fn utf8(key: &str, v: Vec<u8>) -> Result<String, Error> {
     })
 }
 
-fn split_keys(keys: &[PrivateKey]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+fn split_keys(keys: &[KeyFile]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     keys.iter()
         .map(|k| {
             (
@@ -324,7 +432,7 @@ fn split_keys(keys: &[PrivateKey]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         .unzip()
 }
 
-fn join_keys(key: &str, data: &[Vec<u8>], pwds: &[Vec<u8>]) -> Result<Vec<PrivateKey>, Error> {
+fn join_keys(key: &str, data: &[Vec<u8>], pwds: &[Vec<u8>]) -> Result<Vec<KeyFile>, Error> {
     if !pwds.is_empty() && pwds.len() != data.len() {
         return Err(Error::Config {
             scheme: "config".to_owned(),
@@ -340,8 +448,8 @@ fn join_keys(key: &str, data: &[Vec<u8>], pwds: &[Vec<u8>]) -> Result<Vec<Privat
         .map(|(i, d)| {
             let data = SecretBytes::copy_from(d);
             match pwds.get(i).filter(|p| !p.is_empty()) {
-                None => Ok(PrivateKey::new(data)),
-                Some(p) => Ok(PrivateKey::with_password(
+                None => Ok(KeyFile::new(data)),
+                Some(p) => Ok(KeyFile::with_password(
                     data,
                     SecretString::from(utf8(key, p.clone())?),
                 )),
@@ -359,7 +467,7 @@ mod tests {
         let mut ec = EncryptConfig::default();
         ec.pkcs11_yamls
             .push(b"pkcs11:\n  uri: pkcs11:token=t;object=k?pin-value=s3cret".to_vec());
-        ec.decrypt.private_keys.push(PrivateKey::with_password(
+        ec.decrypt.private_keys.push(KeyFile::with_password(
             b"key".to_vec(),
             SecretString::from("hunter2"),
         ));
@@ -374,8 +482,8 @@ mod tests {
     #[test]
     fn decrypt_parameters_round_trip() {
         let mut dc = DecryptConfig::default();
-        dc.private_keys.push(PrivateKey::new(b"k1".to_vec()));
-        dc.private_keys.push(PrivateKey::with_password(
+        dc.private_keys.push(KeyFile::new(b"k1".to_vec()));
+        dc.private_keys.push(KeyFile::with_password(
             b"k2".to_vec(),
             SecretString::from("pw"),
         ));
@@ -404,14 +512,8 @@ mod tests {
 
     #[test]
     fn debug_redacts_keys_and_passwords() {
-        let k = PrivateKey::with_password(b"SECRETKEY".to_vec(), SecretString::from("PASSWORD"));
-        let s = format!(
-            "{:?}",
-            DecryptConfig {
-                private_keys: vec![k],
-                ..Default::default()
-            }
-        );
+        let k = KeyFile::with_password(b"SECRETKEY".to_vec(), SecretString::from("PASSWORD"));
+        let s = format!("{:?}", DecryptConfig::default().with_private_keys(vec![k]));
         assert!(!s.contains("SECRETKEY") && !s.contains("PASSWORD"), "{s}");
     }
 

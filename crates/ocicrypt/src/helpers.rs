@@ -60,7 +60,7 @@ use std::path::{Path, PathBuf};
 use ocicrypt_keywrap::secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::{DecryptConfig, EncryptConfig, PrivateKey, SecretBytes};
+use crate::{DecryptConfig, EncryptConfig, KeyFile, SecretBytes};
 
 #[cfg(test)]
 mod tests;
@@ -409,8 +409,8 @@ pub fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<(), HelperError> {
     let (path, password) = split_key_spec(spec)?;
     let data = SecretBytes::new(read_file(&path, "key")?);
     let private = |data, password| match password {
-        Some(p) => PrivateKey::with_password(data, p),
-        None => PrivateKey::new(data),
+        Some(p) => KeyFile::with_password(data, p),
+        None => KeyFile::new(data),
     };
     match key_kind(data.expose()) {
         KeyKind::Pkcs11KeyFile => dc.pkcs11_yamls.push(data),

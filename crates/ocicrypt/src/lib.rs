@@ -32,7 +32,7 @@ pub use ocicrypt_blockcipher as blockcipher;
 )]
 pub use ocicrypt_keyprovider as keyprovider;
 pub use ocicrypt_keywrap as keywrap;
-pub use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper, PrivateKey, SecretBytes};
+pub use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyFile, KeyWrapper, SecretBytes};
 #[cfg(feature = "jwe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwe")))]
 pub use ocicrypt_keywrap_jwe as jwe;

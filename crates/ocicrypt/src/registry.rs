@@ -9,18 +9,20 @@ use crate::Error;
 /// The key wrappers a [`Ocicrypt`](crate::Ocicrypt) uses, by scheme.
 ///
 /// [`Registry::default()`] holds every scheme compiled in (see the crate's features).
-/// Replace or add schemes field by field:
+/// Remove schemes with [`Registry::without`], add others with [`Registry::with`], or set
+/// the fields (the struct is `#[non_exhaustive]`: start from [`Registry::default()`] or
+/// [`Registry::empty()`]):
 ///
 /// ```
-/// # use std::sync::Arc;
 /// # use ocicrypt::Registry;
-/// let only_jwe = Registry { pkcs7: None, pgp: None, pkcs11: None, ..Registry::default() };
+/// let only_jwe = Registry::default().without("pkcs7").without("pgp").without("pkcs11");
 /// assert!(ocicrypt::Ocicrypt::new(only_jwe).is_ok());
 /// ```
 ///
 /// When decrypting, schemes are tried in the order `jwe`, `pkcs7`, `pgp`, `pkcs11`, then
 /// [`Registry::others`] in order (Go tries them in random map order).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Registry {
     /// The `jwe` scheme.
     pub jwe: Option<Arc<dyn KeyWrapper>>,
@@ -70,6 +72,20 @@ impl Registry {
             pkcs11: None,
             others: Vec::new(),
         }
+    }
+
+    /// Removes the scheme named `scheme` (`jwe`, `pkcs7`, `pgp`, `pkcs11`, or one of
+    /// [`Registry::others`], such as `provider.kms`); nothing if there is none.
+    #[must_use]
+    pub fn without(mut self, scheme: &str) -> Self {
+        match scheme {
+            "jwe" => self.jwe = None,
+            "pkcs7" => self.pkcs7 = None,
+            "pgp" => self.pgp = None,
+            "pkcs11" => self.pkcs11 = None,
+            _ => self.others.retain(|w| w.scheme() != scheme),
+        }
+        self
     }
 
     /// Adds (or replaces, by scheme name) one of [`Registry::others`].

@@ -456,10 +456,8 @@ fn registry_validation() {
         Ocicrypt::new(twice2),
         Err(Error::InvalidRegistry { .. })
     ));
-    let wrong_field = Registry {
-        pgp: Some(Arc::new(TestScheme)),
-        ..Registry::empty()
-    };
+    let mut wrong_field = Registry::empty();
+    wrong_field.pgp = Some(Arc::new(TestScheme));
     assert!(matches!(
         Ocicrypt::new(wrong_field),
         Err(Error::InvalidRegistry { .. })
@@ -486,7 +484,7 @@ fn inspect_lists_schemes() {
 #[cfg(feature = "jwe")]
 mod jwe {
     use super::*;
-    use ocicrypt::PrivateKey;
+    use ocicrypt::KeyFile;
 
     #[test]
     fn jwe_round_trip_with_two_schemes() {
@@ -500,7 +498,7 @@ mod jwe {
         assert!(ann.contains_key(ocicrypt::spec::annotations::KEYS_JWE));
         let mut dc = DecryptConfig::default();
         dc.private_keys
-            .push(PrivateKey::new(rsa.private_key_to_pem().unwrap()));
+            .push(KeyFile::new(rsa.private_key_to_pem().unwrap()));
         assert_eq!(decrypt(&ctx, &dc, &ct, &desc).unwrap(), data);
         assert_eq!(decrypt(&ctx, &dc_for(&[8]), &ct, &desc).unwrap(), data);
     }
