@@ -19,49 +19,24 @@ pub(crate) fn parse_expected(digest: &str) -> Result<Option<ExpectedDigest>, Err
     if digest.is_empty() {
         return Ok(None);
     }
-    let invalid = || Error::InvalidDigest {
+    // oci-spec checks the OCI grammar, and for the registered algorithms the length and
+    // lowercase hex.
+    let parsed: oci_spec::image::Digest = digest.parse().map_err(|_| Error::InvalidDigest {
         digest: digest.to_owned(),
-    };
-    let (name, encoded) = digest.split_once(':').ok_or_else(invalid)?;
-    let (algorithm, hex_len) = match name {
-        "sha256" => (&digest::SHA256, 64),
-        "sha512" => (&digest::SHA512, 128),
-        _ if is_algorithm(name) && is_encoded(encoded) => {
+    })?;
+    let algorithm = match parsed.algorithm() {
+        oci_spec::image::DigestAlgorithm::Sha256 => &digest::SHA256,
+        oci_spec::image::DigestAlgorithm::Sha512 => &digest::SHA512,
+        other => {
             return Err(Error::UnsupportedDigestAlgorithm {
-                algorithm: name.to_owned(),
+                algorithm: other.to_string(),
             });
         }
-        _ => return Err(invalid()),
     };
-    let lower_hex = encoded
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if encoded.len() != hex_len || !lower_hex {
-        return Err(invalid());
-    }
     Ok(Some(ExpectedDigest {
         algorithm,
         text: digest.to_owned(),
     }))
-}
-
-/// OCI grammar: `algorithm ::= component (separator component)*`, `component ::= [a-z0-9]+`,
-/// `separator ::= [+._-]`.
-fn is_algorithm(name: &str) -> bool {
-    name.split(['+', '.', '_', '-']).all(|component| {
-        !component.is_empty()
-            && component
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    })
-}
-
-/// OCI grammar: `encoded ::= [a-zA-Z0-9=_-]+`.
-fn is_encoded(encoded: &str) -> bool {
-    !encoded.is_empty()
-        && encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 
 /// `<algorithm>:<lowercase hex>` of a finished digest.
@@ -71,22 +46,7 @@ pub(crate) fn format(d: &digest::Digest) -> String {
     } else {
         "sha256"
     };
-    let mut out = String::with_capacity(name.len() + 1 + 2 * d.as_ref().len());
-    out.push_str(name);
-    out.push(':');
-    push_hex(&mut out, d.as_ref());
-    out
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            if let Some(&c) = HEX.get(usize::from(nibble)) {
-                out.push(char::from(c));
-            }
-        }
-    }
+    format!("{name}:{}", hex::encode(d.as_ref()))
 }
 
 #[cfg(test)]
@@ -133,6 +93,8 @@ mod tests {
             "SHA256:abcd",
             "sha__256:abcd",
             "md5:ab/cd",
+            // A registered algorithm with the wrong length is malformed, not unsupported.
+            "sha384:abc",
             " sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         ] {
             match parse_expected(bad) {
@@ -146,7 +108,10 @@ mod tests {
     fn unsupported() {
         for (digest, alg) in [
             ("md5:d41d8cd98f00b204e9800998ecf8427e", "md5"),
-            ("sha384:abc", "sha384"),
+            (
+                "sha384:38b060a751ac96384cd9327eb1b1e36a21fdb71114be07434c0cc7bf63f6e1da274edebfe76f65fbd51ad2f14898b95b",
+                "sha384",
+            ),
             (
                 "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8",
                 "multihash+base58",
