@@ -59,6 +59,20 @@ fn auth_file(dir: &Path, host: &str) -> PathBuf {
     p
 }
 
+/// skopeo (Go ocicrypt) pulls `image` with `flags`, decrypts it with `key` into
+/// `oci:OUT:TAG`, and gets the example image's layers back.
+fn skopeo_decrypts_to_example(flags: &[&str], key: &str, image: &str, out: &Path, tag: &str) {
+    let dest = oci(out, tag);
+    let mut args = vec!["copy", "--quiet"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--decryption-key", key, image, &dest]);
+    skopeo(&args);
+    assert_eq!(
+        layer_ids(out, tag),
+        layer_ids(&path("examples/image"), "latest")
+    );
+}
+
 /// The raw manifest (or index) skopeo reads from the registry.
 fn raw(image: &str, extra: &[&str]) -> Value {
     let mut args = vec!["inspect", "--raw"];
@@ -119,21 +133,12 @@ fn we_encrypt_and_skopeo_decrypts_through_a_tls_registry() {
     );
     // skopeo (Go ocicrypt) pulls and decrypts what we pushed: the original layers again.
     let out = t.path().join("out");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-cert-dir",
-        s(&ca),
-        "--src-creds",
-        &creds,
-        "--decryption-key",
+    skopeo_decrypts_to_example(
+        &["--src-cert-dir", s(&ca), "--src-creds", &creds],
         s(&path(PRIV)),
         &enc,
-        &oci(&out, "dec"),
-    ]);
-    assert_eq!(
-        layer_ids(&out, "dec"),
-        layer_ids(&path("examples/image"), "latest")
+        &out,
+        "dec",
     );
     // And from a layout straight into the registry.
     ocicrypt(&[
@@ -149,19 +154,13 @@ fn we_encrypt_and_skopeo_decrypts_through_a_tls_registry() {
         &format!("{}:enc2", reg.image("team/app")),
     ])
     .unwrap();
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-cert-dir",
-        s(&ca),
-        "--src-creds",
-        &creds,
-        "--decryption-key",
+    skopeo_decrypts_to_example(
+        &["--src-cert-dir", s(&ca), "--src-creds", &creds],
         s(&path(PRIV)),
         &format!("{}:enc2", reg.image("team/app")),
-        &oci(&out, "dec2"),
-    ]);
-    assert_eq!(layer_ids(&out, "dec2"), layer_ids(&out, "dec"));
+        &out,
+        "dec2",
+    );
     // Rewrap in the registry: a new recipient only; skopeo opens it with the new key.
     let other = t.path().join("other.pem");
     let other_pub = t.path().join("other-pub.pem");
@@ -197,19 +196,13 @@ fn we_encrypt_and_skopeo_decrypts_through_a_tls_registry() {
     {
         assert_eq!(a["digest"], b["digest"], "rewrap keeps the layer data");
     }
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-cert-dir",
-        s(&ca),
-        "--src-creds",
-        &creds,
-        "--decryption-key",
+    skopeo_decrypts_to_example(
+        &["--src-cert-dir", s(&ca), "--src-creds", &creds],
         s(&other),
         &rewrapped,
-        &oci(&out, "dec3"),
-    ]);
-    assert_eq!(layer_ids(&out, "dec3"), layer_ids(&out, "dec"));
+        &out,
+        "dec3",
+    );
     let e = tool_fails(
         "skopeo",
         &[
@@ -518,20 +511,12 @@ fn multi_platform_index_with_platform() {
     );
     // skopeo decrypts the arm64 image.
     let out = t.path().join("out");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--override-arch",
-        "arm64",
-        "--decryption-key",
+    skopeo_decrypts_to_example(
+        &["--src-tls-verify=false", "--override-arch", "arm64"],
         s(&path(PRIV)),
         &dst,
-        &oci(&out, "arm64"),
-    ]);
-    assert_eq!(
-        layer_ids(&out, "arm64"),
-        layer_ids(&path("examples/image"), "latest")
+        &out,
+        "arm64",
     );
 }
 
@@ -716,18 +701,12 @@ fn docker_schema2_images_are_encrypted_as_oci() {
         "{m}"
     );
     let out = t.path().join("out");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--decryption-key",
+    skopeo_decrypts_to_example(
+        &["--src-tls-verify=false"],
         s(&path(PRIV)),
         &enc,
-        &oci(&out, "dec"),
-    ]);
-    assert_eq!(
-        layer_ids(&out, "dec"),
-        layer_ids(&path("examples/image"), "latest")
+        &out,
+        "dec",
     );
 }
 
