@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -429,52 +430,28 @@ impl RegistrySource {
     /// whatever its size, so this GET is made with `http`, which stops at the limit.
     fn pull_manifest(&self, reference: &str) -> Result<Bytes> {
         let c = &self.conn;
-        let mut pause = Duration::from_millis(250);
-        let mut attempt = 1;
-        loop {
-            match c.rt.block_on(c.fetch_manifest(reference)) {
-                Err(Fetch::Http(e))
-                    if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_body()) =>
-                {
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                    attempt += 1;
-                }
-                Err(Fetch::Status(code)) if attempt < ATTEMPTS && code >= 500 => {
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                    attempt += 1;
-                }
-                Ok(body) => return Ok(body),
-                Err(Fetch::Status(401 | 403)) => {
-                    return Err(Error::RegistryAuth {
-                        host: c.host.clone(),
-                    });
-                }
-                Err(Fetch::Status(404)) => {
-                    return Err(Error::ManifestUnknown {
-                        reference: if reference.contains(':') {
-                            format!("{}@{reference}", c.reference.repository())
-                        } else {
-                            c.shown.clone()
-                        },
-                    });
-                }
-                Err(Fetch::TooLarge(size)) => {
-                    return Err(Error::TooLarge {
-                        digest: reference.to_owned(),
-                        size,
-                        limit: MAX_MANIFEST_SIZE,
-                    });
-                }
-                Err(e) => {
-                    return Err(Error::Registry {
-                        host: c.host.clone(),
-                        what: format!("cannot read manifest {reference}"),
-                        source: e.into(),
-                    });
-                }
-            }
+        match c.retry_fetch(|| c.fetch_manifest(reference)) {
+            Ok(body) => Ok(body),
+            Err(Fetch::Status(401 | 403)) => Err(Error::RegistryAuth {
+                host: c.host.clone(),
+            }),
+            Err(Fetch::Status(404)) => Err(Error::ManifestUnknown {
+                reference: if reference.contains(':') {
+                    format!("{}@{reference}", c.reference.repository())
+                } else {
+                    c.shown.clone()
+                },
+            }),
+            Err(Fetch::TooLarge(size)) => Err(Error::TooLarge {
+                digest: reference.to_owned(),
+                size,
+                limit: MAX_MANIFEST_SIZE,
+            }),
+            Err(e) => Err(Error::Registry {
+                host: c.host.clone(),
+                what: format!("cannot read manifest {reference}"),
+                source: e.into(),
+            }),
         }
     }
 }
@@ -505,12 +482,28 @@ impl Source for RegistrySource {
     }
 
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
+        // A GET of our own rather than oci-client's blob stream, which hashes the blob as
+        // it passes: the caller verifies the digest anyway, and SHA-256 is most of the CPU
+        // a copy costs.
         let c = &self.conn;
         let digest = desc.digest().to_string();
-        let stream = c
-            .retry(|| c.client.pull_blob_stream(&c.reference, digest.as_str()))
-            .map_err(|e| c.blob_error(format!("cannot read blob {digest}"), &digest, e))?;
-        let reader = StreamReader::new(stream.stream);
+        let path = format!("blobs/{digest}");
+        let res = c
+            .retry_fetch(|| c.get(&path, None))
+            .map_err(|e| match e {
+                Fetch::Status(401 | 403) => Error::RegistryAuth {
+                    host: c.host.clone(),
+                },
+                Fetch::Status(404) => Error::MissingBlob {
+                    digest: digest.clone(),
+                },
+                e => Error::Registry {
+                    host: c.host.clone(),
+                    what: format!("cannot read blob {digest}"),
+                    source: e.into(),
+                },
+            })?;
+        let reader = StreamReader::new(res.bytes_stream().map_err(io::Error::other));
         Ok(Box::new(SyncIoBridge::new_with_handle(
             reader,
             c.rt.handle().clone(),
@@ -787,21 +780,51 @@ enum Fetch {
 }
 
 impl Conn {
-    /// GET `manifests/REFERENCE`, accepting OCI and Docker schema 2 manifests and indexes,
-    /// and reading at most [`MAX_MANIFEST_SIZE`] bytes.
-    async fn fetch_manifest(&self, reference: &str) -> Result<Bytes, Fetch> {
+    /// GET `PATH` below `/v2/REPOSITORY/`; the response, if its status is a success.
+    async fn get(&self, path: &str, accept: Option<String>) -> Result<reqwest::Response, Fetch> {
         let url = self
             .base
-            .join(&format!("manifests/{reference}"))
+            .join(path)
             .map_err(|e| Fetch::BadUrl(e.to_string()))?;
-        let mut res = self
-            .request(reqwest::Method::GET, url)
-            .header(reqwest::header::ACCEPT, ACCEPT.join(", "))
-            .send()
-            .await?;
+        let mut req = self.request(reqwest::Method::GET, url);
+        if let Some(a) = accept {
+            req = req.header(reqwest::header::ACCEPT, a);
+        }
+        let res = req.send().await?;
         if !res.status().is_success() {
             return Err(Fetch::Status(res.status().as_u16()));
         }
+        Ok(res)
+    }
+
+    /// Runs the request `f` makes, again after a network error or a 5xx, up to
+    /// [`ATTEMPTS`] times with growing pauses.
+    fn retry_fetch<T, F, Fut>(&self, mut f: F) -> Result<T, Fetch>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Fetch>>,
+    {
+        let mut pause = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            match self.rt.block_on(f()) {
+                Err(Fetch::Http(e))
+                    if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_body()) => {}
+                Err(Fetch::Status(code)) if attempt < ATTEMPTS && code >= 500 => {}
+                other => return other,
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// GET `manifests/REFERENCE`, accepting OCI and Docker schema 2 manifests and indexes,
+    /// and reading at most [`MAX_MANIFEST_SIZE`] bytes.
+    async fn fetch_manifest(&self, reference: &str) -> Result<Bytes, Fetch> {
+        let mut res = self
+            .get(&format!("manifests/{reference}"), Some(ACCEPT.join(", ")))
+            .await?;
         if let Some(len) = res.content_length()
             && len > MAX_MANIFEST_SIZE
         {
