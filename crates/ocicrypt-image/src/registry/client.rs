@@ -488,21 +488,19 @@ impl Source for RegistrySource {
         let c = &self.conn;
         let digest = desc.digest().to_string();
         let path = format!("blobs/{digest}");
-        let res = c
-            .retry_fetch(|| c.get(&path, None))
-            .map_err(|e| match e {
-                Fetch::Status(401 | 403) => Error::RegistryAuth {
-                    host: c.host.clone(),
-                },
-                Fetch::Status(404) => Error::MissingBlob {
-                    digest: digest.clone(),
-                },
-                e => Error::Registry {
-                    host: c.host.clone(),
-                    what: format!("cannot read blob {digest}"),
-                    source: e.into(),
-                },
-            })?;
+        let res = c.retry_fetch(|| c.get(&path, None)).map_err(|e| match e {
+            Fetch::Status(401 | 403) => Error::RegistryAuth {
+                host: c.host.clone(),
+            },
+            Fetch::Status(404) => Error::MissingBlob {
+                digest: digest.clone(),
+            },
+            e => Error::Registry {
+                host: c.host.clone(),
+                what: format!("cannot read blob {digest}"),
+                source: e.into(),
+            },
+        })?;
         let reader = StreamReader::new(res.bytes_stream().map_err(io::Error::other));
         Ok(Box::new(SyncIoBridge::new_with_handle(
             reader,
