@@ -177,26 +177,22 @@ impl Conn {
         };
         // Ask /v2/ first: this finds the auth scheme the registry wants, and turns
         // connection, TLS and plain-HTTP trouble into one clear error before any work.
-        let probe = conn.probe(&registry_auth, op);
-        match probe {
+        // The probe's answer is the bearer token oci-client obtained for `op` (none for
+        // basic auth or none at all).
+        let token = match conn.probe(&registry_auth, op) {
             Err(e) if !o.tls_verify && is_network(&e) => {
                 // tls-verify=false allows plain HTTP, as skopeo does: try it.
                 conn.client = build(ClientProtocol::Http)?;
                 conn.base = base_for("http")?;
                 conn.probe(&registry_auth, op)
-                    .map_err(|e| conn.error("cannot reach the registry", e, o))?;
+                    .map_err(|e| conn.error("cannot reach the registry", e, o))?
             }
             Err(e) => return Err(conn.error("cannot reach the registry", e, o)),
-            Ok(()) => {}
-        }
+            Ok(token) => token,
+        };
         {
-            // The header of the requests made with `http`: the bearer token oci-client
-            // obtained for `op`, or the given credentials where the registry asked for
-            // basic auth.
-            let token = conn
-                .rt
-                .block_on(conn.client.auth(&conn.reference, &registry_auth, op))
-                .map_err(|e| conn.error("cannot authenticate", e, o))?;
+            // The header of the requests made with `http`: the bearer token, or the
+            // given credentials where the registry asked for basic auth.
             let value = match (token, &credentials) {
                 (Some(t), _) => Some(format!("Bearer {t}")),
                 (None, Some(c)) => Some(format!(
@@ -223,32 +219,33 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Asks `/v2/` (and the token service it names) for `op`: the bearer token, if the
+    /// registry uses them.
     fn probe(
         &self,
         auth: &RegistryAuth,
         op: RegistryOperation,
-    ) -> Result<(), OciDistributionError> {
+    ) -> Result<Option<String>, OciDistributionError> {
         self.rt
             .block_on(self.client.auth(&self.reference, auth, op))
-            .map(|_| ())
     }
 
     fn with_digest(&self, digest: &str) -> Reference {
         self.reference.clone_with_digest(digest.to_owned())
     }
 
-    /// Runs an idempotent request, again after a network error or a 5xx, up to
-    /// [`ATTEMPTS`] times with growing pauses.
-    fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, OciDistributionError>
+    /// Runs an idempotent request, again after an error `transient` accepts (a network
+    /// error or a 5xx), up to [`ATTEMPTS`] times with growing pauses.
+    fn retry_if<T, E, F, Fut>(&self, transient: impl Fn(&E) -> bool, mut f: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, OciDistributionError>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let mut pause = Duration::from_millis(250);
         let mut attempt = 1;
         loop {
             match self.rt.block_on(f()) {
-                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                Err(e) if attempt < ATTEMPTS && transient(&e) => {
                     std::thread::sleep(pause);
                     pause *= 2;
                     attempt += 1;
@@ -592,7 +589,7 @@ impl Destination for RegistryDestination {
     fn has_blob(&self, digest: &Digest) -> Result<bool> {
         let c = &self.conn;
         let d = digest.to_string();
-        c.retry(|| c.client.blob_exists(&c.reference, &d))
+        c.retry_if(is_transient, || c.client.blob_exists(&c.reference, &d))
             .map_err(|e| c.blob_error(format!("cannot look up blob {d}"), &d, e))
     }
 
@@ -795,26 +792,20 @@ impl Conn {
         Ok(res)
     }
 
-    /// Runs the request `f` makes, again after a network error or a 5xx, up to
-    /// [`ATTEMPTS`] times with growing pauses.
-    fn retry_fetch<T, F, Fut>(&self, mut f: F) -> Result<T, Fetch>
+    /// [`Conn::retry_if`] for our own requests.
+    fn retry_fetch<T, F, Fut>(&self, f: F) -> Result<T, Fetch>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Fetch>>,
     {
-        let mut pause = Duration::from_millis(250);
-        let mut attempt = 1;
-        loop {
-            match self.rt.block_on(f()) {
-                Err(Fetch::Http(e))
-                    if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout() || e.is_body()) => {}
-                Err(Fetch::Status(code)) if attempt < ATTEMPTS && code >= 500 => {}
-                other => return other,
-            }
-            std::thread::sleep(pause);
-            pause *= 2;
-            attempt += 1;
-        }
+        self.retry_if(
+            |e: &Fetch| match e {
+                Fetch::Http(e) => e.is_connect() || e.is_timeout() || e.is_body(),
+                Fetch::Status(code) => *code >= 500,
+                _ => false,
+            },
+            f,
+        )
     }
 
     /// GET `manifests/REFERENCE`, accepting OCI and Docker schema 2 manifests and indexes,
