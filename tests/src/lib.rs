@@ -228,6 +228,20 @@ impl Default for Gpg {
     }
 }
 
+/// A self-signed RSA 2048 certificate for `/CN=<cn>`, valid two days, and its key, made by
+/// `openssl req -x509`.
+pub fn self_signed(key: &Path, cert: &Path, cn: &str) {
+    let (key, cert) = (key.display().to_string(), cert.display().to_string());
+    let subject = format!("/CN={cn}");
+    tool(
+        "openssl",
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &cert,
+            "-subj", &subject, "-days", "2",
+        ],
+    );
+}
+
 /// A free TCP port on loopback (free when asked; a daemon binds it right after).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -286,23 +300,10 @@ impl Registry {
         std::fs::create_dir_all(&ca_dir).unwrap();
         let p = |n: &str| dir.join(n).display().to_string();
         let ca_crt = ca_dir.join("ca.crt").display().to_string();
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=ocicrypt test CA",
-                "-keyout",
-                &p("ca.key"),
-                "-out",
-                &ca_crt,
-            ],
+        self_signed(
+            &dir.join("ca.key"),
+            &ca_dir.join("ca.crt"),
+            "ocicrypt test CA",
         );
         tool(
             "openssl",

@@ -23,7 +23,9 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ocicrypt_tests::{Daemon, Gpg, Registry, build_bin, ocicrypt, path, root, tool, wait_until};
+use ocicrypt_tests::{
+    Daemon, Gpg, Registry, build_bin, ocicrypt, path, root, self_signed, tool, wait_until,
+};
 use serde_json::json;
 
 /// CRI `runtime.v1.ImageSpec`.
@@ -176,24 +178,7 @@ fn containerd_pulls_and_unpacks_encrypted_images_through_our_decoder() {
     )
     .unwrap();
     let (k7, c7) = (keys.join("pkcs7/key.pem"), keys.join("pkcs7/cert.pem"));
-    tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            s(&k7),
-            "-out",
-            s(&c7),
-            "-subj",
-            "/CN=containerd",
-            "-days",
-            "2",
-        ],
-    );
+    self_signed(&k7, &c7, "containerd");
     let gpg = Gpg::new();
     gpg.generate("node@example.com", "");
     let pgp_pub = gpg.export_public("node@example.com");

@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use ocicrypt_tests::{Gpg, layer_ids, oci, ocicrypt, path, tool, tool_env};
+use ocicrypt_tests::{Gpg, layer_ids, oci, ocicrypt, path, self_signed, tool, tool_env};
 
 fn original() -> Vec<(String, String)> {
     layer_ids(&path("examples/image"), "latest")
@@ -129,24 +129,7 @@ fn jwe_pkcs7_and_pgp_recipients_on_one_layer() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("k.pem");
     let crt = tmp.path().join("c.pem");
-    tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            s(&key),
-            "-out",
-            s(&crt),
-            "-subj",
-            "/CN=mixed",
-            "-days",
-            "2",
-        ],
-    );
+    self_signed(&key, &crt, "mixed");
     let jwe_pub = path("tests/vectors/skopeo/keys/rsa2048-public.pem");
     let jwe_priv = path("tests/vectors/skopeo/keys/rsa2048-private.pem");
     let enc = tmp.path().join("enc");

@@ -13,7 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ocicrypt_tests::{Gpg, layer_ids, oci, ocicrypt, path, tool, tool_env, tool_fails};
+use ocicrypt_tests::{
+    Gpg, layer_ids, oci, ocicrypt, path, self_signed, tool, tool_env, tool_fails,
+};
 
 fn key(name: &str) -> String {
     path(&format!("tests/vectors/skopeo/keys/{name}"))
@@ -176,24 +178,7 @@ fn jwe_to_pkcs7_and_pgp_and_pgp_to_jwe() {
     gpg.generate("new@example.com", "");
     let tmp = tempfile::tempdir().unwrap();
     let (k7, c7) = (tmp.path().join("k.pem"), tmp.path().join("c.pem"));
-    tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            s(&k7),
-            "-out",
-            s(&c7),
-            "-subj",
-            "/CN=rewrap",
-            "-days",
-            "2",
-        ],
-    );
+    self_signed(&k7, &c7, "rewrap");
     let public = gpg.export_public("new@example.com");
     let enc = encrypted(tmp.path(), &[format!("jwe:{}", key("rsa2048-public.pem"))]);
     let mixed = tmp.path().join("mixed");
