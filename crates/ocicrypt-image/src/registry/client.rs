@@ -698,9 +698,17 @@ impl Conn {
         let url = res.url().clone();
         let status = res.status();
         if status != want {
-            // A registry's error body is short; cap what we keep of it anyway.
-            let body = res.text().await.unwrap_or_default();
-            let body: String = body.chars().take(500).collect();
+            // A registry's error body is short, but it is untrusted: read at most 4 KiB of
+            // it, and keep 500 characters.
+            let mut res = res;
+            let mut raw = Vec::new();
+            while raw.len() < 4096 {
+                match res.chunk().await {
+                    Ok(Some(c)) => raw.extend_from_slice(&c),
+                    _ => break,
+                }
+            }
+            let body: String = String::from_utf8_lossy(&raw).chars().take(500).collect();
             return Err(Box::new(UploadError {
                 request,
                 url: url.to_string(),
