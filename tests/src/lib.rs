@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod token;
+pub use token::{TokenRequest, TokenServer};
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -296,6 +299,31 @@ impl Registry {
     /// [`REGISTRY_USER`].
     pub fn tls_with_auth(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        let htpasswd = tool("htpasswd", &["-Bbn", REGISTRY_USER.0, REGISTRY_USER.1]);
+        std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+        let auth = format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            dir.join("htpasswd").display()
+        );
+        Self::tls(dir, &auth)
+    }
+
+    /// HTTPS as [`Registry::tls_with_auth`], with Bearer token authentication: the
+    /// registry trusts the tokens `tokens` signs, and its challenge sends clients there.
+    pub fn tls_with_token(dir: &Path, tokens: &TokenServer) -> Self {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            tokens.realm(),
+            TokenServer::SERVICE,
+            TokenServer::ISSUER,
+            tokens.certificate.display()
+        );
+        Self::tls(dir, &auth)
+    }
+
+    /// HTTPS with a CA and server certificate made here, and `auth` (YAML) appended.
+    fn tls(dir: &Path, auth: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
         let ca_dir = dir.join("ca");
         std::fs::create_dir_all(&ca_dir).unwrap();
         let p = |n: &str| dir.join(n).display().to_string();
@@ -346,13 +374,10 @@ impl Registry {
                 &p("server.crt"),
             ],
         );
-        let htpasswd = tool("htpasswd", &["-Bbn", REGISTRY_USER.0, REGISTRY_USER.1]);
-        std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
         let extra = format!(
-            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            "  tls:\n    certificate: {}\n    key: {}\n{auth}",
             p("server.crt"),
             p("server.key"),
-            p("htpasswd")
         );
         let mut r = Self::start(dir, &extra);
         r.ca_dir = Some(ca_dir);

@@ -898,3 +898,122 @@ fn unchanged_blobs_are_mounted_across_repositories() {
     assert_eq!(enc["layers"][1], m["layers"][1]);
     assert!(media_types(&enc)[0].ends_with("+encrypted"));
 }
+
+/// Bearer tokens: docker-registry with `auth.token`, whose challenge sends clients to a token
+/// service (played by the test) that checks their Basic credentials and signs a JWT for the
+/// scopes asked. We push, pull and decrypt through it, skopeo reads what we pushed, and a
+/// wrong password or none gets no token, a clear error and no tag.
+#[test]
+fn bearer_token_auth() {
+    use ocicrypt_tests::TokenServer;
+    let t = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(&t.path().join("tokens"));
+    let reg = Registry::tls_with_token(&t.path().join("reg"), &tokens);
+    let ca = reg.ca_dir.clone().unwrap();
+    let creds = creds();
+    let enc = format!("{}:enc", reg.image("bearer/app"));
+    ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", s(&path(PUB))),
+        "--dest-creds",
+        &creds,
+        "--dest-cert-dir",
+        s(&ca),
+        &example(),
+        &enc,
+    ])
+    .unwrap();
+    // The registry only takes tokens, so the push went through the token service: a token
+    // was issued to our user for pushing to the repository.
+    let asked = tokens.requests();
+    assert!(
+        asked.iter().any(|r| r.issued
+            && r.user.as_deref() == Some(REGISTRY_USER.0)
+            && r.scopes
+                .iter()
+                .any(|s| s.starts_with("repository:bearer/app:") && s.contains("push"))),
+        "{asked:?}"
+    );
+    // skopeo (Go ocicrypt, its own token client) pulls and decrypts what we pushed.
+    skopeo_decrypts_to_example(
+        &["--src-cert-dir", s(&ca), "--src-creds", &creds],
+        s(&path(PRIV)),
+        &enc,
+        &t.path().join("skopeo-out"),
+        "dec",
+    );
+    // We pull and decrypt it too, into a layout.
+    let out = t.path().join("out");
+    ocicrypt(&[
+        "image",
+        "decrypt",
+        "--key",
+        s(&path(PRIV)),
+        "--src-creds",
+        &creds,
+        "--src-cert-dir",
+        s(&ca),
+        &enc,
+        &oci(&out, "dec"),
+    ])
+    .unwrap();
+    assert_eq!(
+        layer_ids(&out, "dec"),
+        layer_ids(&path("examples/image"), "latest")
+    );
+    // A wrong password gets no token: refused, the password not shown, nothing tagged.
+    let bad = format!("{}:bad", reg.image("bearer/app"));
+    let before = tokens.requests().len();
+    let err = ocicrypt(&[
+        "image",
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", s(&path(PUB))),
+        "--dest-creds",
+        "tester:not-the-password",
+        "--dest-cert-dir",
+        s(&ca),
+        &example(),
+        &bad,
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains(&format!("authentication failed for {}", reg.host)),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+    assert!(
+        tokens.requests()[before..].iter().all(|r| !r.issued),
+        "{:?}",
+        tokens.requests()
+    );
+    let e = tool_fails(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--cert-dir",
+            s(&ca),
+            "--creds",
+            &creds,
+            &bad,
+        ],
+    );
+    assert!(e.contains("manifest unknown"), "{e}");
+    // No credentials: no token either.
+    let home = t.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let err = ocicrypt(&[
+        "image",
+        "inspect",
+        "--authfile",
+        s(&auth_file(&home, "elsewhere:1")),
+        "--cert-dir",
+        s(&ca),
+        &enc,
+    ])
+    .unwrap_err();
+    assert!(err.contains("authentication failed"), "{err}");
+}
