@@ -281,6 +281,9 @@ pub struct Registry {
     /// With TLS: the directory holding the CA certificate (`ca.crt`) that signed its
     /// certificate, as `--cert-dir` takes it.
     pub ca_dir: Option<PathBuf>,
+    /// With client certificates required: a directory holding the CA certificate and a
+    /// client certificate pair (`client.cert`, `client.key`) it accepts.
+    pub client_dir: Option<PathBuf>,
     log: PathBuf,
     _daemon: Daemon,
 }
@@ -305,7 +308,63 @@ impl Registry {
             "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
             dir.join("htpasswd").display()
         );
-        Self::tls(dir, &auth)
+        Self::tls(dir, "", &auth)
+    }
+
+    /// HTTPS as [`Registry::tls_with_auth`], without passwords but requiring a client
+    /// certificate signed by the CA (containers-certs.d's `*.cert`/`*.key` pair, which
+    /// [`Registry::client_dir`] holds).
+    pub fn tls_with_client_certs(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let cas = format!(
+            "    clientcas:\n      - {}\n",
+            dir.join("ca/ca.crt").display()
+        );
+        let mut r = Self::tls(dir, &cas, "");
+        let client = dir.join("client");
+        std::fs::create_dir_all(&client).unwrap();
+        std::fs::copy(dir.join("ca/ca.crt"), client.join("ca.crt")).unwrap();
+        let p = |n: &str| dir.join(n).display().to_string();
+        let c = |n: &str| client.join(n).display().to_string();
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=ocicrypt test client",
+                "-keyout",
+                &c("client.key"),
+                "-out",
+                &p("client.csr"),
+            ],
+        );
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        tool(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &p("client.csr"),
+                "-CA",
+                &p("ca/ca.crt"),
+                "-CAkey",
+                &p("ca.key"),
+                "-CAcreateserial",
+                "-extfile",
+                &p("client.ext"),
+                "-out",
+                &c("client.cert"),
+            ],
+        );
+        r.client_dir = Some(client);
+        r
     }
 
     /// HTTPS as [`Registry::tls_with_auth`], with Bearer token authentication: the
@@ -318,11 +377,12 @@ impl Registry {
             TokenServer::ISSUER,
             tokens.certificate.display()
         );
-        Self::tls(dir, &auth)
+        Self::tls(dir, "", &auth)
     }
 
-    /// HTTPS with a CA and server certificate made here, and `auth` (YAML) appended.
-    fn tls(dir: &Path, auth: &str) -> Self {
+    /// HTTPS with a CA and server certificate made here, more `tls` settings (YAML), and
+    /// `auth` (YAML) appended.
+    fn tls(dir: &Path, tls: &str, auth: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let ca_dir = dir.join("ca");
         std::fs::create_dir_all(&ca_dir).unwrap();
@@ -375,7 +435,7 @@ impl Registry {
             ],
         );
         let extra = format!(
-            "  tls:\n    certificate: {}\n    key: {}\n{auth}",
+            "  tls:\n    certificate: {}\n    key: {}\n{tls}{auth}",
             p("server.crt"),
             p("server.key"),
         );
@@ -412,6 +472,7 @@ impl Registry {
         Self {
             host: format!("127.0.0.1:{port}"),
             ca_dir: None,
+            client_dir: None,
             log: dir.join("registry.log"),
             _daemon: daemon,
         }

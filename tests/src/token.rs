@@ -6,6 +6,7 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,8 @@ pub struct TokenRequest {
     pub issued: bool,
     /// Its `scope` parameters (`repository:NAME:pull,push`).
     pub scopes: Vec<String>,
+    /// Whether the token issued had expired already (see [`TokenServer::expire_next`]).
+    pub expired: bool,
 }
 
 /// The token service; it stops with the test process.
@@ -38,6 +41,7 @@ pub struct TokenServer {
     pub certificate: PathBuf,
     addr: String,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
+    expire: Arc<AtomicUsize>,
 }
 
 struct Signing {
@@ -67,11 +71,12 @@ impl TokenServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests: Arc<Mutex<Vec<TokenRequest>>> = Arc::default();
-        let seen = requests.clone();
+        let expire: Arc<AtomicUsize> = Arc::default();
+        let (seen, expiring) = (requests.clone(), expire.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (signing, seen) = (signing.clone(), seen.clone());
+                let (signing, seen, expiring) = (signing.clone(), seen.clone(), expiring.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn);
                     let mut head = Vec::new();
@@ -80,7 +85,7 @@ impl TokenServer {
                         head.push(line.trim_end().to_owned());
                         line.clear();
                     }
-                    let answer = answer(&signing, &head, &seen);
+                    let answer = answer(&signing, &head, &seen, &expiring);
                     let _ = reader.into_inner().write_all(&answer);
                 });
             }
@@ -89,7 +94,14 @@ impl TokenServer {
             certificate,
             addr,
             requests,
+            expire,
         }
+    }
+
+    /// The next `n` tokens issued have expired an hour ago, as if a long run had outlived
+    /// them: the registry refuses them.
+    pub fn expire_next(&self, n: usize) {
+        self.expire.store(n, Ordering::SeqCst);
     }
 
     /// The URL clients are sent to (`http://127.0.0.1:PORT/token`).
@@ -104,7 +116,12 @@ impl TokenServer {
 }
 
 /// The HTTP answer to a request whose head is `head`.
-fn answer(signing: &Signing, head: &[String], seen: &Mutex<Vec<TokenRequest>>) -> Vec<u8> {
+fn answer(
+    signing: &Signing,
+    head: &[String],
+    seen: &Mutex<Vec<TokenRequest>>,
+    expiring: &AtomicUsize,
+) -> Vec<u8> {
     let target = head
         .first()
         .and_then(|l| l.split_whitespace().nth(1))
@@ -127,16 +144,22 @@ fn answer(signing: &Signing, head: &[String], seen: &Mutex<Vec<TokenRequest>>) -
         Some((u, p)) => (Some(u.to_owned()), (u, p) == REGISTRY_USER),
         None => (None, false),
     };
+    let issued = issued && url.path() == "/token";
+    let expired = issued
+        && expiring
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
     seen.lock().unwrap().push(TokenRequest {
         user: name.clone(),
         issued,
         scopes: scopes.clone(),
+        expired,
     });
-    if url.path() != "/token" || !issued {
+    if !issued {
         let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
         return http("401 Unauthorized", body);
     }
-    let token = jwt(signing, name.as_deref().unwrap_or(""), &scopes);
+    let token = jwt(signing, name.as_deref().unwrap_or(""), &scopes, expired);
     let body = json!({ "token": token, "access_token": token, "expires_in": 300 }).to_string();
     http("200 OK", body.as_bytes())
 }
@@ -152,12 +175,15 @@ fn http(status: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// A token as distribution's token authenticator checks it: RS256, the signing certificate
-/// in `x5c`, the issuer, audience and times, and an `access` entry per scope.
-fn jwt(signing: &Signing, subject: &str, scopes: &[String]) -> String {
+/// in `x5c`, the issuer, audience and times, and an `access` entry per scope. An `expired`
+/// one was valid from two hours ago for five minutes.
+fn jwt(signing: &Signing, subject: &str, scopes: &[String], expired: bool) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    // distribution allows a minute of clock skew.
+    let now = if expired { now - 7200 } else { now };
     let access: Vec<_> = scopes
         .iter()
         .filter_map(|s| {

@@ -963,6 +963,56 @@ fn bearer_token_auth() {
         layer_ids(&out, "dec"),
         layer_ids(&path("examples/image"), "latest")
     );
+    // Registry to registry, with the next token already expired (as if a long run had
+    // outlived it): the registry refuses it, a new one is fetched, and the copy goes on.
+    // The config is unchanged, so it is mounted from the other repository, with a token
+    // that also allows pulling from there.
+    tokens.expire_next(1);
+    let before = tokens.requests().len();
+    let dec = format!("{}:dec", reg.image("bearer/plain"));
+    ocicrypt(&[
+        "image",
+        "decrypt",
+        "--key",
+        s(&path(PRIV)),
+        "--src-creds",
+        &creds,
+        "--dest-creds",
+        &creds,
+        "--src-cert-dir",
+        s(&ca),
+        "--dest-cert-dir",
+        s(&ca),
+        &enc,
+        &dec,
+    ])
+    .unwrap();
+    let asked = tokens.requests()[before..].to_vec();
+    assert!(asked.iter().any(|r| r.expired), "{asked:?}");
+    assert!(
+        asked.iter().any(|r| r.issued
+            && !r.expired
+            && r.scopes
+                .iter()
+                .any(|s| s == "repository:bearer/plain:pull,push")
+            && r.scopes.iter().any(|s| s == "repository:bearer/app:pull")),
+        "a token for the mount: {asked:?}"
+    );
+    let m = raw(&dec, &["--cert-dir", s(&ca), "--creds", &creds]);
+    let config = m["config"]["digest"].as_str().unwrap().replace(':', "%3A");
+    let log = reg.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("POST /v2/bearer/plain/blobs/uploads/?mount=")
+                && l.contains(&config)
+                && l.contains("\" 201 ")
+        ),
+        "the config is mounted:\n{log}"
+    );
+    assert!(
+        media_types(&m).iter().all(|t| !t.ends_with("+encrypted")),
+        "{m}"
+    );
     // A wrong password gets no token: refused, the password not shown, nothing tagged.
     let bad = format!("{}:bad", reg.image("bearer/app"));
     let before = tokens.requests().len();
@@ -1016,4 +1066,68 @@ fn bearer_token_auth() {
     ])
     .unwrap_err();
     assert!(err.contains("authentication failed"), "{err}");
+}
+
+/// Client certificates, as containers-certs.d lays them out: a registry that requires one
+/// refuses a connection without it, with an error that says so; with the `client.cert` and
+/// `client.key` pair in the certificate directory we push and pull, and skopeo reads the
+/// same directory to decrypt what we pushed.
+#[test]
+fn client_certificates() {
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::tls_with_client_certs(&t.path().join("reg"));
+    let (ca, client) = (reg.ca_dir.clone().unwrap(), reg.client_dir.clone().unwrap());
+    let enc = format!("{}:enc", reg.image("mtls/app"));
+    let encrypt = |cert_dir: &Path| {
+        ocicrypt(&[
+            "image",
+            "encrypt",
+            "-r",
+            &format!("jwe:{}", s(&path(PUB))),
+            "--dest-cert-dir",
+            s(cert_dir),
+            &example(),
+            &enc,
+        ])
+    };
+    // Only the CA: the registry ends the handshake.
+    let err = encrypt(&ca).unwrap_err();
+    assert!(
+        err.contains(&format!("{} refused the TLS connection", reg.host))
+            && err.contains("client certificate")
+            && err.contains(s(&ca)),
+        "{err}"
+    );
+    // With the client pair.
+    encrypt(&client).unwrap();
+    skopeo_decrypts_to_example(
+        &["--src-cert-dir", s(&client)],
+        s(&path(PRIV)),
+        &enc,
+        &t.path().join("skopeo-out"),
+        "dec",
+    );
+    let out = t.path().join("out");
+    ocicrypt(&[
+        "image",
+        "decrypt",
+        "--key",
+        s(&path(PRIV)),
+        "--src-cert-dir",
+        s(&client),
+        &enc,
+        &oci(&out, "dec"),
+    ])
+    .unwrap();
+    assert_eq!(
+        layer_ids(&out, "dec"),
+        layer_ids(&path("examples/image"), "latest")
+    );
+    // A key without its certificate is a configuration error, before any connection.
+    let broken = t.path().join("broken");
+    fs::create_dir_all(&broken).unwrap();
+    fs::copy(client.join("ca.crt"), broken.join("ca.crt")).unwrap();
+    fs::copy(client.join("client.key"), broken.join("client.key")).unwrap();
+    let err = encrypt(&broken).unwrap_err();
+    assert!(err.contains("missing client certificate"), "{err}");
 }

@@ -199,6 +199,19 @@ pub enum Error {
         /// Where CA certificates for it were looked for.
         dirs: String,
     },
+    /// The registry ended the TLS handshake with an alert: most often, it wants a client
+    /// certificate that was not presented, or refused the one that was.
+    #[error(
+        "{host} refused the TLS connection ({alert}): it may require a client certificate (a NAME.cert and NAME.key pair in {dirs})"
+    )]
+    TlsRefused {
+        /// The registry.
+        host: String,
+        /// The TLS alert it sent.
+        alert: String,
+        /// Where client certificates for it are looked for.
+        dirs: String,
+    },
     /// The registry does not answer HTTPS, and plain HTTP was not allowed.
     #[error(
         "{host} does not speak HTTPS; plain HTTP is refused unless TLS verification is turned off for it (tls-verify=false)"

@@ -134,11 +134,31 @@ pub(crate) fn credentials(
     }
 }
 
-/// The PEM CA certificates to trust for `registry`: the `*.crt` files of the named directory
-/// (which must exist) or of the default ones that exist. A client certificate pair
-/// (`*.cert`, `*.key`) is an error: the HTTP client cannot present one, and connecting
-/// without it would not be what the directory asks for.
-pub(crate) fn ca_certificates(o: &RegistryOptions, registry: &str) -> Result<Vec<Vec<u8>>> {
+/// What a certificate directory holds, as containers-certs.d(5) lays it out.
+#[derive(Default)]
+pub(crate) struct TlsFiles {
+    /// PEM CA certificates to trust (`*.crt`).
+    pub(crate) cas: Vec<Vec<u8>>,
+    /// A client certificate and its key, PEM, one after the other (`NAME.cert` and
+    /// `NAME.key`), and the certificate's file, for messages.
+    pub(crate) identity: Option<(Zeroizing<Vec<u8>>, PathBuf)>,
+}
+
+fn read_small(p: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(p).map_err(Error::io(format!("cannot read {}", p.display())))?;
+    if meta.len() > MAX_AUTH_FILE {
+        return Err(Error::RegistryConfig {
+            what: format!("{} is larger than 1 MiB", p.display()),
+        });
+    }
+    std::fs::read(p).map_err(Error::io(format!("cannot read {}", p.display())))
+}
+
+/// The TLS files for `registry`: those of the named directory (which must exist) or of the
+/// default ones that exist. `*.crt` are CA certificates; `NAME.cert` is a client certificate
+/// whose key is `NAME.key`. A certificate without its key, a key without its certificate,
+/// or two client certificates is an error, as in containers/image.
+pub(crate) fn tls_files(o: &RegistryOptions, registry: &str) -> Result<TlsFiles> {
     let dirs = match &o.cert_dir {
         Some(d) => {
             if !d.is_dir() {
@@ -153,31 +173,46 @@ pub(crate) fn ca_certificates(o: &RegistryOptions, registry: &str) -> Result<Vec
             .filter(|d| d.is_dir())
             .collect(),
     };
-    let mut certs = Vec::new();
+    let mut files = TlsFiles::default();
     for dir in dirs {
         let entries =
             std::fs::read_dir(&dir).map_err(Error::io(format!("cannot read {}", dir.display())))?;
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
         for p in names {
+            let pair = |ext: &str| p.with_extension(ext);
             match p.extension().and_then(|e| e.to_str()) {
-                Some("crt") => {
-                    let meta = std::fs::metadata(&p)
-                        .map_err(Error::io(format!("cannot read {}", p.display())))?;
-                    if meta.len() > MAX_AUTH_FILE {
+                Some("crt") => files.cas.push(read_small(&p)?),
+                Some("cert") => {
+                    let key = pair("key");
+                    if !key.is_file() {
                         return Err(Error::RegistryConfig {
-                            what: format!("{} is larger than 1 MiB", p.display()),
+                            what: format!(
+                                "missing key {} for client certificate {}",
+                                key.display(),
+                                p.display()
+                            ),
                         });
                     }
-                    certs.push(
-                        std::fs::read(&p)
-                            .map_err(Error::io(format!("cannot read {}", p.display())))?,
-                    );
+                    if let Some((_, first)) = &files.identity {
+                        return Err(Error::RegistryConfig {
+                            what: format!(
+                                "two client certificates for {registry}: {} and {}",
+                                first.display(),
+                                p.display()
+                            ),
+                        });
+                    }
+                    let mut pem = Zeroizing::new(read_small(&p)?);
+                    pem.push(b'\n');
+                    pem.extend_from_slice(&Zeroizing::new(read_small(&key)?));
+                    files.identity = Some((pem, p.clone()));
                 }
-                Some("cert" | "key") => {
+                Some("key") if !pair("cert").is_file() => {
                     return Err(Error::RegistryConfig {
                         what: format!(
-                            "{}: client certificates are not supported (the registry client, oci-client, cannot present one)",
+                            "missing client certificate {} for key {}",
+                            pair("cert").display(),
                             p.display()
                         ),
                     });
@@ -186,7 +221,7 @@ pub(crate) fn ca_certificates(o: &RegistryOptions, registry: &str) -> Result<Vec
             }
         }
     }
-    Ok(certs)
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -235,14 +270,29 @@ mod tests {
     }
 
     #[test]
-    fn client_certificates_are_refused() {
+    fn certificate_directories() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.crt"), "x").unwrap();
         let o = RegistryOptions::default().cert_dir(dir.path());
-        assert_eq!(ca_certificates(&o, "h").unwrap(), vec![b"x".to_vec()]);
-        std::fs::write(dir.path().join("client.cert"), "x").unwrap();
-        assert!(ca_certificates(&o, "h").is_err());
+        std::fs::write(dir.path().join("ca.crt"), "x").unwrap();
+        let f = tls_files(&o, "h").unwrap();
+        assert_eq!(f.cas, vec![b"x".to_vec()]);
+        assert!(f.identity.is_none());
+        // A client certificate needs its key, and a key its certificate.
+        std::fs::write(dir.path().join("client.cert"), "C").unwrap();
+        let e = tls_files(&o, "h").err().unwrap().to_string();
+        assert!(e.contains("missing key") && e.contains("client.key"), "{e}");
+        std::fs::write(dir.path().join("client.key"), "K").unwrap();
+        let f = tls_files(&o, "h").unwrap();
+        let (pem, file) = f.identity.unwrap();
+        assert_eq!(pem.as_slice(), b"C\nK");
+        assert_eq!(file, dir.path().join("client.cert"));
+        std::fs::write(dir.path().join("other.key"), "K").unwrap();
+        let e = tls_files(&o, "h").err().unwrap().to_string();
+        assert!(e.contains("missing client certificate"), "{e}");
+        std::fs::write(dir.path().join("other.cert"), "C").unwrap();
+        let e = tls_files(&o, "h").err().unwrap().to_string();
+        assert!(e.contains("two client certificates"), "{e}");
         let o = RegistryOptions::default().cert_dir(dir.path().join("missing"));
-        assert!(ca_certificates(&o, "h").is_err());
+        assert!(tls_files(&o, "h").is_err());
     }
 }

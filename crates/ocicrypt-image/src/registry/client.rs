@@ -1,13 +1,14 @@
 //! The registry transport: [`Source`] and [`Destination`] over the OCI distribution API,
-//! with `oci-client` on a small tokio runtime of its own. Blobs stream both ways: a source
+//! with `reqwest` on a small tokio runtime of its own. Blobs stream both ways: a source
 //! blob is a reader over the HTTP response, and a new blob goes up in one upload session
 //! (POST, one streamed PATCH, PUT `?digest=` at the end), so neither touches the disk.
 //!
-//! The upload is the one exchange not made through `oci-client`: its streamed push sends a
-//! PATCH request per 4 MiB and waits for each, which halves the throughput of a registry
-//! on loopback. The session's three requests are made with `reqwest` (the HTTP client
-//! under `oci-client`), with the same TLS settings and the credentials `oci-client`
-//! negotiated.
+//! Why not `oci-client`: it cannot present a client certificate (no identity in its config,
+//! and no way to hand it a client); its streamed push sends a PATCH per 4 MiB and waits for
+//! each, which halves the throughput of a registry on loopback; its blob stream hashes
+//! every blob a second time; and it reads a manifest whole whatever its size. The
+//! distribution API is a handful of requests on `reqwest` (the client under `oci-client`);
+//! the auth challenge is parsed by `http-auth` ([`authorize`](super::authorize)).
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -15,15 +16,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt as _;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, Digest, MediaType};
+use reqwest::header::{ACCEPT as ACCEPT_HEADER, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{StatusCode, Url};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use super::authorize::{AuthError, Authorizer, Challenge};
 use super::{RegistryOptions, RegistryRef, auth};
 use crate::digest::sha256;
 use crate::graph::{Kind, kind};
@@ -72,18 +72,23 @@ fn runtime() -> Result<Arc<Runtime>> {
     Ok(RUNTIME.get_or_init(|| Arc::new(rt)).clone())
 }
 
-/// What both directions share: the client, its runtime, and the image they address.
+/// What both directions share: the client, its runtime, its authorization, and the image
+/// they address.
 struct Conn {
     rt: Arc<Runtime>,
-    client: Client,
-    /// For uploads: the same TLS settings as `client`.
     http: reqwest::Client,
     /// `SCHEME://HOST/v2/REPOSITORY/`.
-    base: reqwest::Url,
-    /// The `Authorization` header of the requests made with `http` (uploads, manifests).
-    auth_header: Option<reqwest::header::HeaderValue>,
-    reference: Reference,
+    base: Url,
+    auth: Authorizer,
+    repository: String,
+    /// The tag or digest the reference names (`latest` when it names neither).
+    reference: String,
+    /// The digest the reference names, if any.
+    digest: Option<String>,
+    /// The registry as the reference names it (`HOST[:PORT]`, `docker.io`).
     host: String,
+    /// Where CA certificates for it are looked for, for messages.
+    cert_dirs: String,
     shown: String,
 }
 
@@ -93,145 +98,174 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// Whether a connection reads, or reads and writes: the actions its tokens ask for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Pull,
+    Push,
+}
+
+/// The host that serves the API of `registry`: Docker Hub's is not `docker.io`.
+fn endpoint(registry: &str) -> &str {
+    match registry {
+        "docker.io" => "registry-1.docker.io",
+        r => r,
+    }
+}
+
 impl Conn {
-    fn open(r: &RegistryRef, o: &RegistryOptions, op: RegistryOperation) -> Result<Self> {
+    fn open(r: &RegistryRef, o: &RegistryOptions, access: Access) -> Result<Self> {
         // reqwest is built without a default crypto provider; ours is ring, as everywhere
         // else in the workspace. Installing fails harmlessly when one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let host = r.registry().to_owned();
-        let reference = match (r.tag(), r.digest()) {
-            (Some(t), Some(d)) => Reference::with_tag_and_digest(
-                host.clone(),
-                r.repository().to_owned(),
-                t.to_owned(),
-                d.to_owned(),
-            ),
-            (_, Some(d)) => {
-                Reference::with_digest(host.clone(), r.repository().to_owned(), d.to_owned())
-            }
-            (t, None) => Reference::with_tag(
-                host.clone(),
-                r.repository().to_owned(),
-                t.unwrap_or("latest").to_owned(),
-            ),
-        };
-        let credentials = auth::credentials(o, r.registry(), r.repository())?;
-        let registry_auth = match &credentials {
-            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.to_string()),
-            None => RegistryAuth::Anonymous,
-        };
-        let rt = runtime()?;
-        let certs = auth::ca_certificates(o, r.registry())?;
-        let config = |protocol: ClientProtocol| ClientConfig {
-            protocol,
-            accept_invalid_certificates: !o.tls_verify,
-            extra_root_certificates: certs
-                .iter()
-                .map(|c| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: c.clone(),
-                })
-                .collect(),
-            connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(120)),
-            user_agent: concat!("ocicrypt-rs/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
         let shown = r.to_string();
-        let build = |protocol| {
-            Client::try_from(config(protocol)).map_err(|e| Error::RegistryConfig {
-                what: format!("cannot set up a client for {host}: {e}"),
-            })
-        };
+        let credentials = auth::credentials(o, r.registry(), r.repository())?;
+        let rt = runtime()?;
+        let tls = auth::tls_files(o, r.registry())?;
         let setup = |e: reqwest::Error| Error::RegistryConfig {
             what: format!("cannot set up a client for {host}: {e}"),
         };
         let mut roots = Vec::new();
-        for c in &certs {
+        for c in &tls.cas {
             roots.extend(reqwest::Certificate::from_pem_bundle(c).map_err(setup)?);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .danger_accept_invalid_certs(!o.tls_verify)
             .tls_certs_merge(roots)
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(120))
-            .user_agent(concat!("ocicrypt-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(setup)?;
+            .user_agent(concat!("ocicrypt-rs/", env!("CARGO_PKG_VERSION")));
+        if let Some((pem, file)) = &tls.identity {
+            let identity = reqwest::Identity::from_pem(pem).map_err(|e| Error::RegistryConfig {
+                what: format!(
+                    "{}: not a client certificate and its key (PEM): {e}",
+                    file.display()
+                ),
+            })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(setup)?;
         let base_for = |scheme: &str| {
-            reqwest::Url::parse(&format!("{scheme}://{host}/v2/{}/", r.repository())).map_err(|e| {
-                Error::RegistryConfig {
-                    what: format!("{shown}: {e}"),
-                }
+            Url::parse(&format!(
+                "{scheme}://{}/v2/{}/",
+                endpoint(&host),
+                r.repository()
+            ))
+            .map_err(|e| Error::RegistryConfig {
+                what: format!("{shown}: {e}"),
             })
         };
+        let cert_dirs = match &o.cert_dir {
+            Some(d) => d.display().to_string(),
+            None => super::default_cert_dirs(&host)
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" or "),
+        };
+        let scope = format!(
+            "repository:{}:{}",
+            r.repository(),
+            match access {
+                Access::Pull => "pull",
+                Access::Push => "pull,push",
+            }
+        );
         let mut conn = Self {
             rt,
-            client: build(ClientProtocol::Https)?,
             http,
             base: base_for("https")?,
-            auth_header: None,
-            reference,
+            auth: Authorizer::new(Challenge::None, None, String::new())
+                .map_err(|e| conn_auth_error(&host, e))?,
+            repository: r.repository().to_owned(),
+            reference: r.digest().or(r.tag()).unwrap_or("latest").to_owned(),
+            digest: r.digest().map(str::to_owned),
             host: host.clone(),
+            cert_dirs,
             shown: shown.clone(),
         };
-        // Ask /v2/ first: this finds the auth scheme the registry wants, and turns
-        // connection, TLS and plain-HTTP trouble into one clear error before any work.
-        // The probe's answer is the bearer token oci-client obtained for `op` (none for
-        // basic auth or none at all).
-        let token = match conn.probe(&registry_auth, op) {
+        // Ask /v2/ first: its answer names the auth scheme, and connection, TLS and
+        // plain-HTTP trouble become one clear error before any work.
+        let res = match conn.probe() {
             Err(e) if !o.tls_verify && is_network(&e) => {
                 // tls-verify=false allows plain HTTP, as skopeo does: try it.
-                conn.client = build(ClientProtocol::Http)?;
                 conn.base = base_for("http")?;
-                conn.probe(&registry_auth, op)
-                    .map_err(|e| conn.error("cannot reach the registry", e, o))?
+                conn.probe()
             }
-            Err(e) => return Err(conn.error("cannot reach the registry", e, o)),
-            Ok(token) => token,
+            other => other,
+        }
+        .map_err(|e| conn.error("cannot reach the registry", e))?;
+        let challenge = match res.status() {
+            s if s.is_success() => Challenge::None,
+            StatusCode::UNAUTHORIZED => {
+                Challenge::from_headers(res.headers()).map_err(|e| conn_auth_error(&host, e))?
+            }
+            s => {
+                return Err(conn.error("cannot reach the registry", Fetch::Status(s.as_u16())));
+            }
         };
-        {
-            // The header of the requests made with `http`: the bearer token, or the
-            // given credentials where the registry asked for basic auth.
-            let value = match (token, &credentials) {
-                (Some(t), _) => Some(format!("Bearer {t}")),
-                (None, Some(c)) => Some(format!(
-                    "Basic {}",
-                    base64::Engine::encode(
-                        &base64::engine::general_purpose::STANDARD,
-                        format!("{}:{}", c.username, c.password.as_str())
-                    )
-                )),
-                (None, None) => None,
-            };
-            conn.auth_header = value
-                .map(|v| {
-                    let mut h = reqwest::header::HeaderValue::try_from(v).map_err(|_| {
-                        Error::RegistryConfig {
-                            what: format!("the credentials for {host} are not valid in a header"),
-                        }
-                    })?;
-                    h.set_sensitive(true);
-                    Ok::<_, Error>(h)
-                })
-                .transpose()?;
+        conn.auth = Authorizer::new(challenge, credentials.as_ref(), scope)
+            .map_err(|e| conn_auth_error(&host, e))?;
+        // Credentials are checked now, not halfway through a copy: a token is fetched, or
+        // /v2/ is asked again with the Basic credentials.
+        match conn.auth.challenge() {
+            Challenge::None => {}
+            Challenge::Basic if !conn.auth.has_credentials() => {
+                return Err(Error::RegistryAuth { host });
+            }
+            Challenge::Basic | Challenge::Bearer { .. } => {
+                let root = conn.root_url()?;
+                let res = conn
+                    .rt
+                    .block_on(conn.send(None, || conn.http.get(root.clone())))
+                    .map_err(|e| conn.error("cannot reach the registry", e))?;
+                if !res.status().is_success() {
+                    return Err(conn.error(
+                        "cannot reach the registry",
+                        Fetch::Status(res.status().as_u16()),
+                    ));
+                }
+            }
         }
         Ok(conn)
     }
 
-    /// Asks `/v2/` (and the token service it names) for `op`: the bearer token, if the
-    /// registry uses them.
-    fn probe(
-        &self,
-        auth: &RegistryAuth,
-        op: RegistryOperation,
-    ) -> Result<Option<String>, OciDistributionError> {
-        self.rt
-            .block_on(self.client.auth(&self.reference, auth, op))
+    /// `SCHEME://HOST/v2/`.
+    fn root_url(&self) -> Result<Url> {
+        self.base.join("/v2/").map_err(|e| Error::RegistryConfig {
+            what: format!("{}: {e}", self.shown),
+        })
     }
 
-    fn with_digest(&self, digest: &str) -> Reference {
-        self.reference.clone_with_digest(digest.to_owned())
+    /// GET `/v2/` without credentials.
+    fn probe(&self) -> Result<reqwest::Response, Fetch> {
+        let root = self.root_url().map_err(|e| Fetch::BadUrl(e.to_string()))?;
+        self.retry_fetch(|| async { Ok(self.http.get(root.clone()).send().await?) })
+    }
+
+    /// Sends the request `build` makes with the connection's authorization (whose token
+    /// also covers `extra`); once more with a new token if a Bearer token is refused (it
+    /// may have expired).
+    async fn send(
+        &self,
+        extra: Option<&str>,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Fetch> {
+        let mut again = true;
+        loop {
+            let mut req = build();
+            if let Some(h) = self.auth.header(&self.http, extra).await? {
+                req = req.header(AUTHORIZATION, h);
+            }
+            let res = req.send().await?;
+            if res.status() == StatusCode::UNAUTHORIZED && again && self.auth.retry_after_401(extra)
+            {
+                again = false;
+                continue;
+            }
+            return Ok(res);
+        }
     }
 
     /// Runs an idempotent request, again after an error `transient` accepts (a network
@@ -255,119 +289,117 @@ impl Conn {
         }
     }
 
-    /// Our error for `e`, met while doing `what`.
-    fn error(&self, what: &str, e: OciDistributionError, o: &RegistryOptions) -> Error {
-        let host = self.host.clone();
-        if is_unauthorized(&e) {
-            return Error::RegistryAuth { host };
-        }
-        if is_not_found(&e) {
-            return Error::ManifestUnknown {
+    /// Our error for `e`, met while doing `what` (connecting, or reading the image the
+    /// reference names: a 404 is an unknown manifest).
+    fn error(&self, what: &str, e: Fetch) -> Error {
+        match e {
+            Fetch::Status(404) => Error::ManifestUnknown {
                 reference: self.shown.clone(),
-            };
-        }
-        match tls_trouble(&e) {
-            Some(Tls::Untrusted) => {
-                let dirs = match &o.cert_dir {
-                    Some(d) => d.display().to_string(),
-                    None => super::default_cert_dirs(&host)
-                        .iter()
-                        .map(|d| d.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" or "),
-                };
-                return Error::UntrustedCertificate { host, dirs };
-            }
-            Some(Tls::NotTls) => return Error::PlainHttp { host },
-            None => {}
-        }
-        Error::Registry {
-            host,
-            what: what.to_owned(),
-            source: Box::new(e),
+            },
+            e => self.failure(what, e),
         }
     }
 
     /// As [`Conn::error`], for blob and manifest operations after the connection was made
     /// (a 404 there is a missing blob, not an unknown image).
-    fn blob_error(&self, what: String, digest: &str, e: OciDistributionError) -> Error {
-        if is_unauthorized(&e) {
-            return Error::RegistryAuth {
-                host: self.host.clone(),
-            };
-        }
-        if is_not_found(&e) {
-            return Error::MissingBlob {
+    fn blob_error(&self, what: String, digest: &str, e: Fetch) -> Error {
+        match e {
+            Fetch::Status(404) => Error::MissingBlob {
                 digest: digest.to_owned(),
-            };
+            },
+            e => self.failure(&what, e),
         }
-        Error::Registry {
-            host: self.host.clone(),
-            what,
+    }
+
+    /// What both [`Conn::error`] and [`Conn::blob_error`] say: authentication, TLS, or the
+    /// request failed.
+    fn failure(&self, what: &str, e: Fetch) -> Error {
+        let host = self.host.clone();
+        match &e {
+            Fetch::Status(401 | 403) | Fetch::Auth(AuthError::Denied) => {
+                return Error::RegistryAuth { host };
+            }
+            Fetch::Auth(AuthError::Unsupported(_) | AuthError::Token { .. }) => {
+                return Error::Registry {
+                    host,
+                    what: "cannot authenticate".into(),
+                    source: Box::new(e),
+                };
+            }
+            _ => {}
+        }
+        match tls_trouble(&e) {
+            Some(Tls::Untrusted) => Error::UntrustedCertificate {
+                host,
+                dirs: self.cert_dirs.clone(),
+            },
+            Some(Tls::Refused(alert)) => Error::TlsRefused {
+                host,
+                alert,
+                dirs: self.cert_dirs.clone(),
+            },
+            Some(Tls::Plain) => Error::PlainHttp { host },
+            None => Error::Registry {
+                host,
+                what: what.to_owned(),
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+/// An error of the authorization set up at connection time.
+fn conn_auth_error(host: &str, e: AuthError) -> Error {
+    match e {
+        AuthError::Denied => Error::RegistryAuth {
+            host: host.to_owned(),
+        },
+        e => Error::Registry {
+            host: host.to_owned(),
+            what: "cannot authenticate".into(),
             source: Box::new(e),
-        }
-    }
-}
-
-fn is_unauthorized(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|x| matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
-        _ => false,
-    }
-}
-
-fn is_not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            matches!(
-                x.code,
-                OciErrorCode::ManifestUnknown
-                    | OciErrorCode::NameUnknown
-                    | OciErrorCode::BlobUnknown
-                    | OciErrorCode::NotFound
-            )
-        }),
-        _ => false,
+        },
     }
 }
 
 /// A connection that could not be made or broke: worth another try for idempotent
 /// requests, and (with tls-verify=false) a reason to try plain HTTP.
-fn is_network(e: &OciDistributionError) -> bool {
-    matches!(e, OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() || r.is_request() || r.is_body())
+fn is_network(e: &Fetch) -> bool {
+    match e {
+        Fetch::Http(r) | Fetch::Auth(AuthError::Http(r)) => {
+            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body()
+        }
+        _ => false,
+    }
 }
 
-fn is_transient(e: &OciDistributionError) -> bool {
+fn is_transient(e: &Fetch) -> bool {
     if tls_trouble(e).is_some() {
         return false;
     }
-    is_network(e) || matches!(e, OciDistributionError::ServerError { code, .. } if *code >= 500)
+    is_network(e) || matches!(e, Fetch::Status(code) if *code >= 500)
 }
 
 enum Tls {
     /// The server's certificate does not chain to a trusted CA.
     Untrusted,
+    /// The server ended the handshake with this alert: it wants a client certificate, or
+    /// refused ours.
+    Refused(String),
     /// The server did not answer TLS at all (plain HTTP).
-    NotTls,
+    Plain,
 }
 
 /// What TLS said, if it was TLS that failed: walks the error's causes for rustls's error
 /// (inside an `io::Error` where hyper put it).
-fn tls_trouble(e: &OciDistributionError) -> Option<Tls> {
+fn tls_trouble(e: &Fetch) -> Option<Tls> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
             return Some(match t {
                 rustls::Error::InvalidCertificate(_) => Tls::Untrusted,
-                _ => Tls::NotTls,
+                rustls::Error::AlertReceived(alert) => Tls::Refused(format!("{alert:?}")),
+                _ => Tls::Plain,
             });
         }
         // An io::Error's `source` skips the error it wraps: descend into that instead.
@@ -417,24 +449,20 @@ impl RegistrySource {
     /// and `tls_verify` is on, or the credentials are refused.
     pub fn open(r: &RegistryRef, o: &RegistryOptions) -> Result<Self> {
         Ok(Self {
-            conn: Conn::open(r, o, RegistryOperation::Pull)?,
+            conn: Conn::open(r, o, Access::Pull)?,
             root: Mutex::new(None),
         })
     }
 
     /// Reads the manifest or index `reference` (a tag or a digest) whole, at most
-    /// [`MAX_MANIFEST_SIZE`] bytes of it: oci-client reads a manifest response whole
-    /// whatever its size, so this GET is made with `http`, which stops at the limit.
+    /// [`MAX_MANIFEST_SIZE`] bytes of it.
     fn pull_manifest(&self, reference: &str) -> Result<Bytes> {
         let c = &self.conn;
         match c.retry_fetch(|| c.fetch_manifest(reference)) {
             Ok(body) => Ok(body),
-            Err(Fetch::Status(401 | 403)) => Err(Error::RegistryAuth {
-                host: c.host.clone(),
-            }),
             Err(Fetch::Status(404)) => Err(Error::ManifestUnknown {
                 reference: if reference.contains(':') {
-                    format!("{}@{reference}", c.reference.repository())
+                    format!("{}@{reference}", c.repository)
                 } else {
                     c.shown.clone()
                 },
@@ -444,22 +472,17 @@ impl RegistrySource {
                 size,
                 limit: MAX_MANIFEST_SIZE,
             }),
-            Err(e) => Err(Error::Registry {
-                host: c.host.clone(),
-                what: format!("cannot read manifest {reference}"),
-                source: e.into(),
-            }),
+            Err(e) => Err(c.failure(&format!("cannot read manifest {reference}"), e)),
         }
     }
 }
 
 impl Source for RegistrySource {
     fn root(&self) -> Result<Lossless<Descriptor>> {
-        let r = &self.conn.reference;
-        let body = self.pull_manifest(r.digest().or(r.tag()).unwrap_or("latest"))?;
+        let body = self.pull_manifest(&self.conn.reference)?;
         let digest = sha256(&body);
-        if let Some(want) = self.conn.reference.digest()
-            && want != digest
+        if let Some(want) = &self.conn.digest
+            && *want != digest
         {
             return Err(Error::DigestMismatch {
                 expected: want.to_owned(),
@@ -479,25 +502,14 @@ impl Source for RegistrySource {
     }
 
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>> {
-        // A GET of our own rather than oci-client's blob stream, which hashes the blob as
-        // it passes: the caller verifies the digest anyway, and SHA-256 is most of the CPU
-        // a copy costs.
+        // Not hashed here: the caller verifies the digest, and SHA-256 is most of the CPU a
+        // copy costs.
         let c = &self.conn;
         let digest = desc.digest().to_string();
         let path = format!("blobs/{digest}");
-        let res = c.retry_fetch(|| c.get(&path, None)).map_err(|e| match e {
-            Fetch::Status(401 | 403) => Error::RegistryAuth {
-                host: c.host.clone(),
-            },
-            Fetch::Status(404) => Error::MissingBlob {
-                digest: digest.clone(),
-            },
-            e => Error::Registry {
-                host: c.host.clone(),
-                what: format!("cannot read blob {digest}"),
-                source: e.into(),
-            },
-        })?;
+        let res = c
+            .retry_fetch(|| c.get(&path, None))
+            .map_err(|e| c.blob_error(format!("cannot read blob {digest}"), &digest, e))?;
         let reader = StreamReader::new(res.bytes_stream().map_err(io::Error::other));
         Ok(Box::new(SyncIoBridge::new_with_handle(
             reader,
@@ -533,10 +545,7 @@ impl Source for RegistrySource {
     }
 
     fn repository(&self) -> Option<(String, String)> {
-        Some((
-            self.conn.host.clone(),
-            self.conn.reference.repository().to_owned(),
-        ))
+        Some((self.conn.host.clone(), self.conn.repository.clone()))
     }
 }
 
@@ -562,26 +571,33 @@ impl RegistryDestination {
             });
         }
         Ok(Self {
-            conn: Arc::new(Conn::open(r, o, RegistryOperation::Push)?),
+            conn: Arc::new(Conn::open(r, o, Access::Push)?),
             documents: Mutex::new(Vec::new()),
         })
     }
 
-    fn push_manifest(&self, reference: &Reference, media_type: &str, body: &[u8]) -> Result<()> {
+    /// PUT `manifests/REFERENCE` (a tag or a digest).
+    fn push_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<()> {
         let c = &self.conn;
-        let content_type = media_type.parse().map_err(|_| Error::RegistryConfig {
-            what: format!("media type {media_type:?} is not a valid header value"),
-        })?;
+        let what = || format!("cannot push manifest {}@{reference}", c.repository);
+        let url = c
+            .base
+            .join(&format!("manifests/{reference}"))
+            .map_err(|e| c.failure(&what(), Fetch::BadUrl(e.to_string())))?;
         let body = Bytes::copy_from_slice(body);
-        c.rt.block_on(c.client.push_manifest_raw(reference, body, content_type))
-            .map_err(|e| {
-                c.blob_error(
-                    format!("cannot push manifest {}", reference.whole()),
-                    &reference.whole(),
-                    e,
-                )
-            })?;
-        Ok(())
+        c.rt.block_on(async {
+            let res = c
+                .send(None, || {
+                    c.http
+                        .put(url.clone())
+                        .header(CONTENT_TYPE, media_type)
+                        .body(body.clone())
+                })
+                .await
+                .map_err(Box::new)?;
+            expect("PUT", res, StatusCode::CREATED).await.map(|_| ())
+        })
+        .map_err(|e| c.step_error(&what(), e))
     }
 }
 
@@ -589,8 +605,22 @@ impl Destination for RegistryDestination {
     fn has_blob(&self, digest: &Digest) -> Result<bool> {
         let c = &self.conn;
         let d = digest.to_string();
-        c.retry_if(is_transient, || c.client.blob_exists(&c.reference, &d))
-            .map_err(|e| c.blob_error(format!("cannot look up blob {d}"), &d, e))
+        let what = || format!("cannot look up blob {d}");
+        let url = c
+            .base
+            .join(&format!("blobs/{d}"))
+            .map_err(|e| c.failure(&what(), Fetch::BadUrl(e.to_string())))?;
+        let status = c
+            .retry_fetch(|| async {
+                let res = c.send(None, || c.http.head(url.clone())).await?;
+                match res.status() {
+                    s if s.is_success() => Ok(true),
+                    StatusCode::NOT_FOUND => Ok(false),
+                    s => Err(Fetch::Status(s.as_u16())),
+                }
+            })
+            .map_err(|e| c.failure(&what(), e))?;
+        Ok(status)
     }
 
     fn new_blob(&self) -> Result<Box<dyn BlobWriter>> {
@@ -622,15 +652,41 @@ impl Destination for RegistryDestination {
 
     fn mount_blob(&self, registry: &str, repository: &str, digest: &Digest) -> Result<bool> {
         let c = &self.conn;
-        if registry != c.host || repository == c.reference.repository() {
+        if registry != c.host || repository == c.repository {
             return Ok(false);
         }
-        let from = Reference::with_tag(registry.to_owned(), repository.to_owned(), "latest".into());
-        // A registry that cannot mount starts an upload instead (202); oci-client reports
-        // that as an error, and the caller copies.
-        Ok(c.rt
-            .block_on(c.client.mount_blob(&c.reference, &from, digest.as_ref()))
-            .is_ok())
+        let Ok(mut url) = c.base.join("blobs/uploads/") else {
+            return Ok(false);
+        };
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_ref())
+            .append_pair("from", repository);
+        // A token for the mount must also allow pulling from the other repository.
+        let from = format!("repository:{repository}:pull");
+        let mounted = c.rt.block_on(async {
+            let res = c
+                .send(Some(&from), || {
+                    c.http.post(url.clone()).header(CONTENT_LENGTH, 0)
+                })
+                .await
+                .ok()?;
+            if res.status() == StatusCode::CREATED {
+                return Some(true);
+            }
+            // A registry that cannot mount starts an upload instead (202): cancel it, and
+            // the caller copies the blob.
+            if res.status() == StatusCode::ACCEPTED
+                && let Some(session) = res
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| res.url().join(l).ok())
+            {
+                let _ = c.send(None, || c.http.delete(session.clone())).await;
+            }
+            Some(false)
+        });
+        Ok(mounted.unwrap_or(false))
     }
 
     fn flush_blobs(&self) -> Result<()> {
@@ -652,7 +708,7 @@ impl Destination for RegistryDestination {
                 root_doc = Some((media_type, body));
                 continue;
             }
-            self.push_manifest(&self.conn.with_digest(digest), media_type, body)?;
+            self.push_manifest(digest, media_type, body)?;
         }
         let Some((media_type, body)) = root_doc else {
             return Err(Error::Internal(format!(
@@ -664,118 +720,128 @@ impl Destination for RegistryDestination {
     }
 }
 
-/// Why an upload request failed (its status and what the registry said).
+/// Why a request that changes the registry failed (its status and what the registry said).
 #[derive(Debug, thiserror::Error)]
 #[error("{request} {url}: HTTP {status}: {body}")]
-struct UploadError {
+struct StatusError {
     request: &'static str,
     url: String,
     status: u16,
     body: String,
 }
 
-/// What an upload step ends in: a location, or why not.
+/// What a step of an upload (or a manifest push) ends in: a location, or why not.
 type Step<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-impl Conn {
-    fn request(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, url);
-        match &self.auth_header {
-            Some(h) => r.header(reqwest::header::AUTHORIZATION, h.clone()),
-            None => r,
-        }
-    }
-
-    /// Sends a request of the upload session; the `Location` it answers with (made
-    /// absolute).
-    async fn upload_step(
-        &self,
-        request: &'static str,
-        req: reqwest::RequestBuilder,
-        want: reqwest::StatusCode,
-    ) -> Step<reqwest::Url> {
-        let res = req.send().await?;
-        let url = res.url().clone();
-        let status = res.status();
-        if status != want {
-            // A registry's error body is short, but it is untrusted: read at most 4 KiB of
-            // it, and keep 500 characters.
-            let mut res = res;
-            let mut raw = Vec::new();
-            while raw.len() < 4096 {
-                match res.chunk().await {
-                    Ok(Some(c)) => raw.extend_from_slice(&c),
-                    _ => break,
-                }
+/// The `Location` of `res` (made absolute) if its status is `want`; else its status and
+/// the start of what the registry said.
+async fn expect(request: &'static str, mut res: reqwest::Response, want: StatusCode) -> Step<Url> {
+    let url = res.url().clone();
+    let status = res.status();
+    if status != want {
+        // A registry's error body is short, but it is untrusted: read at most 4 KiB of it,
+        // and keep 500 characters.
+        let mut raw = Vec::new();
+        while raw.len() < 4096 {
+            match res.chunk().await {
+                Ok(Some(c)) => raw.extend_from_slice(&c),
+                _ => break,
             }
-            let body: String = String::from_utf8_lossy(&raw).chars().take(500).collect();
-            return Err(Box::new(UploadError {
-                request,
-                url: url.to_string(),
-                status: status.as_u16(),
-                body,
-            }));
         }
-        let location = res
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| format!("{request} {url}: no Location in the answer"))?;
-        Ok(url.join(location)?)
+        let body: String = String::from_utf8_lossy(&raw).chars().take(500).collect();
+        return Err(Box::new(StatusError {
+            request,
+            url: url.to_string(),
+            status: status.as_u16(),
+            body,
+        }));
+    }
+    match res
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+    {
+        Some(location) => Ok(url.join(location)?),
+        // Only uploads need one; a manifest PUT's location is not used.
+        None => Ok(url),
+    }
+}
+
+impl Conn {
+    /// POST: a new upload session; its location.
+    async fn start_upload(&self) -> Step<Url> {
+        let url = self.base.join("blobs/uploads/")?;
+        let res = self
+            .send(None, || {
+                self.http.post(url.clone()).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        let location = expect("POST", res, StatusCode::ACCEPTED).await?;
+        if location == url {
+            return Err(format!("POST {url}: no Location in the answer").into());
+        }
+        Ok(location)
     }
 
-    /// POST: a new upload session; its location.
-    async fn start_upload(&self) -> Step<reqwest::Url> {
-        let url = self.base.join("blobs/uploads/")?;
-        let req = self
-            .request(reqwest::Method::POST, url)
-            .header(reqwest::header::CONTENT_LENGTH, 0);
-        self.upload_step("POST", req, reqwest::StatusCode::ACCEPTED)
-            .await
+    /// PATCH: the data of the session at `location`, streamed from `body`; the next
+    /// location. Sent once: a streamed body cannot be sent again.
+    async fn patch_upload(&self, location: Url, body: reqwest::Body) -> Step<Url> {
+        let mut req = self
+            .http
+            .patch(location)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(h) = self.auth.header(&self.http, None).await? {
+            req = req.header(AUTHORIZATION, h);
+        }
+        expect("PATCH", req.send().await?, StatusCode::ACCEPTED).await
     }
 
     /// PUT `?digest=`: the session's data is the blob `digest`.
-    async fn finish_upload(
-        &self,
-        mut location: reqwest::Url,
-        digest: &str,
-        body: Bytes,
-    ) -> Step<()> {
+    async fn finish_upload(&self, mut location: Url, digest: &str, body: Bytes) -> Step<()> {
         location.query_pairs_mut().append_pair("digest", digest);
-        let req = self
-            .request(reqwest::Method::PUT, location)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, body.len())
-            .body(body);
-        self.upload_step("PUT", req, reqwest::StatusCode::CREATED)
-            .await
-            .map(|_| ())
+        let res = self
+            .send(None, || {
+                self.http
+                    .put(location.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, body.len())
+                    .body(body.clone())
+            })
+            .await?;
+        expect("PUT", res, StatusCode::CREATED).await.map(|_| ())
     }
 
-    /// Maps an upload failure: 401 and 403 are authentication, the rest a registry error.
-    fn upload_error(&self, digest: &str, e: Box<dyn std::error::Error + Send + Sync>) -> Error {
-        if let Some(u) = e.downcast_ref::<UploadError>()
+    /// Maps a failed step: refused credentials are authentication, TLS trouble is said as
+    /// such, the rest is a registry error about `what`.
+    fn step_error(&self, what: &str, e: Box<dyn std::error::Error + Send + Sync>) -> Error {
+        if let Some(u) = e.downcast_ref::<StatusError>()
             && (u.status == 401 || u.status == 403)
         {
             return Error::RegistryAuth {
                 host: self.host.clone(),
             };
         }
-        Error::Registry {
-            host: self.host.clone(),
-            what: format!("cannot upload blob {digest}"),
-            source: e,
+        match e.downcast::<Fetch>() {
+            Ok(f) => self.failure(what, *f),
+            Err(e) => Error::Registry {
+                host: self.host.clone(),
+                what: what.to_owned(),
+                source: e,
+            },
         }
     }
 }
 
-/// Why a manifest could not be read.
+/// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 enum Fetch {
     #[error("HTTP status {0}")]
     Status(u16),
     #[error(transparent)]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("bad URL: {0}")]
     BadUrl(String),
     #[error("larger than {MAX_MANIFEST_SIZE} bytes ({0})")]
@@ -789,11 +855,15 @@ impl Conn {
             .base
             .join(path)
             .map_err(|e| Fetch::BadUrl(e.to_string()))?;
-        let mut req = self.request(reqwest::Method::GET, url);
-        if let Some(a) = accept {
-            req = req.header(reqwest::header::ACCEPT, a);
-        }
-        let res = req.send().await?;
+        let res = self
+            .send(None, || {
+                let req = self.http.get(url.clone());
+                match &accept {
+                    Some(a) => req.header(ACCEPT_HEADER, a),
+                    None => req,
+                }
+            })
+            .await?;
         if !res.status().is_success() {
             return Err(Fetch::Status(res.status().as_u16()));
         }
@@ -806,14 +876,7 @@ impl Conn {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Fetch>>,
     {
-        self.retry_if(
-            |e: &Fetch| match e {
-                Fetch::Http(e) => e.is_connect() || e.is_timeout() || e.is_body(),
-                Fetch::Status(code) => *code >= 500,
-                _ => false,
-            },
-            f,
-        )
+        self.retry_if(is_transient, f)
     }
 
     /// GET `manifests/REFERENCE`, accepting OCI and Docker schema 2 manifests and indexes,
@@ -839,7 +902,7 @@ impl Conn {
     }
 }
 
-type UploadTask = JoinHandle<Step<reqwest::Url>>;
+type UploadTask = JoinHandle<Step<Url>>;
 
 /// A blob on its way up. Its first chunk opens an upload session whose one PATCH request
 /// streams what follows from a short queue; commit ends the stream and completes the
@@ -862,11 +925,7 @@ impl Upload {
             let conn = self.conn.clone();
             self.task = Some(self.conn.rt.spawn(async move {
                 let location = conn.start_upload().await?;
-                let req = conn
-                    .request(reqwest::Method::PATCH, location)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(reqwest::Body::wrap_stream(stream));
-                conn.upload_step("PATCH", req, reqwest::StatusCode::ACCEPTED)
+                conn.patch_upload(location, reqwest::Body::wrap_stream(stream))
                     .await
             }));
             self.tx = Some(tx);
@@ -934,7 +993,7 @@ impl BlobWriter for Upload {
                 conn.finish_upload(location, &d, Bytes::new()).await
             })
         };
-        result.map_err(|e| conn.upload_error(&d, e))
+        result.map_err(|e| conn.step_error(&format!("cannot upload blob {d}"), e))
     }
 }
 

@@ -2,8 +2,9 @@
 //! (credentials, auth files, certificate directories), the way skopeo takes them.
 //!
 //! The transport itself ([`RegistrySource`], [`RegistryDestination`]) speaks the OCI
-//! distribution API through the `oci-client` crate and needs the `registry` feature (on by
-//! default). Without it, `docker://` references still parse, and using one is
+//! distribution API over `reqwest` (Basic and Bearer-token auth, CA certificates and
+//! client certificates from certificate directories) and needs the `registry` feature (on
+//! by default). Without it, `docker://` references still parse, and using one is
 //! [`Error::RegistryUnsupported`](crate::Error::RegistryUnsupported).
 //!
 //! ```
@@ -19,6 +20,8 @@
 //! ```
 
 mod auth;
+#[cfg(feature = "registry")]
+mod authorize;
 #[cfg(feature = "registry")]
 mod client;
 
