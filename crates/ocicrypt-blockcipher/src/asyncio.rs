@@ -3,16 +3,21 @@
 //! Each wraps the synchronous reader around a small feed buffer that it fills from the
 //! asynchronous inner reader, so both versions share one implementation of the cipher, the
 //! hold-back, the sticky errors and the checks at the end of the stream.
+//!
+//! No read waits: when the helper thread (see `parallel`) is behind, `poll_read` returns
+//! `Pending`, and the helper wakes the task when it hands a batch back. This holds on a
+//! current-thread runtime too.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, ReadBuf};
 use zeroize::Zeroizing;
 
-use crate::offload::Stalled;
+use crate::offload::{Stalled, WakerSlot, is_busy};
 use crate::{
     CHUNK, DecryptReader, EncryptReader, Error, Finalized, LayerKey, Nonce, PrivateOptions,
     PublicOptions,
@@ -111,6 +116,8 @@ fn poll_read_over<R: AsyncRead + Unpin>(
                 buf.advance(n);
                 return Poll::Ready(Ok(()));
             }
+            // The helper thread is behind; it wakes the task (registered before the read).
+            Err(e) if is_busy(&e) => return Poll::Pending,
             // Only the feed says `WouldBlock`, and the readers keep what they read before
             // it, so the same read is made again after the fill.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -141,11 +148,12 @@ fn poll_read_over<R: AsyncRead + Unpin>(
 /// [`finalize`](AsyncEncryptReader::finalize) the options, after end of stream.
 ///
 /// The helper thread (see [`parallel`](AsyncEncryptReader::parallel)) takes batches of up
-/// to 256 KiB, at most four at a time; when it falls behind, a read waits for it (under a
-/// millisecond) on the calling thread.
+/// to 256 KiB, a few at a time; when it falls behind, `poll_read` returns `Pending` and the
+/// helper wakes the task: no read blocks the runtime's thread.
 pub struct AsyncEncryptReader<R> {
     inner: R,
     sync: EncryptReader<Feed>,
+    slot: Arc<WakerSlot>,
 }
 
 impl<R: AsyncRead + Unpin> AsyncEncryptReader<R> {
@@ -162,10 +170,10 @@ impl<R: AsyncRead + Unpin> AsyncEncryptReader<R> {
     /// # Errors
     /// As [`EncryptReader::with_key`].
     pub fn with_key(inner: R, key: LayerKey, nonce: Nonce) -> Result<Self, Error> {
-        Ok(Self {
-            inner,
-            sync: EncryptReader::with_key(Feed::new(), key, nonce)?,
-        })
+        let slot = Arc::new(WakerSlot::default());
+        let mut sync = EncryptReader::with_key(Feed::new(), key, nonce)?;
+        sync.set_waker_slot(slot.clone());
+        Ok(Self { inner, sync, slot })
     }
 
     /// See [`EncryptReader::compute_plaintext_digest`].
@@ -187,7 +195,8 @@ impl<R: AsyncRead + Unpin> AsyncEncryptReader<R> {
         self.sync.bytes_read()
     }
 
-    /// See [`EncryptReader::finalize`].
+    /// See [`EncryptReader::finalize`]. After end of stream the helper thread is done, so
+    /// this does not wait.
     ///
     /// # Errors
     /// As [`EncryptReader::finalize`].
@@ -203,6 +212,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncEncryptReader<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.slot.register(cx.waker());
         poll_read_over(&mut this.sync, &mut this.inner, cx, buf)
     }
 }
@@ -226,6 +236,7 @@ impl<R> fmt::Debug for AsyncEncryptReader<R> {
 pub struct AsyncDecryptReader<R> {
     inner: R,
     sync: DecryptReader<Feed>,
+    slot: Arc<WakerSlot>,
 }
 
 impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
@@ -234,10 +245,10 @@ impl<R: AsyncRead + Unpin> AsyncDecryptReader<R> {
     /// # Errors
     /// As [`DecryptReader::new`].
     pub fn new(inner: R, public: &PublicOptions, private: &PrivateOptions) -> Result<Self, Error> {
-        Ok(Self {
-            inner,
-            sync: DecryptReader::new(Feed::new(), public, private)?,
-        })
+        let slot = Arc::new(WakerSlot::default());
+        let mut sync = DecryptReader::new(Feed::new(), public, private)?;
+        sync.set_waker_slot(slot.clone());
+        Ok(Self { inner, sync, slot })
     }
 
     /// See [`DecryptReader::parallel`].
@@ -265,6 +276,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptReader<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.slot.register(cx.waker());
         poll_read_over(&mut this.sync, &mut this.inner, cx, buf)
     }
 }

@@ -11,10 +11,11 @@ use zeroize::{Zeroize, Zeroizing};
 use ocicrypt_spec::options::{AES_256_CTR_HMAC_SHA256, NONCE};
 
 use crate::digest::ExpectedDigest;
-use crate::offload::{Failure, Feeder, INLINE_LIMIT, Pipeline, Stage};
+use crate::offload::{Failure, Feeder, INLINE_LIMIT, Pipeline, Stage, WakerSlot, busy};
 use crate::{
     CHUNK, Error, HMAC_LEN, HOLD_BACK, LayerKey, Nonce, PrivateOptions, PublicOptions, STEP,
 };
+use std::sync::Arc;
 
 /// The cipher and the MAC, run by the reading thread or by a [`Pipeline`] worker.
 struct Decipher {
@@ -101,6 +102,8 @@ pub struct DecryptReader<R: Read> {
     start: usize,
     end: usize,
     read: u64,
+    /// For an asynchronous reader: never wait for the helper thread (see [`WakerSlot`]).
+    slot: Option<Arc<WakerSlot>>,
 }
 
 impl<R: Read> DecryptReader<R> {
@@ -163,6 +166,7 @@ impl<R: Read> DecryptReader<R> {
             start: 0,
             end: 0,
             read: 0,
+            slot: None,
         })
     }
 
@@ -185,6 +189,14 @@ impl<R: Read> DecryptReader<R> {
     #[cfg(feature = "tokio")]
     pub(crate) fn inner_mut(&mut self) -> &mut R {
         &mut self.inner
+    }
+
+    /// Never wait for the helper thread: a read that would wait returns
+    /// [`busy`](crate::offload::busy) instead, and `slot`'s waker is woken when it is worth
+    /// reading again (the async readers; call it before the first read).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_waker_slot(&mut self, slot: Arc<WakerSlot>) {
+        self.slot = Some(slot);
     }
 
     /// The number of ciphertext bytes read from the inner reader so far.
@@ -261,7 +273,7 @@ impl<R: Read> DecryptReader<R> {
             && matches!(engine, Engine::Inline { parallel: true, .. })
             && self.read > INLINE_LIMIT
         {
-            engine.start_pipeline();
+            engine.start_pipeline(self.slot.clone());
         }
         // Slide the held bytes to the front only once the free space runs low, so that an
         // inner reader returning small pieces does not cost a HOLD_BACK-sized move per piece
@@ -287,6 +299,7 @@ impl<R: Read> DecryptReader<R> {
         result.map_err(|e| match e {
             Failure::Inner(e) => e,
             Failure::Cipher(e) => self.fail(e).into(),
+            Failure::Busy => busy(),
         })
     }
 
@@ -341,11 +354,11 @@ impl<R: Read> DecryptReader<R> {
 
 impl Engine {
     /// Moves the cipher and MAC to a worker thread (stays inline if none can start).
-    fn start_pipeline(&mut self) {
+    fn start_pipeline(&mut self, slot: Option<Arc<WakerSlot>>) {
         let Engine::Inline { decipher, .. } = std::mem::replace(self, Engine::Broken) else {
             return;
         };
-        *self = match Pipeline::start(decipher) {
+        *self = match Pipeline::start(decipher, slot) {
             Ok(pipeline) => Engine::Pipelined {
                 pipeline,
                 feeder: Feeder::default(),

@@ -10,8 +10,11 @@ use zeroize::Zeroizing;
 use ocicrypt_spec::options::{AES_256_CTR_HMAC_SHA256, CipherOptions, NONCE};
 use ocicrypt_spec::secret::SecretBytes;
 
-use crate::offload::{Batch, Failure, Feeder, INLINE_LIMIT, Offload, Pipeline, Stage};
+use crate::offload::{
+    Batch, Failure, Feeder, INLINE_LIMIT, Offload, Pipeline, Stage, WakerSlot, busy,
+};
 use crate::{CHUNK, Error, LayerKey, Nonce, PrivateOptions, PublicOptions, STEP};
+use std::sync::Arc;
 
 /// Caller buffers at least this large are encrypted in place; smaller ones are served from
 /// an internal buffer filled [`CHUNK`] bytes at a time.
@@ -95,6 +98,8 @@ pub struct EncryptReader<R: Read> {
     eof: bool,
     /// Set if OpenSSL failed mid-stream; every later read and `finalize` report it.
     failed: Option<Error>,
+    /// For an asynchronous reader: never wait for a helper thread (see [`WakerSlot`]).
+    slot: Option<Arc<WakerSlot>>,
 }
 
 /// What [`EncryptReader::finalize`] returns: the layer's options and its size.
@@ -145,6 +150,7 @@ impl<R: Read> EncryptReader<R> {
             read: 0,
             eof: false,
             failed: None,
+            slot: None,
         })
     }
 
@@ -194,6 +200,17 @@ impl<R: Read> EncryptReader<R> {
     #[cfg(feature = "tokio")]
     pub(crate) fn inner_mut(&mut self) -> &mut R {
         &mut self.inner
+    }
+
+    /// Never wait for a helper thread: a read that would wait returns
+    /// [`busy`](crate::offload::busy) instead, and `slot`'s waker is woken when it is worth
+    /// reading again (the async readers; call it before the first read).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_waker_slot(&mut self, slot: Arc<WakerSlot>) {
+        if let Engine::Inline { mac, .. } = &mut self.engine {
+            mac.set_waker_slot(slot.clone());
+        }
+        self.slot = Some(slot);
     }
 
     /// The number of plaintext bytes read from the inner reader so far.
@@ -291,13 +308,21 @@ impl<R: Read> Read for EncryptReader<R> {
         let Engine::Inline { ctx, mac } = &mut self.engine else {
             return Err(self.fail(Error::Worker));
         };
+        // Without waiting: what this read gives the MAC's worker (at most CHUNK bytes)
+        // must find room in its pipeline.
+        if self.slot.is_some() {
+            match mac.has_room() {
+                Ok(true) => {}
+                Ok(false) => return Err(busy()),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
         if out.len() >= DIRECT_MIN {
             let len = out.len().min(CHUNK);
             let region = out.get_mut(..len).unwrap_or_default();
             let n = crate::read_retry(&mut self.inner, region)?;
             if n == 0 {
-                self.eof = true;
-                return Ok(0);
+                return self.end_inline();
             }
             let filled = region.get_mut(..n).unwrap_or_default();
             if let Err(e) = process(ctx, mac, &mut self.digest, filled) {
@@ -311,8 +336,7 @@ impl<R: Read> Read for EncryptReader<R> {
         }
         let n = crate::read_retry(&mut self.inner, &mut self.buf)?;
         if n == 0 {
-            self.eof = true;
-            return Ok(0);
+            return self.end_inline();
         }
         let filled = self.buf.get_mut(..n).unwrap_or_default();
         if let Err(e) = process(ctx, mac, &mut self.digest, filled) {
@@ -337,7 +361,7 @@ impl<R: Read> EncryptReader<R> {
             Ok(mac) => mac,
             Err(_) => return, // stays Broken: the next read reports it
         };
-        self.engine = match Pipeline::start(Encipher { ctx, mac }) {
+        self.engine = match Pipeline::start(Encipher { ctx, mac }, self.slot.clone()) {
             Ok(pipeline) => Engine::Pipelined {
                 pipeline,
                 feeder: Feeder::default(),
@@ -402,8 +426,25 @@ impl<R: Read> EncryptReader<R> {
                 }
                 Err(Failure::Inner(e)) => return Err(e),
                 Err(Failure::Cipher(e)) => return Err(self.fail(e)),
+                Err(Failure::Busy) => return Err(busy()),
             }
         }
+    }
+
+    /// End of stream on the inline engine. Without waiting, the MAC's worker must have
+    /// hashed everything first, so that `finalize` does not wait for it either.
+    fn end_inline(&mut self) -> io::Result<usize> {
+        if self.slot.is_some()
+            && let Engine::Inline { mac, .. } = &mut self.engine
+        {
+            match mac.flushed() {
+                Ok(true) => {}
+                Ok(false) => return Err(busy()),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        self.eof = true;
+        Ok(0)
     }
 
     /// Records a mid-stream failure (sticky) and returns it as an I/O error.

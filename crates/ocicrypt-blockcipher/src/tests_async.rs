@@ -296,3 +296,98 @@ async fn finalize_requires_end_of_stream_and_debug_hides_secrets() {
     let dec = AsyncDecryptReader::new(&ct[..], &done.public, &done.private).unwrap();
     assert!(format!("{dec:?}").contains("streaming"));
 }
+
+/// Reads `r` to its end with `buf_len`-byte reads, counting the polls that returned
+/// `Pending`.
+async fn drain_counting_pending(
+    r: &mut (impl AsyncRead + Unpin),
+    buf_len: usize,
+) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let mut buf = vec![0; buf_len];
+    let mut pending = 0;
+    loop {
+        let n = std::future::poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut *r).poll_read(cx, &mut rb) {
+                Poll::Pending => {
+                    pending += 1;
+                    Poll::Pending
+                }
+                Poll::Ready(result) => Poll::Ready(result.map(|()| rb.filled().len())),
+            }
+        })
+        .await
+        .unwrap();
+        if n == 0 {
+            return (out, pending);
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Resets the worker's pause when dropped.
+struct Pause;
+
+impl Pause {
+    fn set(ms: u64) -> Self {
+        offload::WORKER_PAUSE_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        offload::WORKER_PAUSE_MS.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// With the helper thread on, on a current-thread runtime, and an inner reader that is
+/// always ready: a read never waits for the helper. The helper is made slow (a pause per
+/// batch), so it is behind most of the time: each time, `poll_read` returns `Pending` and
+/// the helper wakes the task. A read that blocked instead would return `Pending` at most
+/// once (at the end). The bytes and options are those of the sync readers.
+#[tokio::test(flavor = "current_thread")]
+async fn with_the_helper_thread_no_read_waits() {
+    let plain = data(16 * MIB + 11, 5);
+    let mut sync = EncryptReader::with_key(&plain[..], key(1), nonce(2))
+        .unwrap()
+        .compute_plaintext_digest(true)
+        .parallel(false);
+    let mut sync_ct = Vec::new();
+    sync.read_to_end(&mut sync_ct).unwrap();
+    let sync_done = sync.finalize().unwrap();
+    let _pause = Pause::set(5);
+    let behind = |pending: usize| pending >= 10;
+
+    // The MAC alone on the helper (no plaintext digest).
+    let mut enc = AsyncEncryptReader::with_key(&plain[..], key(1), nonce(2))
+        .unwrap()
+        .parallel(true);
+    let (ct, pending) = drain_counting_pending(&mut enc, CHUNK).await;
+    assert!(ct == sync_ct);
+    assert!(behind(pending), "{pending} times Pending");
+    let done = enc.finalize().unwrap();
+    assert_eq!(done.public, sync_done.public);
+
+    // The cipher and MAC on the helper while the reader hashes the plaintext.
+    let mut enc = AsyncEncryptReader::with_key(&plain[..], key(1), nonce(2))
+        .unwrap()
+        .compute_plaintext_digest(true)
+        .parallel(true);
+    let (ct, pending) = drain_counting_pending(&mut enc, 64 * 1024).await;
+    assert!(ct == sync_ct);
+    assert!(behind(pending), "{pending} times Pending");
+    let done = enc.finalize().unwrap();
+    assert_eq!(done.public, sync_done.public);
+    assert_eq!(done.private.digest, sync_done.private.digest);
+
+    // Decrypting, pipelined the same way.
+    let mut dec = AsyncDecryptReader::new(&ct[..], &done.public, &done.private)
+        .unwrap()
+        .parallel(true);
+    let (pt, pending) = drain_counting_pending(&mut dec, CHUNK).await;
+    assert!(pt == plain);
+    assert!(behind(pending), "{pending} times Pending");
+    assert_eq!(dec.verified_digest(), Some(done.private.digest.as_str()));
+}
