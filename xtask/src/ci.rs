@@ -46,6 +46,23 @@ pub(crate) fn run() -> Result<()> {
         )
     })?;
     steps.step("cargo deny", deny)?;
+    steps.step(
+        "cargo package (library crates and the CLI, verified)",
+        || {
+            // Each crate is built alone from its packaged sources, against the others as
+            // packaged (a local registry cargo makes): what crates.io would get. The tree may
+            // hold uncommitted work when run by hand.
+            sh::run(sh::cargo().args([
+                "package",
+                "--workspace",
+                "--exclude",
+                "ocicrypt-tests",
+                "--exclude",
+                "xtask",
+                "--allow-dirty",
+            ]))
+        },
+    )?;
     steps.step("fuzz smoke", || {
         fuzz::run(&fuzz::Options {
             seconds: fuzz::DEFAULT_SECONDS,
