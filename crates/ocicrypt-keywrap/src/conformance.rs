@@ -706,9 +706,13 @@ pub fn no_recipients<F: Fixture>(f: &F) -> Outcome {
         }
     }
     Outcome::Passed(format!(
-        "{} configs; the scheme's own fields: {}",
+        "{} configs; the scheme's own fields among them: {}",
         cases.len(),
-        own.join(", ")
+        if own.is_empty() {
+            "none".to_owned()
+        } else {
+            own.join(", ")
+        }
     ))
 }
 
