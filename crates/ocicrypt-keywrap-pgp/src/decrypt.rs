@@ -186,14 +186,15 @@ enum Failure {
     /// Not a usable key, or no key of it fits; the reason is a `causes` line.
     NoKey(String),
     /// A fitting key is locked by a passphrase that is missing or wrong.
-    Password(PasswordProblem, String),
+    Password(PasswordProblem),
     /// A key fitted, but the message is damaged or over a limit: no other key will do
     /// better.
     Malformed(Error),
 }
 
-/// Tries each key file in turn. A password problem is reported only if no key file opens
-/// the blob (the first such problem wins over [`Error::NoMatchingKey`]).
+/// Tries each key file in turn, and stops at the first that opens the blob or has a
+/// password problem ([`Error::MissingPassword`], [`Error::WrongPassword`]): the contract of
+/// [`ocicrypt_keywrap::KeyWrapper`], which the jwe and pkcs7 schemes keep too.
 pub(crate) fn unwrap(keys: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
     let fixed = crate::compat::normalize(blob);
     let blob = fixed.as_deref().unwrap_or(blob);
@@ -202,28 +203,21 @@ pub(crate) fn unwrap(keys: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error
         return Err(malformed("no public-key encrypted session key packet"));
     }
     let mut causes = Vec::new();
-    let mut password = None;
     for (i, key) in keys.iter().enumerate() {
         match try_key(key, blob) {
             Ok(opts) => return Ok(opts),
             Err(Failure::NoKey(reason)) => causes.push(format!("key {}: {reason}", i + 1)),
-            Err(Failure::Password(problem, reason)) => {
-                password.get_or_insert(problem);
-                causes.push(format!("key {}: {reason}", i + 1));
-            }
+            Err(Failure::Password(problem)) => return Err(problem.error()),
             Err(Failure::Malformed(e)) => return Err(e),
         }
     }
     if keys.is_empty() {
         causes.push("no OpenPGP secret key given".to_owned());
     }
-    match password {
-        Some(problem) => Err(problem.error()),
-        None => Err(Error::NoMatchingKey {
-            scheme: SCHEME.to_owned(),
-            causes,
-        }),
-    }
+    Err(Error::NoMatchingKey {
+        scheme: SCHEME.to_owned(),
+        causes,
+    })
 }
 
 fn try_key(key: &KeyFile, blob: &[u8]) -> Result<SecretBytes, Failure> {
@@ -289,6 +283,9 @@ fn read_capped(reader: impl Read) -> std::io::Result<Option<SecretBytes>> {
 
 /// Why a key file failed when no session key was found.
 fn no_key(e: openpgp::anyhow::Error, state: State) -> Failure {
+    if let Some(p) = state.password {
+        return Failure::Password(p);
+    }
     let reason = if state.notes.is_empty() {
         match e.downcast_ref::<openpgp::Error>() {
             Some(openpgp::Error::MissingSessionKey(_)) => {
@@ -299,8 +296,5 @@ fn no_key(e: openpgp::anyhow::Error, state: State) -> Failure {
     } else {
         state.notes.join("; ")
     };
-    match state.password {
-        Some(p) => Failure::Password(p, reason),
-        None => Failure::NoKey(reason),
-    }
+    Failure::NoKey(reason)
 }

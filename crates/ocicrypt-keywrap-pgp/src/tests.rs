@@ -258,9 +258,15 @@ fn passphrase_protected_keys() {
         assert!(matches!(err, Error::WrongPassword { .. }), "{err:?}");
         let opts = unwrap_with(vec![key_pw(sec, CAROL_PASS)], &blob).unwrap();
         assert_eq!(opts.expose(), OPTS);
-        // A later key file that works wins over an earlier password problem.
+        // A password problem stops the search, even when a later key file would open the
+        // blob (the KeyWrapper contract, as in jwe and pkcs7); a key file that opens it,
+        // given first, wins.
         let blob2 = wrap_for(&all_pub(), &["carol@example.com", "bob@example.com"]);
-        let opts = unwrap_with(vec![key(sec), key(BOB_SEC)], &blob2).unwrap();
+        let err = unwrap_with(vec![key(sec), key(BOB_SEC)], &blob2).unwrap_err();
+        assert!(matches!(err, Error::MissingPassword { .. }), "{err:?}");
+        let err = unwrap_with(vec![key_pw(sec, "wrong"), key(BOB_SEC)], &blob2).unwrap_err();
+        assert!(matches!(err, Error::WrongPassword { .. }), "{err:?}");
+        let opts = unwrap_with(vec![key(BOB_SEC), key(sec)], &blob2).unwrap();
         assert_eq!(opts.expose(), OPTS);
     }
     // A protected key that the blob does not name is no password problem.

@@ -4,6 +4,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod error;
 #[cfg(feature = "openssl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openssl")))]
@@ -68,9 +71,15 @@ pub trait KeyWrapper: Send + Sync + fmt::Debug {
     /// Unwraps one blob of this scheme with the keys in `dc`, returning the private
     /// options JSON.
     ///
+    /// The keys are tried in order; a key that does not fit is a cause of
+    /// [`Error::NoMatchingKey`] and the next is tried, but a key that needs a password it
+    /// was not given, or was given a wrong one for, stops the search with
+    /// [`Error::MissingPassword`] or [`Error::WrongPassword`], as [`unwrap_in_turn`] stops
+    /// across blobs. The `conformance` module (feature `conformance`) checks this contract.
+    ///
     /// # Errors
-    /// [`Error::NoMatchingKey`] when none of the keys opens the blob, or a more specific
-    /// error (malformed blob, bad password) when that is what went wrong.
+    /// [`Error::NoMatchingKey`] when none of the keys opens the blob (or there is none), or
+    /// a more specific error (malformed blob, bad password) when that is what went wrong.
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error>;
 
     /// Unwraps the first of `blobs` (a layer's wrapped keys of this scheme, in annotation

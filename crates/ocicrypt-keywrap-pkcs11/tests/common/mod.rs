@@ -41,11 +41,11 @@ pub(crate) fn policy() -> Pkcs11Config {
     }
 }
 
-/// Two RSA-2048 keys, made once per test binary.
+/// Three RSA-2048 keys, made once per test binary.
 pub(crate) fn rsa_key(n: usize) -> &'static PKey<Private> {
     static KEYS: OnceLock<Vec<PKey<Private>>> = OnceLock::new();
     &KEYS.get_or_init(|| {
-        (0..2)
+        (0..3)
             .map(|_| PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap())
             .collect()
     })[n]
