@@ -3,9 +3,9 @@
 //! SDK: AES-256-GCM under keys named by the request's arguments (`kms` = `a`, `b`, `c`).
 //!
 //! No libtest harness (see Cargo.toml): with `--serve-cmd` this binary is the command
-//! provider and answers one request; without, it runs the suite over each transport that
-//! the enabled features allow (`cmd` and `sdk`; `sdk-grpc`), and says which did not run.
-//! `cargo xtask ci` tests with all features.
+//! provider and answers one request; without, it runs the suite over both transports.
+//! Cargo builds it only with the features `cmd`, `sdk` and `sdk-grpc` (`required-features`),
+//! which `cargo xtask ci` has: it tests with all features.
 
 // Test code: a panic is how a test fails.
 #![allow(
