@@ -102,13 +102,15 @@ fn usage_exit(e: &clap::Error) -> ExitCode {
     }
 }
 
-/// An error and its causes on one line: the chain joined with ": ", lists of causes with
-/// "; ".
+/// An error and its causes on one line: the chain joined with ": " (every error's own
+/// message is one line already). Control characters, which text from outside (a
+/// registry's answer, a key provider's error) could hold, are shown as spaces so that the
+/// message stays one line and cannot drive the terminal.
 fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}")
-        .replace(":\n- ", ": ")
-        .replace("\n- ", "; ")
-        .replace('\n', " ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Runs the command line `args` (the first is the program name) and returns an error

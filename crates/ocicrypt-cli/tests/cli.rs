@@ -265,6 +265,14 @@ fn key_errors() {
         err.contains("none of the private keys could be used"),
         "{err}"
     );
+    // The key is named by its file, with why it did not fit.
+    assert!(
+        err.contains(&format!(
+            "private key {} (EC P-256): skipped: no recipient uses an algorithm for this key type",
+            data(OTHER_PRIV)
+        )),
+        "{err}"
+    );
     let err = fails(&strs(&l.decrypt_args(&data(PUB))));
     assert!(err.contains("is a public key"), "{err}");
     let err = fails(&strs(&l.decrypt_args("/nonexistent/key.pem")));

@@ -250,9 +250,11 @@ impl KeyWrapper for KeyProviderKeyWrapper {
         if !self.has_possible_keys(dc) {
             return Err(ocicrypt_keywrap::Error::NoMatchingKey {
                 scheme: self.scheme.clone(),
-                causes: vec![format!(
-                    "key provider {} was not selected for decryption (provider:{})",
-                    self.name, self.name
+                causes: vec![ocicrypt_keywrap::Cause::new(
+                    ocicrypt_keywrap::CauseKind::NoKey(format!(
+                        "key provider {} was not selected for decryption (provider:{})",
+                        self.name, self.name
+                    )),
                 )],
             });
         }

@@ -21,7 +21,8 @@ use josekit::jwe::{
 };
 pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
-    BoxError, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper, SecretBytes,
+    BoxError, Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper,
+    SecretBytes,
 };
 use zeroize::Zeroizing;
 
@@ -244,11 +245,13 @@ fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<Sec
     for (i, r) in jwe.recipients().enumerate() {
         match KeyAlgorithm::from_name(r.alg()) {
             Some(alg) => usable.push((i + 1, alg, r)),
-            None => causes.push(format!(
-                "recipient {}: unsupported algorithm {}",
-                i + 1,
-                printable(r.alg())
-            )),
+            None => causes.push(
+                Cause::new(CauseKind::BadRecipient(format!(
+                    "unsupported algorithm {}",
+                    printable(r.alg())
+                )))
+                .recipient(format!("recipient {}", i + 1)),
+            ),
         }
     }
     if usable.is_empty() {
@@ -263,16 +266,18 @@ fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<Sec
         });
     }
     if key_files.is_empty() {
-        causes.push("no private key was given".to_owned());
+        causes.push(Cause::new(CauseKind::NoKey(
+            "no private key was given".to_owned(),
+        )));
     }
-    for i in 0..key_files.len() {
-        let k = i + 1;
+    for (i, file) in key_files.iter().enumerate() {
+        let k = format!("private key {}", file.label(i + 1));
         let key = match keys_.get(i) {
             Ok(key) => key,
             // Go aborts the scheme on a password problem.
             Err(e) if e.is_password_error() => return Err(e),
             Err(e) => {
-                causes.push(format!("private key {k}: skipped: {e}"));
+                causes.push(Cause::new(CauseKind::Unreadable(Box::new(e))).key(k));
                 continue;
             }
         };
@@ -292,17 +297,20 @@ fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<Sec
             }
             match open(&jwe, *alg, *recipient, key) {
                 Ok(mut plaintext) => return Ok(SecretBytes::new(std::mem::take(&mut *plaintext))),
-                Err(f) => causes.push(format!(
-                    "private key {k} ({}), recipient {r} ({alg}): {f}",
-                    key.kind()
-                )),
+                Err(f) => causes.push(
+                    Cause::new(CauseKind::Refused(f))
+                        .key(format!("{k} ({})", key.kind()))
+                        .recipient(format!("recipient {r} ({alg})")),
+                ),
             }
         }
         if !tried {
-            causes.push(format!(
-                "private key {k} ({}): no recipient uses an algorithm for this key type",
-                key.kind()
-            ));
+            causes.push(
+                Cause::new(CauseKind::Unsuitable(
+                    "no recipient uses an algorithm for this key type".to_owned(),
+                ))
+                .key(format!("{k} ({})", key.kind())),
+            );
         }
     }
     Err(Error::NoMatchingKey {

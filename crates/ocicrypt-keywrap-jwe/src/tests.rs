@@ -145,7 +145,7 @@ fn ec_jwk(ec: &EcKey<Private>, crv: &str, extra: &str) -> (Vec<u8>, Vec<u8>) {
 
 fn causes(err: Error) -> Vec<String> {
     match err {
-        Error::NoMatchingKey { causes, .. } => causes,
+        Error::NoMatchingKey { causes, .. } => causes.iter().map(ToString::to_string).collect(),
         other => panic!("expected NoMatchingKey, got {other:?}"),
     }
 }

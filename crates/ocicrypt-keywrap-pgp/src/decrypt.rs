@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use ocicrypt_keywrap::secrecy::ExposeSecret;
-use ocicrypt_keywrap::{Error, KeyFile, SecretBytes};
+use ocicrypt_keywrap::{Cause, CauseKind, Error, KeyFile, SecretBytes};
 use sequoia_openpgp as openpgp;
 
 use openpgp::crypto::{KeyPair, Password, SessionKey};
@@ -182,9 +182,9 @@ impl DecryptionHelper for Helper<'_> {
 }
 
 /// Why one key file did not open the blob.
-enum Failure {
-    /// Not a usable key, or no key of it fits; the reason is a `causes` line.
-    NoKey(String),
+enum Attempt {
+    /// Not a usable key, or no key of it fits: a cause of [`Error::NoMatchingKey`].
+    NoKey(CauseKind),
     /// A fitting key is locked by a passphrase that is missing or wrong.
     Password(PasswordProblem),
     /// A key fitted, but the message is damaged or over a limit: no other key will do
@@ -206,13 +206,17 @@ pub(crate) fn unwrap(keys: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error
     for (i, key) in keys.iter().enumerate() {
         match try_key(key, blob) {
             Ok(opts) => return Ok(opts),
-            Err(Failure::NoKey(reason)) => causes.push(format!("key {}: {reason}", i + 1)),
-            Err(Failure::Password(problem)) => return Err(problem.error()),
-            Err(Failure::Malformed(e)) => return Err(e),
+            Err(Attempt::NoKey(kind)) => {
+                causes.push(Cause::new(kind).key(format!("key {}", key.label(i + 1))));
+            }
+            Err(Attempt::Password(problem)) => return Err(problem.error()),
+            Err(Attempt::Malformed(e)) => return Err(e),
         }
     }
     if keys.is_empty() {
-        causes.push("no OpenPGP secret key given".to_owned());
+        causes.push(Cause::new(CauseKind::NoKey(
+            "no OpenPGP secret key given".to_owned(),
+        )));
     }
     Err(Error::NoMatchingKey {
         scheme: SCHEME.to_owned(),
@@ -220,14 +224,19 @@ pub(crate) fn unwrap(keys: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error
     })
 }
 
-fn try_key(key: &KeyFile, blob: &[u8]) -> Result<SecretBytes, Failure> {
-    let certs = keys::parse_certs(key.data().expose())
-        .map_err(|e| Failure::NoKey(format!("not an OpenPGP secret key: {e}")))?;
+fn try_key(key: &KeyFile, blob: &[u8]) -> Result<SecretBytes, Attempt> {
+    let certs = keys::parse_certs(key.data().expose()).map_err(|e| {
+        Attempt::NoKey(CauseKind::Unreadable(Box::new(Error::InvalidPrivateKey {
+            scheme: SCHEME.to_owned(),
+            reason: "not an OpenPGP secret key".to_owned(),
+            source: Some(e.into()),
+        })))
+    })?;
     let certs: Vec<Cert> = certs.into_iter().filter(Cert::is_tsk).collect();
     if certs.is_empty() {
-        return Err(Failure::NoKey(
+        return Err(Attempt::NoKey(CauseKind::Unsuitable(
             "no secret key material (a public key?)".to_owned(),
-        ));
+        )));
     }
     let mut state = State::default();
     let helper = Helper {
@@ -244,7 +253,7 @@ fn try_key(key: &KeyFile, blob: &[u8]) -> Result<SecretBytes, Failure> {
         .and_then(|b| b.with_policy(&policy, None, helper))
         .and_then(|d| Ok(read_capped(d)?));
     let too_long = || {
-        Failure::Malformed(Error::limit_exceeded(
+        Attempt::Malformed(Error::limit_exceeded(
             SCHEME,
             "bytes of decrypted data",
             MAX_PLAINTEXT_LEN,
@@ -259,7 +268,7 @@ fn try_key(key: &KeyFile, blob: &[u8]) -> Result<SecretBytes, Failure> {
             Some((algo, sk)) => match crate::compat::read_go_message(blob, algo, &sk) {
                 Some(opts) if opts.expose().len() > MAX_PLAINTEXT_LEN => Err(too_long()),
                 Some(opts) => Ok(opts),
-                None => Err(Failure::Malformed(malformed(e))),
+                None => Err(Attempt::Malformed(malformed(e))),
             },
             None => Err(no_key(e, state)),
         },
@@ -282,9 +291,9 @@ fn read_capped(reader: impl Read) -> std::io::Result<Option<SecretBytes>> {
 }
 
 /// Why a key file failed when no session key was found.
-fn no_key(e: openpgp::anyhow::Error, state: State) -> Failure {
+fn no_key(e: openpgp::anyhow::Error, state: State) -> Attempt {
     if let Some(p) = state.password {
-        return Failure::Password(p);
+        return Attempt::Password(p);
     }
     let reason = if state.notes.is_empty() {
         match e.downcast_ref::<openpgp::Error>() {
@@ -296,5 +305,5 @@ fn no_key(e: openpgp::anyhow::Error, state: State) -> Failure {
     } else {
         state.notes.join("; ")
     };
-    Failure::NoKey(reason)
+    Attempt::NoKey(CauseKind::NotARecipient(reason))
 }

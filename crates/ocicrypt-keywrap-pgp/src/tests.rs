@@ -70,7 +70,7 @@ fn unwrap_with(keys: Vec<KeyFile>, blob: &[u8]) -> Result<SecretBytes, Error> {
 
 fn causes(err: Error) -> Vec<String> {
     match err {
-        Error::NoMatchingKey { causes, .. } => causes,
+        Error::NoMatchingKey { causes, .. } => causes.iter().map(ToString::to_string).collect(),
         other => panic!("expected NoMatchingKey, got {other:?}"),
     }
 }

@@ -12,7 +12,9 @@ mod uri;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 pub(crate) use ocicrypt_keywrap::Failure;
-use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, Error, KeyWrapper, SecretBytes};
+use ocicrypt_keywrap::{
+    Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyWrapper, SecretBytes,
+};
 use openssl::encrypt::Encrypter;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Public};
@@ -360,7 +362,9 @@ impl KeyWrapper for Pkcs11KeyWrapper {
         if dc.pkcs11_yamls.is_empty() {
             return Err(Error::NoMatchingKey {
                 scheme: SCHEME.to_owned(),
-                causes: vec!["no pkcs11 key files given for decryption".to_owned()],
+                causes: vec![Cause::new(CauseKind::NoKey(
+                    "no pkcs11 key files given for decryption".to_owned(),
+                ))],
             });
         }
         let policy = policy(dc.pkcs11_config.as_ref())?;
@@ -378,21 +382,34 @@ impl KeyWrapper for Pkcs11KeyWrapper {
 
         let mut causes = Vec::new();
         if recipients.is_empty() {
-            causes.push("the blob has no recipients".to_owned());
+            causes.push(Cause::new(CauseKind::BadRecipient(
+                "the blob has no recipients".to_owned(),
+            )));
         }
         let mut usable = Vec::new();
         for (i, r) in recipients.iter().enumerate() {
             let Some(hash) = OaepHash::from_blob(&r.hash) else {
-                causes.push(format!(
-                    "recipient {i}: unsupported OAEP hash '{}'",
-                    r.hash.escape_default()
-                ));
+                causes.push(
+                    Cause::new(CauseKind::BadRecipient(format!(
+                        "unsupported OAEP hash '{}'",
+                        r.hash.escape_default()
+                    )))
+                    .recipient(format!("recipient {i}")),
+                );
                 continue;
             };
             match STANDARD.decode(&r.blob) {
                 Ok(ct) if !ct.is_empty() => usable.push((i, hash, ct)),
-                Ok(_) => causes.push(format!("recipient {i}: empty blob")),
-                Err(e) => causes.push(format!("recipient {i}: base64 decoding failed: {e}")),
+                Ok(_) => causes.push(
+                    Cause::new(CauseKind::BadRecipient("empty blob".to_owned()))
+                        .recipient(format!("recipient {i}")),
+                ),
+                Err(e) => causes.push(
+                    Cause::new(CauseKind::BadRecipient(format!(
+                        "base64 decoding failed: {e}"
+                    )))
+                    .recipient(format!("recipient {i}")),
+                ),
             }
         }
         // One session per key, trying every recipient in it (Go opens one per pair).
@@ -406,21 +423,24 @@ impl KeyWrapper for Pkcs11KeyWrapper {
                     for (i, hash, ct) in &usable {
                         match session.decrypt(&token::oaep_mechanism(*hash), obj, ct) {
                             Ok(plain) => return Ok(Ok(SecretBytes::new(plain))),
-                            Err(e) => errors.push(format!(
-                                "recipient {i}: C_Decrypt ({}) failed: {}",
-                                hash.name(),
-                                token::short_error(&e)
-                            )),
+                            Err(e) => errors.push(
+                                Cause::new(CauseKind::Refused(Failure::new(format!(
+                                    "C_Decrypt ({}) failed: {}",
+                                    hash.name(),
+                                    token::short_error(&e)
+                                ))))
+                                .key(key.uri().to_string())
+                                .recipient(format!("recipient {i}")),
+                            ),
                         }
                     }
                     Ok(Err(errors))
                 });
             match result {
                 Ok(Ok(plain)) => return Ok(plain),
-                Ok(Err(errors)) => {
-                    causes.extend(errors.into_iter().map(|e| format!("{}: {e}", key.uri())))
-                }
-                Err(f) => causes.push(format!("{}: {f}", key.uri())),
+                Ok(Err(errors)) => causes.extend(errors),
+                // The token refused: no such key, a wrong PIN, no module.
+                Err(f) => causes.push(Cause::new(CauseKind::Refused(f)).key(key.uri().to_string())),
             }
         }
         Err(Error::NoMatchingKey {

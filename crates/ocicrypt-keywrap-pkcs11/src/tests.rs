@@ -186,6 +186,13 @@ fn unusable_recipients_are_causes() {
     let Error::NoMatchingKey { causes, .. } = &err else {
         panic!("{err}");
     };
+    assert!(
+        causes
+            .iter()
+            .all(|c| matches!(c.kind, CauseKind::BadRecipient(_))),
+        "{causes:?}"
+    );
+    let causes: Vec<String> = causes.iter().map(ToString::to_string).collect();
     assert_eq!(causes.len(), 3, "{causes:?}");
     assert!(
         causes[0].contains("unsupported OAEP hash 'md5'"),

@@ -95,7 +95,11 @@ fn openssl_decrypt(key: &PKey<Private>, md: MessageDigest, ct: &[u8]) -> Vec<u8>
 
 fn causes(err: &Error) -> String {
     match err {
-        Error::NoMatchingKey { causes, .. } => causes.join("\n"),
+        Error::NoMatchingKey { causes, .. } => causes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => panic!("expected NoMatchingKey, got {other}"),
     }
 }

@@ -22,7 +22,8 @@ use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, Encode};
 pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
-    BoxError, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper, SecretBytes,
+    BoxError, Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper,
+    SecretBytes,
 };
 use openssl::encrypt::{Decrypter, Encrypter};
 use openssl::hash::MessageDigest;
@@ -421,10 +422,12 @@ fn unwrap(
         .filter_map(|(i, ri)| match ri {
             RecipientInfo::Ktri(k) => Some((i + 1, k)),
             _ => {
-                causes.push(format!(
-                    "recipient {}: not a key transport recipient",
-                    i + 1
-                ));
+                causes.push(
+                    Cause::new(CauseKind::BadRecipient(
+                        "not a key transport recipient".to_owned(),
+                    ))
+                    .recipient(format!("recipient {}", i + 1)),
+                );
                 None
             }
         })
@@ -434,30 +437,41 @@ fn unwrap(
     for (i, c) in certificates.iter().enumerate() {
         match keys::parse_certificate(c) {
             Ok(cert) => certs.push(cert),
-            Err(f) => causes.push(format!("certificate {}: skipped: {f}", i + 1)),
+            Err(f) => causes.push(
+                Cause::new(CauseKind::Unreadable(Box::new(f.recipient(SCHEME))))
+                    .key(format!("certificate {}", i + 1)),
+            ),
         }
     }
     if key_files.is_empty() {
-        causes.push("no private key was given".to_owned());
+        causes.push(Cause::new(CauseKind::NoKey(
+            "no private key was given".to_owned(),
+        )));
     }
     for (k, file) in key_files.iter().enumerate() {
-        let k = k + 1;
+        let k = format!("private key {}", file.label(k + 1));
         // Go aborts the scheme on a password problem: `?` does the same.
         let key = match keys::parse_private_key(file.data().expose(), file.password())? {
             Ok(key) if key.id() == Id::RSA => key,
             Ok(_) => {
-                causes.push(format!("private key {k}: skipped: not an RSA key"));
+                causes.push(Cause::new(CauseKind::Unsuitable("not an RSA key".to_owned())).key(k));
                 continue;
             }
             Err(f) => {
-                causes.push(format!("private key {k}: skipped: {f}"));
+                causes.push(
+                    Cause::new(CauseKind::Unreadable(Box::new(f.private_key(SCHEME)))).key(k),
+                );
                 continue;
             }
         };
-        for (r, ktri) in candidates(&ktris, &certs, &key, k, &mut causes) {
+        for (r, ktri) in candidates(&ktris, &certs, &key, &k, &mut causes) {
             match open(ktri, &key, &cipher, content) {
                 Ok(plaintext) => return Ok(plaintext),
-                Err(f) => causes.push(format!("private key {k}, recipient {r}: {f}")),
+                Err(f) => causes.push(
+                    Cause::new(CauseKind::Refused(f))
+                        .key(k.clone())
+                        .recipient(format!("recipient {r}")),
+                ),
             }
         }
     }
@@ -474,8 +488,8 @@ fn candidates<'r, 'k>(
     ktris: &'r [(usize, &'k KeyTransRecipientInfo)],
     certs: &[Cert],
     key: &PKey<Private>,
-    k: usize,
-    causes: &mut Vec<String>,
+    k: &str,
+    causes: &mut Vec<Cause>,
 ) -> Vec<&'r (usize, &'k KeyTransRecipientInfo)> {
     let own: Vec<&Cert> = certs
         .iter()
@@ -483,9 +497,12 @@ fn candidates<'r, 'k>(
         .collect();
     if own.is_empty() {
         if !certs.is_empty() {
-            causes.push(format!(
-                "private key {k}: no given certificate has its public key; trying every recipient"
-            ));
+            causes.push(
+                Cause::new(CauseKind::NotARecipient(
+                    "no given certificate has its public key; trying every recipient".to_owned(),
+                ))
+                .key(k),
+            );
         }
         return ktris.iter().collect();
     }
@@ -502,9 +519,12 @@ fn candidates<'r, 'k>(
         })
         .collect();
     if named.is_empty() {
-        causes.push(format!(
-            "private key {k}: no recipient names its certificate (issuer and serial number)"
-        ));
+        causes.push(
+            Cause::new(CauseKind::NotARecipient(
+                "no recipient names its certificate (issuer and serial number)".to_owned(),
+            ))
+            .key(k),
+        );
     }
     named
 }

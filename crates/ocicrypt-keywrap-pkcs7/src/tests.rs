@@ -48,7 +48,7 @@ fn unwrap_with(keys: Vec<KeyFile>, certs: &[&[u8]], blob: &[u8]) -> Result<Secre
 
 fn causes(err: Error) -> Vec<String> {
     match err {
-        Error::NoMatchingKey { causes, .. } => causes,
+        Error::NoMatchingKey { causes, .. } => causes.iter().map(ToString::to_string).collect(),
         other => panic!("expected NoMatchingKey, got {other:?}"),
     }
 }
@@ -964,7 +964,7 @@ fn every_decryption_failure_is_the_same_error() {
     ]);
 
     let expected = format!(
-        "pkcs7: no suitable key found for decrypting layer key\n- private key 1, recipient 1: {DECRYPTION_FAILED}"
+        "pkcs7: no suitable key found for decrypting layer key: private key 1, recipient 1: {DECRYPTION_FAILED}"
     );
     for (what, blob, key) in &cases {
         let err = unwrap_with(vec![file(key)], &[], blob).unwrap_err();

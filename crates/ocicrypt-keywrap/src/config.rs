@@ -32,6 +32,7 @@ mod keys {
 pub struct KeyFile {
     data: SecretBytes,
     password: Option<SecretString>,
+    name: Option<String>,
 }
 
 impl KeyFile {
@@ -40,6 +41,7 @@ impl KeyFile {
         Self {
             data: data.into(),
             password: None,
+            name: None,
         }
     }
 
@@ -48,6 +50,30 @@ impl KeyFile {
         Self {
             data: data.into(),
             password: Some(password),
+            name: None,
+        }
+    }
+
+    /// The same key, named `name` (its file's path, say) in error messages: a
+    /// [`Cause`](crate::Cause) then says `private key NAME` rather than its place among
+    /// the keys.
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The key's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// How error messages name this key, the `position`-th (from 1) of its scheme:
+    /// its name, else its position.
+    pub fn label(&self, position: usize) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => position.to_string(),
         }
     }
 
@@ -65,6 +91,7 @@ impl KeyFile {
 impl fmt::Debug for KeyFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyFile")
+            .field("name", &self.name)
             .field("data", &self.data)
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .finish()

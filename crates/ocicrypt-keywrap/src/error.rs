@@ -77,7 +77,7 @@ pub enum Error {
         /// The scheme.
         scheme: String,
         /// Why each key failed, in the order tried (no key material).
-        causes: Vec<String>,
+        causes: Vec<Cause>,
     },
     /// The configuration given to the scheme is inconsistent.
     #[error("{scheme}: invalid configuration: {reason}")]
@@ -103,8 +103,8 @@ pub enum Error {
 /// Why one key or recipient could not be used: a reason and the backend's error, if any.
 ///
 /// Schemes collect these while trying keys; one becomes an [`Error`] (with
-/// [`recipient`](Failure::recipient) or [`private_key`](Failure::private_key)), or its
-/// text becomes a line of [`Error::NoMatchingKey`]'s causes.
+/// [`recipient`](Failure::recipient) or [`private_key`](Failure::private_key)), or a
+/// [`Cause`] of [`Error::NoMatchingKey`].
 ///
 /// ```
 /// use ocicrypt_keywrap::{Error, Failure};
@@ -178,8 +178,103 @@ impl fmt::Display for Failure {
     }
 }
 
-fn format_causes(causes: &[String]) -> String {
-    causes.iter().map(|c| format!("\n- {c}")).collect()
+/// `": "` and the causes joined with `"; "`: one line, as error messages are.
+fn format_causes(causes: &[Cause]) -> String {
+    let mut out = String::new();
+    for (i, c) in causes.iter().enumerate() {
+        out.push_str(if i == 0 { ": " } else { "; " });
+        out.push_str(&c.to_string());
+    }
+    out
+}
+
+/// Why one key did not open a wrapped key, or why there was none to try: one entry of
+/// [`Error::NoMatchingKey`]. It names the key (by its file name, see
+/// [`KeyFile::named`](crate::KeyFile::named), a URI, or its place among the keys) and the
+/// recipient of the blob it was tried on, never key material.
+///
+/// ```
+/// use ocicrypt_keywrap::{Cause, CauseKind, Failure};
+///
+/// let c = Cause::new(CauseKind::Refused(Failure::new("RSA-OAEP decryption failed")))
+///     .key("private key alice.pem")
+///     .recipient("recipient 2");
+/// assert_eq!(c.to_string(), "private key alice.pem, recipient 2: RSA-OAEP decryption failed");
+/// assert!(matches!(c.kind, CauseKind::Refused(_)));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Cause {
+    /// The key the cause is about, if one.
+    pub key: Option<String>,
+    /// The recipient of the blob the key was tried on, if one.
+    pub recipient: Option<String>,
+    /// What happened.
+    pub kind: CauseKind,
+}
+
+/// What happened to one key (see [`Cause`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CauseKind {
+    /// There was no key of this scheme to try (none given, or the provider was not
+    /// selected); the text says which.
+    NoKey(String),
+    /// The key could not be read, so it was skipped (the error of reading it).
+    Unreadable(Box<Error>),
+    /// The key is of a kind this scheme cannot use for this blob, so it was skipped.
+    Unsuitable(String),
+    /// The blob was not wrapped for this key: no recipient names it.
+    NotARecipient(String),
+    /// The key was tried on the recipient, and did not open it.
+    Refused(Failure),
+    /// The recipient's entry cannot be used: an unsupported algorithm, or it is damaged.
+    BadRecipient(String),
+}
+
+impl Cause {
+    /// A cause of kind `kind`, about no key or recipient in particular.
+    pub fn new(kind: CauseKind) -> Self {
+        Self {
+            key: None,
+            recipient: None,
+            kind,
+        }
+    }
+
+    /// The same cause, about the key named `key`.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The same cause, about the recipient named `recipient`.
+    #[must_use]
+    pub fn recipient(mut self, recipient: impl Into<String>) -> Self {
+        self.recipient = Some(recipient.into());
+        self
+    }
+}
+
+/// The key and recipient, then what happened: one line.
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.key, &self.recipient) {
+            (Some(k), Some(r)) => write!(f, "{k}, {r}: ")?,
+            (Some(k), None) => write!(f, "{k}: ")?,
+            (None, Some(r)) => write!(f, "{r}: ")?,
+            (None, None) => {}
+        }
+        match &self.kind {
+            CauseKind::NoKey(what)
+            | CauseKind::NotARecipient(what)
+            | CauseKind::BadRecipient(what) => f.write_str(what),
+            CauseKind::Unreadable(e) => write!(f, "skipped: {e}"),
+            CauseKind::Unsuitable(why) => write!(f, "skipped: {why}"),
+            CauseKind::Refused(failure) => write!(f, "{failure}"),
+        }
+    }
 }
 
 impl Error {

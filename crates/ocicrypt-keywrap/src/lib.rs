@@ -15,7 +15,7 @@ pub mod openssl_keys;
 use std::fmt;
 
 pub use config::{DecryptConfig, EncryptConfig, KeyFile, Parameters};
-pub use error::{BoxError, Error, Failure};
+pub use error::{BoxError, Cause, CauseKind, Error, Failure};
 pub use ocicrypt_spec::secret::SecretBytes;
 pub use secrecy;
 

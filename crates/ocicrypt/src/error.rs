@@ -54,10 +54,12 @@ pub enum Error {
         schemes: Vec<String>,
     },
     /// Keys were given, but none unwrapped the layer key.
-    #[error("none of the private keys could be used for decryption:{}", format_causes(.causes))]
+    #[error("none of the private keys could be used for decryption{}", format_causes(.causes))]
     NoKeyUnwrapped {
-        /// Why each scheme failed.
-        causes: Vec<String>,
+        /// Why each scheme failed, for each wrapped key tried (most often
+        /// [`ocicrypt_keywrap::Error::NoMatchingKey`], whose causes say why each key did
+        /// not fit).
+        causes: Vec<ocicrypt_keywrap::Error>,
     },
     /// A bug in this library: what should not happen, did.
     #[error("internal error: {0}")]
@@ -86,6 +88,12 @@ fn inconsistent(media_type: &str, annotated: bool) -> String {
     }
 }
 
-fn format_causes(causes: &[String]) -> String {
-    causes.iter().map(|c| format!("\n- {c}")).collect()
+/// `": "` and the causes joined with `"; "`: one line, as error messages are.
+fn format_causes(causes: &[ocicrypt_keywrap::Error]) -> String {
+    let mut out = String::new();
+    for (i, c) in causes.iter().enumerate() {
+        out.push_str(if i == 0 { ": " } else { "; " });
+        out.push_str(&c.to_string());
+    }
+    out
 }

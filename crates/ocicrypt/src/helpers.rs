@@ -408,9 +408,13 @@ pub fn add_key(dc: &mut DecryptConfig, spec: &str) -> Result<(), HelperError> {
     }
     let (path, password) = split_key_spec(spec)?;
     let data = SecretBytes::new(read_file(&path, "key")?);
-    let private = |data, password| match password {
-        Some(p) => KeyFile::with_password(data, p),
-        None => KeyFile::new(data),
+    let name = path.display().to_string();
+    let private = |data, password| {
+        match password {
+            Some(p) => KeyFile::with_password(data, p),
+            None => KeyFile::new(data),
+        }
+        .named(name.clone())
     };
     match key_kind(data.expose()) {
         KeyKind::Pkcs11KeyFile => dc.pkcs11_yamls.push(data),

@@ -339,7 +339,7 @@ impl Ocicrypt {
                             e if e.is_password_error() => {
                                 password_error.get_or_insert(e);
                             }
-                            e => causes.push(e.to_string()),
+                            e => causes.push(e),
                         }
                     }
                 }

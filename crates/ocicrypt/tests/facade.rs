@@ -55,7 +55,9 @@ impl KeyWrapper for TestScheme {
         } else {
             Err(keywrap::Error::NoMatchingKey {
                 scheme: "provider.test".into(),
-                causes: vec!["wrong key".into()],
+                causes: vec![keywrap::Cause::new(keywrap::CauseKind::Refused(
+                    keywrap::Failure::new("wrong key"),
+                ))],
             })
         }
     }
@@ -346,8 +348,17 @@ fn decryption_errors() {
         .decrypt_layer(&dc_for(&[4]), &ct[..], &desc)
         .unwrap_err();
     assert!(
-        matches!(&err, Error::NoKeyUnwrapped { causes } if causes.len() == 1),
+        matches!(&err, Error::NoKeyUnwrapped { causes } if matches!(
+            causes.as_slice(),
+            [keywrap::Error::NoMatchingKey { causes, .. }]
+                if matches!(causes.as_slice(), [c] if matches!(c.kind, keywrap::CauseKind::Refused(_)))
+        )),
         "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "none of the private keys could be used for decryption: provider.test: no suitable key \
+         found for decrypting layer key: wrong key"
     );
     let err = ctx
         .decrypt_layer(&DecryptConfig::default(), &ct[..], &desc)
