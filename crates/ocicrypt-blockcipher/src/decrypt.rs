@@ -158,7 +158,7 @@ impl<R: Read> DecryptReader<R> {
             state: State::Streaming {
                 engine: Engine::Inline {
                     decipher: Decipher { ctx, mac },
-                    parallel: crate::offload::default_parallel(),
+                    parallel: false,
                 },
                 digest: digest::Context::new(algorithm),
             },
@@ -171,10 +171,18 @@ impl<R: Read> DecryptReader<R> {
     }
 
     /// Whether the HMAC and the cipher may run on a helper thread while the reading thread
-    /// hashes the plaintext (on by default when the machine has more than one CPU). Streams
-    /// up to 1 MiB never start the thread. Call it before the first read.
+    /// hashes the plaintext (off by default: the reader starts no thread unless asked; turn
+    /// it on when a CPU is free). Streams up to 1 MiB never start the thread. Call it before
+    /// the first read.
     #[must_use]
     pub fn parallel(mut self, on: bool) -> Self {
+        self.set_parallel(on);
+        self
+    }
+
+    /// [`parallel`](DecryptReader::parallel), for a reader held by reference (one inside
+    /// another reader).
+    pub fn set_parallel(&mut self, on: bool) {
         if let State::Streaming {
             engine: Engine::Inline { parallel, .. },
             ..
@@ -182,7 +190,6 @@ impl<R: Read> DecryptReader<R> {
         {
             *parallel = on;
         }
-        self
     }
 
     /// The inner reader (the async readers fill it between reads).

@@ -134,9 +134,8 @@ impl<R: Read> EncryptReader<R> {
     pub fn with_key(inner: R, key: LayerKey, nonce: Nonce) -> Result<Self, Error> {
         let ctx = crate::new_ctr(&key, &nonce)?;
         let mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, key.expose()));
-        let mut mac = Offload::new(mac);
-        let parallel = crate::offload::default_parallel();
-        mac.set_parallel(parallel);
+        let mac = Offload::new(mac);
+        let parallel = false; // no helper thread unless asked
         Ok(Self {
             inner,
             key,
@@ -174,7 +173,8 @@ impl<R: Read> EncryptReader<R> {
     }
 
     /// Whether the HMAC (and, with the plaintext digest, the cipher) may run on a helper
-    /// thread (on by default when the machine has more than one CPU).
+    /// thread (off by default: the reader starts no thread unless asked; turn it on when a
+    /// CPU is free).
     ///
     /// HMAC-SHA256 is the slowest step; on a second core the stream runs at close to the
     /// speed of HMAC-SHA256 alone instead of about 0.7x of it. With the plaintext digest,
@@ -199,6 +199,13 @@ impl<R: Read> EncryptReader<R> {
     /// The inner reader (the async readers fill it between reads).
     #[cfg(feature = "tokio")]
     pub(crate) fn inner_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// The inner reader, to configure it (as [`BufReader::get_mut`](std::io::BufReader::get_mut)).
+    /// Reading from it directly would take plaintext out of the stream, which would then
+    /// be neither encrypted nor MACed.
+    pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
 

@@ -37,11 +37,6 @@ pub(crate) const INLINE_LIMIT: u64 = 1024 * 1024;
 /// Bytes handed to the worker at once.
 const BATCH: usize = crate::CHUNK;
 
-/// Whether helper threads are used unless the caller says: when there is more than one CPU.
-pub(crate) fn default_parallel() -> bool {
-    thread::available_parallelism().is_ok_and(|n| n.get() > 1)
-}
-
 /// A running hash that can be moved to another thread.
 pub(crate) trait Absorb: Send + 'static {
     fn absorb(&mut self, data: &[u8]);
@@ -147,7 +142,7 @@ impl<H: Absorb> Offload<H> {
         Self {
             state: State::Inline(hash),
             absorbed: 0,
-            parallel: default_parallel(),
+            parallel: false,
             slot: None,
         }
     }

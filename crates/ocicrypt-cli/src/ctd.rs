@@ -180,7 +180,11 @@ fn run(args: Args) -> Result<()> {
     }
     #[cfg(feature = "pkcs11")]
     ocicrypt::pkcs11::export_module_env(dc.pkcs11_yamls.iter().map(|k| k.expose()));
-    let mut dec = ctx.decrypt_layer(&dc, io::stdin().lock(), &desc)?;
+    // A helper thread for the HMAC and the cipher when there is a CPU for it.
+    let helpers = crate::image::default_jobs().get() > 1;
+    let mut dec = ctx
+        .decrypt_layer(&dc, io::stdin().lock(), &desc)?
+        .parallel(helpers);
     let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
     io::copy(&mut dec, &mut out).context("decryption failed")?;
     out.flush().context("cannot write the decrypted layer")?;

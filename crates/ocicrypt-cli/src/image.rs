@@ -106,7 +106,8 @@ struct Selection {
     jobs: NonZeroUsize,
 }
 
-fn default_jobs() -> NonZeroUsize {
+/// The CPUs there are: what the commands keep busy unless told otherwise.
+pub(crate) fn default_jobs() -> NonZeroUsize {
     thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 

@@ -150,6 +150,7 @@ fn write_descriptor(
 
 fn options(what: &'static str) -> Result<Options> {
     Ok(Options::default()
+        .jobs(crate::image::default_jobs().get())
         .ocicrypt(crate::context()?)
         .progress(progress::bars(move |_, _| what.to_owned())))
 }

@@ -45,6 +45,12 @@ fn tidy(output: &Path) {
 }
 
 /// Opens the input on a read-ahead thread; `start` reports the start of the layer.
+/// Whether a file command reads, writes and hashes on helper threads beside the cipher's:
+/// when it may keep more than one CPU busy ([`Options::jobs`]).
+fn helpers(options: &Options) -> bool {
+    options.jobs.get() > 1
+}
+
 fn input(path: &Path, hash: bool, start: bool, options: &Options) -> Result<(Input, u64)> {
     let (file, len) = open(path)?;
     if start {
@@ -59,7 +65,7 @@ fn input(path: &Path, hash: bool, start: bool, options: &Options) -> Result<(Inp
         id: 0,
         options: options.clone(),
     };
-    let input = Input::open(counting, hash, true)
+    let input = Input::open(counting, hash, helpers(options))
         .map_err(Error::io(format!("cannot read {}", path.display())))?;
     Ok((input, len))
 }
@@ -82,7 +88,7 @@ pub fn encrypt_file(
     let ctx = &options.ocicrypt;
     tidy(output_path);
     let (input, len) = input(input_path, false, true, options)?;
-    let mut out = Output::open(Staged::new(output_path)?, true, true)
+    let mut out = Output::open(Staged::new(output_path)?, true, helpers(options))
         .map_err(Error::io(format!("cannot write {}", output_path.display())))?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
     let encrypted = |enc: &mut dyn std::io::Read, out: &mut Output<Staged>| {
@@ -95,7 +101,8 @@ pub fn encrypt_file(
         PlainLayer::Described(base) => {
             check_size(base, len)?;
             match ctx.encrypt_layer(ec, input, base)? {
-                Encrypted::Stream(mut enc) => {
+                Encrypted::Stream(enc) => {
+                    let mut enc = enc.parallel(helpers(options));
                     encrypted(&mut enc, &mut out)?;
                     let (staged, written) = out.finish().map_err(write_err())?;
                     let digest = sha256_digest(&written.digest.unwrap_or_default())?;
@@ -113,7 +120,8 @@ pub fn encrypt_file(
         PlainLayer::Undescribed(media_type) => {
             let mut enc = ctx
                 .encrypt_stream(ec, input)?
-                .media_type(media_type.clone());
+                .media_type(media_type.clone())
+                .parallel(helpers(options));
             encrypted(&mut enc, &mut out)?;
             let (staged, written) = out.finish().map_err(write_err())?;
             let digest = sha256_digest(&written.digest.unwrap_or_default())?;
@@ -145,9 +153,13 @@ pub fn decrypt_file(
     let (mut input, len) = input(input_path, true, true, options)?;
     check_size(desc, len)?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
-    let mut out = Output::open(Staged::new(output_path)?, false, true).map_err(write_err())?;
+    let mut out =
+        Output::open(Staged::new(output_path)?, false, helpers(options)).map_err(write_err())?;
     let plain = {
-        let mut dec = options.ocicrypt.decrypt_layer(dc, &mut input, desc)?;
+        let mut dec = options
+            .ocicrypt
+            .decrypt_layer(dc, &mut input, desc)?
+            .parallel(helpers(options));
         out.copy_from(&mut dec).map_err(|source| Error::Stream {
             what: "decryption failed",
             source,
@@ -184,9 +196,13 @@ pub fn rotate_file(
     let (mut input, len) = input(input_path, true, true, options)?;
     check_size(desc, len)?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
-    let mut out = Output::open(Staged::new(output_path)?, true, true).map_err(write_err())?;
+    let mut out =
+        Output::open(Staged::new(output_path)?, true, helpers(options)).map_err(write_err())?;
     let (staged, new) = {
-        let mut enc = options.ocicrypt.rotate_layer(ec, &mut input, desc)?;
+        let mut enc = options
+            .ocicrypt
+            .rotate_layer(ec, &mut input, desc)?
+            .parallel_both(helpers(options));
         out.copy_from(&mut enc).map_err(|source| Error::Stream {
             what: "rotation failed",
             source,

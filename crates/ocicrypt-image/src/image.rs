@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
-use oci_spec::image::{Descriptor, Digest, MediaType, Platform};
+use oci_spec::image::{Descriptor, MediaType, Platform};
 use ocicrypt::{DecryptConfig, EncryptConfig, Encrypted, LayerInfo};
 use serde::Serialize;
 
@@ -756,28 +756,11 @@ impl Job<'_> {
                 let mut out = Output::open(self.dst.new_blob()?, true, helpers)
                     .map_err(Error::io("cannot write the rotated blob"))?;
                 let new = {
-                    let dec = ctx
-                        .decrypt_layer(&ec.decrypt, &mut input, desc)?
-                        .parallel(helpers);
-                    let mut enc = match dec.digest().parse::<Digest>() {
-                        // The decrypting reader checks the plaintext against the recorded
-                        // digest; the encrypting side stores it without hashing again.
-                        Ok(digest) => {
-                            let plain = ocicrypt::descriptor::decrypted(desc, digest, desc.size());
-                            match ctx.encrypt_layer(ec, dec, &plain)? {
-                                Encrypted::Stream(e) => e.trust_descriptor_digest(),
-                                Encrypted::RecipientsAdded(_) => {
-                                    return Err(Error::Internal(
-                                        "a decrypted descriptor counted as encrypted".into(),
-                                    ));
-                                }
-                            }
-                        }
-                        Err(_) => ctx.encrypt_stream(ec, dec)?.media_type(
-                            ocicrypt::spec::media_types::to_decrypted_type(desc.media_type()),
-                        ),
-                    }
-                    .parallel(helpers);
+                    // The decrypting reader checks the plaintext against the recorded
+                    // digest; the encrypting side stores it without hashing again.
+                    let mut enc = ctx
+                        .rotate_layer(ec, &mut input, desc)?
+                        .parallel_both(helpers);
                     out.copy_from(&mut enc).map_err(|source| Error::Stream {
                         what: "rotation failed",
                         source,

@@ -59,13 +59,14 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// Every layer of every platform, as many layers at once as there are CPUs, no
-    /// progress reports, and every scheme compiled in ([`ocicrypt::Ocicrypt::default`]).
+    /// Every layer of every platform, one job (the library starts no thread unless asked:
+    /// see [`jobs`](Options::jobs)), no progress reports, and every scheme compiled in
+    /// ([`ocicrypt::Ocicrypt::default`]).
     fn default() -> Self {
         Self {
             layers: Vec::new(),
             platforms: Vec::new(),
-            jobs: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            jobs: NonZeroUsize::MIN,
             progress: None,
             ocicrypt: ocicrypt::Ocicrypt::default(),
             source_registry: RegistryOptions::default(),
@@ -110,8 +111,10 @@ impl Options {
     }
 
     /// How many CPUs to keep busy: that many layers at once, each on one thread; the last
-    /// layers (fewer than `jobs` left) also read, write and hash on helper threads. 0 is
-    /// taken as 1. Default: the number of CPUs.
+    /// layers (fewer than `jobs` left) also read, write and hash on helper threads. With
+    /// 1, everything runs on the calling thread. 0 is taken as 1. Default: 1 (the library
+    /// starts no thread unless asked); `std::thread::available_parallelism()` is what a
+    /// tool would usually ask for, as the `ocicrypt` command does.
     #[must_use]
     pub fn jobs(mut self, jobs: usize) -> Self {
         self.jobs = NonZeroUsize::new(jobs).unwrap_or(NonZeroUsize::MIN);

@@ -122,9 +122,7 @@ impl Ocicrypt {
             self.check_recipients(ec)?;
             let verify = desc.digest().algorithm().as_ref() == "sha256";
             Inner::Stream {
-                reader: AsyncEncryptReader::new(reader)?
-                    .compute_plaintext_digest(verify)
-                    .parallel(false),
+                reader: AsyncEncryptReader::new(reader)?.compute_plaintext_digest(verify),
                 verify,
             }
         };
@@ -158,7 +156,7 @@ impl Ocicrypt {
             (self.clone(), dc.clone(), annotations_of(desc));
         let (public, private) = blocking(move || this.unwrap_options_from(&dc, &ann)).await?;
         Ok(AsyncLayerDecryptor {
-            reader: AsyncDecryptReader::new(reader, &public, &private)?.parallel(false),
+            reader: AsyncDecryptReader::new(reader, &public, &private)?,
             base: desc.clone(),
         })
     }
@@ -220,6 +218,22 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncLayerEncryptor<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncLayerEncryptor<R> {
+    /// Whether the HMAC and the cipher may run on a helper thread (off by default: the
+    /// library starts no thread unless asked; see [`AsyncEncryptReader::parallel`]). Reads
+    /// never wait for the helper: when it is behind, they return `Pending` and it wakes
+    /// the task. A layer that is encrypted already passes through and has no helper. Call
+    /// before reading.
+    #[must_use]
+    pub fn parallel(mut self, on: bool) -> Self {
+        if let Inner::Stream { reader, verify } = self.inner {
+            self.inner = Inner::Stream {
+                reader: reader.parallel(on),
+                verify,
+            };
+        }
+        self
+    }
+
     /// After the reader was read to its end, returns the descriptor of the blob it
     /// yielded. That is the `+encrypted` media type, the blob's digest and size, and the
     /// encryption annotations. For a plain layer, the layer key is wrapped for every
@@ -292,6 +306,16 @@ impl<R> std::fmt::Debug for AsyncLayerDecryptor<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncLayerDecryptor<R> {
+    /// Whether the HMAC and the cipher may run on a helper thread while the task hashes
+    /// the plaintext (off by default: the library starts no thread unless asked; see
+    /// [`AsyncDecryptReader::parallel`]). Reads never wait for the helper. Call before
+    /// reading.
+    #[must_use]
+    pub fn parallel(mut self, on: bool) -> Self {
+        self.reader = self.reader.parallel(on);
+        self
+    }
+
     /// After a successful final read, the decrypted blob's descriptor (see
     /// [`crate::descriptor::decrypted`]).
     pub fn descriptor(&self) -> Option<Descriptor> {

@@ -47,6 +47,17 @@ pub struct LayerEncryptor<R: Read> {
     base: Descriptor,
 }
 
+impl<R: Read> LayerEncryptor<LayerDecryptor<R>> {
+    /// For a rotation ([`Ocicrypt::rotate_layer`]): whether the decrypting reader inside
+    /// and the encrypting one may each run on a helper thread (off by default). Call
+    /// before reading.
+    #[must_use]
+    pub fn parallel_both(mut self, on: bool) -> Self {
+        self.reader.get_mut().reader.set_parallel(on);
+        self.parallel(on)
+    }
+}
+
 /// A layer being decrypted: a reader of plaintext.
 ///
 /// **Bytes returned before the end of the stream are not yet authenticated.** The read
@@ -440,10 +451,9 @@ impl<R: Read> LayerEncryptor<R> {
     }
 
     /// Whether the HMAC (and, with the plaintext digest, the cipher) may run on a helper
-    /// thread (on by default when the machine has more than one CPU; see
-    /// [`EncryptReader::parallel`]). Turn it off to keep the work on the reading thread,
-    /// for instance when as many layers as there are CPUs are encrypted at once. Call
-    /// before reading.
+    /// thread (off by default: the library starts no thread unless asked; see
+    /// [`EncryptReader::parallel`]). Turn it on when a CPU is free, not when as many layers
+    /// as there are CPUs are encrypted at once. Call before reading.
     #[must_use]
     pub fn parallel(mut self, on: bool) -> Self {
         self.reader = self.reader.parallel(on);
@@ -536,7 +546,7 @@ impl<R: Read> LayerDecryptor<R> {
     }
 
     /// Whether the HMAC and the cipher may run on a helper thread while the reading thread
-    /// hashes the plaintext (on by default when the machine has more than one CPU; see
+    /// hashes the plaintext (off by default: the library starts no thread unless asked; see
     /// [`DecryptReader::parallel`]). Call before reading.
     #[must_use]
     pub fn parallel(mut self, on: bool) -> Self {
