@@ -99,7 +99,9 @@ fn main() {
     row(
         "encrypt via io::copy (8 KiB reads)",
         measure(size, || {
-            let mut enc = EncryptReader::with_key(&data[..], key.clone(), nonce).unwrap();
+            let mut enc = EncryptReader::with_key(&data[..], key.clone(), nonce)
+                .unwrap()
+                .parallel(true);
             io::copy(&mut enc, &mut io::sink()).unwrap();
             black_box(enc.finalize().unwrap());
         }),
@@ -119,7 +121,8 @@ fn main() {
                     key.clone(),
                     nonce,
                 )
-                .unwrap();
+                .unwrap()
+                .parallel(true);
                 drain_async(&mut enc).await;
                 black_box(enc.finalize().unwrap());
             });
@@ -163,7 +166,8 @@ fn main() {
                     &options.public,
                     &options.private,
                 )
-                .unwrap();
+                .unwrap()
+                .parallel(true);
                 drain_async(&mut dec).await;
                 assert_eq!(dec.verified_digest(), Some(options.private.digest.as_str()));
             });
