@@ -10,6 +10,9 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "openssl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openssl")))]
+pub mod keys;
+#[cfg(feature = "openssl")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openssl")))]
 pub mod openssl_keys;
 
 use std::fmt;
