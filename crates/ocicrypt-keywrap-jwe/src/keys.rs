@@ -1,20 +1,19 @@
-//! Parsing of the key files the `jwe` scheme accepts, following Go ocicrypt's
-//! `utils.ParsePublicKey` and `utils.ParsePrivateKey` (with a few documented extensions).
-//!
-//! The CLI also uses these functions to tell what kind of key a file holds.
+//! The keys the `jwe` scheme uses: the key files are read by the shared loader,
+//! [`ocicrypt_keywrap::keys`] (which follows Go ocicrypt's `utils.ParsePublicKey` and
+//! `utils.ParsePrivateKey`, with a few documented extensions); this module checks that JWE
+//! can use them and picks the key-management algorithm.
 
 use std::fmt;
 
 use ocicrypt_keywrap::Error;
-use ocicrypt_keywrap::openssl_keys::{encrypted_pem, encrypted_pkcs8_der};
+use ocicrypt_keywrap::keys as loader;
+pub use ocicrypt_keywrap::keys::{is_private_key, is_public_key};
 use ocicrypt_keywrap::secrecy::SecretString;
 use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
-use openssl::rsa::Rsa;
 use zeroize::Zeroizing;
 
-use crate::jwk::{self, JwkKey};
-use crate::{Failure, SCHEME, pem};
+use crate::{Failure, SCHEME};
 
 /// The smallest RSA modulus accepted, in bits (Go's `crypto/rsa` minimum).
 pub const MIN_RSA_BITS: u32 = 1024;
@@ -128,15 +127,8 @@ impl fmt::Display for KeyAlgorithm {
 
 /// A recipient's public key.
 pub struct PublicKey {
-    key: PKey<Public>,
+    key: loader::PublicKey,
     kind: KeyKind,
-    jwk: Option<JwkMeta>,
-}
-
-#[derive(Clone, Debug, Default)]
-struct JwkMeta {
-    alg: Option<String>,
-    kid: Option<String>,
 }
 
 impl PublicKey {
@@ -147,17 +139,17 @@ impl PublicKey {
 
     /// Whether the key was given as a JWK.
     pub fn is_jwk(&self) -> bool {
-        self.jwk.is_some()
+        self.key.is_jwk()
     }
 
     /// The JWK's `alg` member, if the key is a JWK that has one.
     pub fn jwk_algorithm(&self) -> Option<&str> {
-        self.jwk.as_ref().and_then(|j| j.alg.as_deref())
+        self.key.jwk_algorithm()
     }
 
     /// The JWK's `kid` member, if the key is a JWK that has one.
     pub fn key_id(&self) -> Option<&str> {
-        self.jwk.as_ref().and_then(|j| j.kid.as_deref())
+        self.key.key_id()
     }
 
     /// The algorithm the key is wrapped with: `RSA-OAEP` for RSA keys, `ECDH-ES+A256KW` for
@@ -196,12 +188,13 @@ impl PublicKey {
     /// [`Error::Backend`] if OpenSSL cannot encode it.
     pub fn to_spki_der(&self) -> Result<Vec<u8>, Error> {
         self.key
+            .pkey()
             .public_key_to_der()
             .map_err(|e| crate::backend("encoding a public key", e))
     }
 
     pub(crate) fn pkey(&self) -> &PKey<Public> {
-        &self.key
+        self.key.pkey()
     }
 }
 
@@ -243,12 +236,11 @@ impl PrivateKey {
             .key
             .public_key_to_der()
             .map_err(|e| crate::backend("encoding a public key", e))?;
-        let key = PKey::public_key_from_der(&der)
-            .map_err(|e| crate::backend("decoding a public key", e))?;
+        let key = loader::parse_public_key(&der)
+            .map_err(|f| crate::backend("decoding a public key", f.to_string()))?;
         Ok(PublicKey {
             key,
             kind: self.kind,
-            jwk: None,
         })
     }
 
@@ -297,62 +289,24 @@ fn kind_of<T: HasPublic>(key: &PKeyRef<T>) -> Result<KeyKind, Failure> {
     }
 }
 
-/// DER SubjectPublicKeyInfo, then DER PKCS#1 `RSAPublicKey`.
-fn public_from_der(der: &[u8]) -> Option<PKey<Public>> {
-    PKey::public_key_from_der(der).ok().or_else(|| {
-        Rsa::public_key_from_der_pkcs1(der)
-            .ok()
-            .and_then(|rsa| PKey::from_rsa(rsa).ok())
-    })
-}
-
-/// Parses a recipient's public key: DER or PEM SubjectPublicKeyInfo (any PEM label, as in
-/// Go), DER or PEM PKCS#1 `RSA PUBLIC KEY` (an extension: Go rejects those), or a public
-/// JWK (RSA or EC) with optional `alg` and `kid`. Only RSA (at least
+/// Parses a recipient's public key with the shared loader
+/// ([`ocicrypt_keywrap::keys::parse_public_key`]): DER or PEM SubjectPublicKeyInfo (any PEM
+/// label, as in Go), DER or PEM PKCS#1 `RSA PUBLIC KEY` (an extension: Go rejects those),
+/// or a public JWK (RSA or EC) with optional `alg` and `kid`. Only RSA (at least
 /// [`MIN_RSA_BITS`] bits) and EC P-256/P-384/P-521 keys are accepted.
 ///
 /// # Errors
 /// [`Error::InvalidRecipient`] when `data` is none of those, or the key type is not
 /// supported.
 pub fn parse_public_key(data: &[u8]) -> Result<PublicKey, Error> {
-    parse_public(data).map_err(|f| f.recipient(SCHEME))
+    let key = loader::parse_public_key(data).map_err(|f| f.recipient(SCHEME))?;
+    let kind = kind_of(key.pkey()).map_err(|f| f.recipient(SCHEME))?;
+    Ok(PublicKey { key, kind })
 }
 
-fn parse_public(data: &[u8]) -> Result<PublicKey, Failure> {
-    let (key, jwk) = load_public(data)?;
-    let kind = kind_of(&key)?;
-    Ok(PublicKey { key, kind, jwk })
-}
-
-/// Reads any public key OpenSSL knows, without checking that JWE can use it.
-fn load_public(data: &[u8]) -> Result<(PKey<Public>, Option<JwkMeta>), Failure> {
-    if let Some(key) = public_from_der(data) {
-        return Ok((key, None));
-    }
-    if let Some(block) = pem::first_block(data) {
-        let key = public_from_der(&block.der).ok_or_else(|| {
-            Failure::new(format!(
-                "PEM block {:?} does not hold a public key",
-                block.label
-            ))
-        })?;
-        return Ok((key, None));
-    }
-    if jwk::looks_like_json(data) {
-        let jwk = jwk::parse(data)?;
-        let JwkKey::Public(key) = jwk.key else {
-            return Err(Failure::new("JWK is not a public key"));
-        };
-        let meta = JwkMeta {
-            alg: jwk.alg.clone(),
-            kid: jwk.kid.clone(),
-        };
-        return Ok((key, Some(meta)));
-    }
-    Err(Failure::new("not a PEM, DER or JWK public key"))
-}
-
-/// Parses a private key, as Go ocicrypt's `utils.ParsePrivateKey` does:
+/// Parses a private key with the shared loader
+/// ([`ocicrypt_keywrap::keys::parse_private_key`]), as Go ocicrypt's
+/// `utils.ParsePrivateKey` does:
 ///
 /// 1. DER: PKCS#8 `PrivateKeyInfo`, PKCS#1 `RSAPrivateKey` or SEC1 `ECPrivateKey`, and
 ///    (an extension) a password-protected PKCS#8 `EncryptedPrivateKeyInfo`;
@@ -370,61 +324,15 @@ pub fn parse_private_key(
     data: &[u8],
     password: Option<&SecretString>,
 ) -> Result<PrivateKey, Error> {
-    let (key, kid) = load_private(data, password)?;
-    let kind = kind_of(&key).map_err(|f| f.private_key(SCHEME))?;
-    Ok(PrivateKey { key, kind, kid })
-}
-
-/// Reads any private key OpenSSL knows, without checking that JWE can use it.
-fn load_private(
-    data: &[u8],
-    password: Option<&SecretString>,
-) -> Result<(PKey<Private>, Option<String>), Error> {
-    if let Ok(key) = PKey::private_key_from_der(data) {
-        return Ok((key, None));
-    }
-    if let Some(key) = encrypted_pkcs8_der(SCHEME, data, password)? {
-        return Ok((key, None));
-    }
-    if let Some(block) = pem::first_block(data) {
-        let key = if block.is_encrypted() {
-            encrypted_pem(SCHEME, &block.text, password)?
-        } else {
-            PKey::private_key_from_der(&block.der).map_err(|e| {
-                Failure::with_source(
-                    format!("PEM block {:?} does not hold a private key", block.label),
-                    e,
-                )
-                .private_key(SCHEME)
-            })?
-        };
-        return Ok((key, None));
-    }
-    if jwk::looks_like_json(data) {
-        let jwk = jwk::parse(data).map_err(|f| f.private_key(SCHEME))?;
-        let JwkKey::Private(key) = jwk.key else {
-            return Err(Failure::new("JWK is not a private key").private_key(SCHEME));
-        };
-        return Ok((key, jwk.kid.clone()));
-    }
-    Err(Failure::new("not a PEM, DER or JWK private key").private_key(SCHEME))
-}
-
-/// Whether `data` is a private key file: any private key [`parse_private_key`] can read,
-/// including encrypted ones (whose password is not known here) and, as in Go, keys of a
-/// type JWE cannot use (Ed25519, other curves). Certificates, public keys and OpenPGP keys
-/// are not.
-pub fn is_private_key(data: &[u8]) -> bool {
-    match load_private(data, None) {
-        Ok(_) | Err(Error::MissingPassword { .. }) => true,
-        Err(_) => false,
-    }
-}
-
-/// Whether `data` is a public key file that [`parse_public_key`] can read, as in Go also
-/// when JWE cannot use the key type (Ed25519, other curves).
-pub fn is_public_key(data: &[u8]) -> bool {
-    load_public(data).is_ok()
+    let key =
+        loader::parse_private_key(SCHEME, data, password)?.map_err(|f| f.private_key(SCHEME))?;
+    let kind = kind_of(key.pkey()).map_err(|f| f.private_key(SCHEME))?;
+    let kid = key.key_id().map(str::to_owned);
+    Ok(PrivateKey {
+        key: key.into_pkey(),
+        kind,
+        kid,
+    })
 }
 
 /// DER PKCS#8 of a private key, for josekit's ECDH-ES decrypter.

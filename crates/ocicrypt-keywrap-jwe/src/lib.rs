@@ -4,9 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod content;
-mod jwk;
 pub mod keys;
-mod pem;
 mod rsa_oaep;
 mod serialization;
 #[cfg(test)]
