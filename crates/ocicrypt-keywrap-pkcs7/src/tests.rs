@@ -128,6 +128,54 @@ fn encrypted_private_keys_need_the_right_password() {
     }
 }
 
+/// An RSA private key as a JWK.
+fn rsa_private_jwk(rsa: &Rsa<Private>) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = |n: &openssl::bn::BigNumRef| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n.to_vec())
+    };
+    format!(
+        r#"{{"kty":"RSA","kid":"k","n":"{}","e":"{}","d":"{}","p":"{}","q":"{}"}}"#,
+        b64(rsa.n()),
+        b64(rsa.e()),
+        b64(rsa.d()),
+        b64(rsa.p().unwrap()),
+        b64(rsa.q().unwrap()),
+    )
+    .into_bytes()
+}
+
+/// pkcs7 reads private keys with the loader jwe uses, so it takes the same forms: before
+/// the shared loader it read no JWK, and PEM through OpenSSL's own reader.
+#[test]
+fn reads_every_private_key_form_of_the_shared_loader() {
+    let blob = wrap_for(&[CERT_2048]);
+    let rsa = Rsa::private_key_from_pem(KEY_2048).unwrap();
+    let pkey = PKey::from_rsa(rsa.clone()).unwrap();
+    for (name, data) in [
+        ("JWK", rsa_private_jwk(&rsa)),
+        ("PKCS#1 PEM", rsa.private_key_to_pem().unwrap()),
+        ("PKCS#1 DER", rsa.private_key_to_der().unwrap()),
+        ("PKCS#8 DER", pkey.private_key_to_pkcs8().unwrap()),
+        (
+            "PEM after text",
+            [
+                &b"Bag Attributes\n"[..],
+                &pkey.private_key_to_pem_pkcs8().unwrap(),
+            ]
+            .concat(),
+        ),
+    ] {
+        let opts =
+            unwrap_with(vec![file(&data)], &[], &blob).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(opts.expose(), OPTS, "{name}");
+    }
+    // A public JWK is skipped with the loader's reason.
+    let public = format!(r#"{{"kty":"RSA","n":"{}","e":"AQAB"}}"#, "AQAB");
+    let c = causes(unwrap_with(vec![file(public.as_bytes())], &[], &blob).unwrap_err());
+    assert!(c[0].contains("JWK is not a private key"), "{c:?}");
+}
+
 #[test]
 fn writes_go_algorithm_identifiers_byte_for_byte() {
     let blob = wrap_for(&[CERT_2048]);
