@@ -18,7 +18,7 @@ use ocicrypt_keywrap::{
 use openssl::encrypt::Encrypter;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Public};
-use openssl::rsa::{Padding, Rsa};
+use openssl::rsa::Padding;
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::{CONFIG_ENV, CONFIG_FILE, ConfigLookup, Pkcs11Config, SYSTEM_CONFIG};
@@ -237,7 +237,8 @@ enum RecipientKey {
 }
 
 fn parse_recipient(data: &[u8]) -> Result<RecipientKey, Failure> {
-    if let Some(pkey) = parse_public_key(data) {
+    if let Ok(key) = ocicrypt_keywrap::keys::parse_public_key(data) {
+        let pkey = key.into_pkey();
         if pkey.id() != Id::RSA {
             return Err(Failure::new(format!(
                 "the public key is not an RSA key ({:?})",
@@ -249,20 +250,10 @@ fn parse_recipient(data: &[u8]) -> Result<RecipientKey, Failure> {
     Pkcs11KeyFile::parse(data)
         .map(|k| RecipientKey::Token(Box::new(k)))
         .map_err(|e| {
-            Failure::with_source("neither a public key (PEM or DER) nor a pkcs11 key file", e)
-        })
-}
-
-/// PKIX (Go's form) or PKCS#1 public keys, PEM or DER.
-fn parse_public_key(data: &[u8]) -> Option<PKey<Public>> {
-    PKey::public_key_from_pem(data)
-        .or_else(|_| PKey::public_key_from_der(data))
-        .ok()
-        .or_else(|| {
-            Rsa::public_key_from_pem_pkcs1(data)
-                .or_else(|_| Rsa::public_key_from_der_pkcs1(data))
-                .and_then(PKey::from_rsa)
-                .ok()
+            Failure::with_source(
+                "neither a public key (PEM, DER or JWK) nor a pkcs11 key file",
+                e,
+            )
         })
 }
 

@@ -52,6 +52,33 @@ fn software_wrap_is_go_json_and_decrypts_with_openssl() {
     }
 }
 
+/// Plain public keys are read by the loader all schemes share, so an RSA public JWK (which
+/// only jwe read before) is a recipient too.
+#[test]
+fn a_public_jwk_is_a_software_recipient() {
+    let k = rsa();
+    let b64 = |n: &openssl::bn::BigNumRef| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n.to_vec())
+    };
+    let rsa = k.rsa().unwrap();
+    let jwk = format!(
+        r#"{{"kty":"RSA","n":"{}","e":"{}"}}"#,
+        b64(rsa.n()),
+        b64(rsa.e())
+    );
+    let mut ec = EncryptConfig::default();
+    ec.pkcs11_public_keys.push(jwk.into_bytes());
+    let blob = Pkcs11KeyWrapper::with_oaep_hash(OaepHash::Sha256)
+        .wrap_keys(&ec, b"private opts")
+        .unwrap()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&blob).unwrap();
+    let ct = STANDARD
+        .decode(v["recipients"][0]["blob"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(openssl_decrypt(&k, OaepHash::Sha256, &ct), b"private opts");
+}
+
 #[test]
 fn no_recipients_no_blob() {
     let w = Pkcs11KeyWrapper::new();
