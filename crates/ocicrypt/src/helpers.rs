@@ -57,6 +57,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use ocicrypt_keywrap::keys;
 use ocicrypt_keywrap::secrecy::SecretString;
 use zeroize::Zeroizing;
 
@@ -250,10 +251,10 @@ impl fmt::Display for PasswordSource {
 
 /// What a key file holds, as [`key_kind`] tells it.
 ///
-/// Telling kinds apart needs the parsers of the scheme features: without `pkcs11` a PKCS#11
-/// key file is [`KeyKind::Unknown`], without `pgp` so are OpenPGP keys, and without `jwe`
-/// public keys are unknown and private keys are recognized only in the PEM and DER forms
-/// `pkcs7` reads.
+/// Private keys, public keys and certificates are told apart by the key loader all schemes
+/// share ([`ocicrypt_keywrap::keys`]), whatever features are on. PKCS#11 key files and
+/// OpenPGP keys need their scheme's parser: without `pkcs11` a PKCS#11 key file is
+/// [`KeyKind::Unknown`], and without `pgp` so are OpenPGP keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeyKind {
@@ -265,7 +266,8 @@ pub enum KeyKind {
     PgpPublicKey,
     /// An X.509 certificate, PEM or DER.
     Certificate,
-    /// A private key, PEM, DER or JWK, encrypted or not.
+    /// A private key, PEM, DER or JWK, encrypted or not
+    /// ([`ocicrypt_keywrap::keys::is_private_key`]).
     PrivateKey,
     /// A public key, PEM, DER or JWK.
     PublicKey,
@@ -274,13 +276,14 @@ pub enum KeyKind {
 }
 
 /// What the key file `data` holds. Checked in the order PKCS#11 key file, certificate,
-/// OpenPGP key, private key, public key; see [`KeyKind`] for what each feature adds.
+/// OpenPGP key, private key, public key; see [`KeyKind`] for what each feature adds. A PEM
+/// file is what its first block is, as in Go.
 pub fn key_kind(data: &[u8]) -> KeyKind {
     #[cfg(feature = "pkcs11")]
     if ocicrypt_keywrap_pkcs11::Pkcs11KeyFile::is_key_file(data) {
         return KeyKind::Pkcs11KeyFile;
     }
-    if is_certificate(data) {
+    if keys::is_certificate(data) {
         return KeyKind::Certificate;
     }
     #[cfg(feature = "pgp")]
@@ -292,18 +295,11 @@ pub fn key_kind(data: &[u8]) -> KeyKind {
             return KeyKind::PgpPublicKey;
         }
     }
-    #[cfg(feature = "jwe")]
-    {
-        if ocicrypt_keywrap_jwe::keys::is_private_key(data) {
-            return KeyKind::PrivateKey;
-        }
-        if ocicrypt_keywrap_jwe::keys::is_public_key(data) {
-            return KeyKind::PublicKey;
-        }
-    }
-    #[cfg(all(feature = "pkcs7", not(feature = "jwe")))]
-    if looks_like_private_key(data) {
+    if keys::is_private_key(data) {
         return KeyKind::PrivateKey;
+    }
+    if keys::is_public_key(data) {
+        return KeyKind::PublicKey;
     }
     KeyKind::Unknown
 }
@@ -441,9 +437,8 @@ fn compiled(on: bool, scheme: &'static str) -> Result<(), HelperError> {
     }
 }
 
-#[cfg(feature = "jwe")]
 fn add_jwe_recipient(ec: &mut EncryptConfig, value: &str) -> Result<(), HelperError> {
-    use ocicrypt_keywrap_jwe::keys;
+    compiled(cfg!(feature = "jwe"), "jwe")?;
     let path = Path::new(value);
     let data = read_file(path, "recipient key")?;
     if keys::is_public_key(&data) {
@@ -456,16 +451,11 @@ fn add_jwe_recipient(ec: &mut EncryptConfig, value: &str) -> Result<(), HelperEr
     }
 }
 
-#[cfg(not(feature = "jwe"))]
-fn add_jwe_recipient(_ec: &mut EncryptConfig, _value: &str) -> Result<(), HelperError> {
-    compiled(false, "jwe")
-}
-
 fn add_pkcs7_recipient(ec: &mut EncryptConfig, value: &str) -> Result<(), HelperError> {
     compiled(cfg!(feature = "pkcs7"), "pkcs7")?;
     let path = Path::new(value);
     let data = read_file(path, "recipient certificate")?;
-    if !is_certificate(&data) {
+    if !keys::is_certificate(&data) {
         return Err(HelperError::NotACertificate { path: path.into() });
     }
     ec.pkcs7_certificates.push(data);
@@ -491,16 +481,10 @@ fn add_pkcs11_recipient(_ec: &mut EncryptConfig, _value: &str) -> Result<(), Hel
     compiled(false, "pkcs11")
 }
 
-/// Whether `data` is an RSA public key: PKIX or PKCS#1, PEM or DER.
+/// Whether `data` is an RSA public key that [`keys::parse_public_key`] reads.
 #[cfg(feature = "pkcs11")]
 fn is_rsa_public_key(data: &[u8]) -> bool {
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
-    PKey::public_key_from_pem(data)
-        .or_else(|_| PKey::public_key_from_der(data))
-        .is_ok_and(|k| k.rsa().is_ok())
-        || Rsa::public_key_from_pem_pkcs1(data).is_ok()
-        || Rsa::public_key_from_der_pkcs1(data).is_ok()
+    keys::parse_public_key(data).is_ok_and(|k| k.pkey().id() == openssl::pkey::Id::RSA)
 }
 
 /// `pgp:FILE` or `pgp:NAME-OR-EMAIL`; see [`add_recipient`].
@@ -596,23 +580,6 @@ fn add_pkcs11_policy(dc: &mut DecryptConfig, needed: bool) -> Result<(), HelperE
 #[cfg(not(feature = "pkcs11"))]
 fn add_pkcs11_policy(_dc: &mut DecryptConfig, _needed: bool) -> Result<(), HelperError> {
     Ok(())
-}
-
-/// Whether `data` is an X.509 certificate, PEM or DER.
-fn is_certificate(data: &[u8]) -> bool {
-    openssl::x509::X509::from_pem(data).is_ok() || openssl::x509::X509::from_der(data).is_ok()
-}
-
-/// Private keys without the JWE parser: PEM private-key blocks (encrypted or not) or DER
-/// PKCS#8 / PKCS#1 (the forms the pkcs7 scheme reads).
-#[cfg(all(feature = "pkcs7", not(feature = "jwe")))]
-fn looks_like_private_key(data: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(data);
-    text.contains("-----BEGIN PRIVATE KEY-----")
-        || text.contains("-----BEGIN RSA PRIVATE KEY-----")
-        || text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || openssl::pkey::PKey::private_key_from_der(data).is_ok()
-        || openssl::rsa::Rsa::private_key_from_der(data).is_ok()
 }
 
 /// Splits `FILE[:PASSWORD]` and reads the password; see [`add_key`].

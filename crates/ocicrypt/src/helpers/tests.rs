@@ -205,6 +205,50 @@ fn key_kinds() {
     }
 }
 
+/// Keys are classified by the loader all schemes share, whatever scheme features are on
+/// (before, without `jwe` public keys were unknown and private keys were recognised by a
+/// few PEM labels and DER forms only).
+#[test]
+fn key_kinds_need_no_scheme_feature() {
+    let f = Files::new();
+    let rsa = Rsa::private_key_from_pem(&f.data("private.pem")).unwrap();
+    let pkey = PKey::from_rsa(rsa.clone()).unwrap();
+    let ec = openssl::ec::EcKey::generate(
+        &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+    )
+    .unwrap();
+    let cipher = openssl::symm::Cipher::aes_256_cbc();
+    let private = [
+        f.data("private.pem"),
+        f.data("encrypted.pem"),
+        pkey.private_key_to_pem_pkcs8().unwrap(),
+        pkey.private_key_to_pem_pkcs8_passphrase(cipher, b"pw")
+            .unwrap(),
+        pkey.private_key_to_pkcs8_passphrase(cipher, b"pw").unwrap(),
+        rsa.private_key_to_der().unwrap(),
+        ec.private_key_to_pem().unwrap(),
+        ec.private_key_to_der().unwrap(),
+        [&f.data("private.pem")[..], &f.data("cert.pem")].concat(),
+    ];
+    for (i, data) in private.iter().enumerate() {
+        assert_eq!(key_kind(data), KeyKind::PrivateKey, "private key {i}");
+    }
+    let public = [
+        f.data("public.pem"),
+        rsa.public_key_to_der().unwrap(),
+        rsa.public_key_to_pem_pkcs1().unwrap(),
+    ];
+    for (i, data) in public.iter().enumerate() {
+        assert_eq!(key_kind(data), KeyKind::PublicKey, "public key {i}");
+    }
+    // As in Go, a PEM file is what its first block is.
+    let cert_then_key = [&f.data("cert.pem")[..], &f.data("private.pem")].concat();
+    assert_eq!(key_kind(&cert_then_key), KeyKind::Certificate);
+
+    let e = key_err(&f.path("public.pem"));
+    assert!(matches!(e, HelperError::IsPublicKey { .. }), "{e:?}");
+}
+
 #[cfg(feature = "pgp")]
 #[test]
 fn pgp_key_kinds() {
