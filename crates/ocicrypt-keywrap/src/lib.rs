@@ -11,9 +11,6 @@ mod error;
 #[cfg(feature = "openssl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openssl")))]
 pub mod keys;
-#[cfg(feature = "openssl")]
-#[cfg_attr(docsrs, doc(cfg(feature = "openssl")))]
-pub mod openssl_keys;
 
 use std::fmt;
 

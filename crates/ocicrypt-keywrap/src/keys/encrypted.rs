@@ -16,7 +16,7 @@ use crate::Error;
 /// # Errors
 /// [`Error::MissingPassword`] or [`Error::WrongPassword`] of `scheme` when `data` is an
 /// encrypted key that `password` does not open.
-pub fn encrypted_pkcs8_der(
+pub(super) fn encrypted_pkcs8_der(
     scheme: &str,
     data: &[u8],
     password: Option<&SecretString>,
@@ -47,7 +47,7 @@ pub fn encrypted_pkcs8_der(
 /// # Errors
 /// [`Error::MissingPassword`] without a password, [`Error::WrongPassword`] when it does not
 /// open the key (or the PEM text is not a key at all).
-pub fn encrypted_pem(
+pub(super) fn encrypted_pem(
     scheme: &str,
     pem: &[u8],
     password: Option<&SecretString>,

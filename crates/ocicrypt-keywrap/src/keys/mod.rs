@@ -51,7 +51,7 @@
 //! # }
 //! ```
 
-pub(crate) mod encrypted;
+mod encrypted;
 mod jwk;
 mod pem;
 #[cfg(test)]
