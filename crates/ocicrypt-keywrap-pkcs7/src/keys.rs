@@ -2,9 +2,9 @@
 //! ([`ocicrypt_keywrap::keys`]); this module adds what pkcs7 needs of them.
 
 use der::Decode;
-use ocicrypt_keywrap::Error;
 use ocicrypt_keywrap::keys as loader;
 use ocicrypt_keywrap::secrecy::SecretString;
+use ocicrypt_keywrap::{Error, KeyFile, SecretBytes};
 use openssl::pkey::{Id, PKey, Private, Public};
 use x509_cert::Certificate;
 
@@ -66,4 +66,40 @@ pub(crate) fn parse_private_key(
     password: Option<&SecretString>,
 ) -> Result<Result<PKey<Private>, Failure>, Error> {
     Ok(loader::parse_private_key(SCHEME, data, password)?.map(loader::PrivateKey::into_pkey))
+}
+
+/// `files` with each password-protected key unlocked once, to be tried on several blobs:
+/// a key that its password opens becomes its plain PKCS#8 DER (zeroized on drop) without
+/// a password (and the same name), so that no blob derives the password again. Files without a password stay
+/// as they are (reading them costs no key derivation), and so do files that are no key.
+/// The first file with a password error stays too, with every file after it: the search
+/// stops there for each blob that gets that far, as it would with the originals.
+pub(crate) fn unlock_once(files: &[KeyFile]) -> Vec<KeyFile> {
+    let mut out = Vec::with_capacity(files.len());
+    let mut rest = files.iter();
+    for file in rest.by_ref() {
+        if file.password().is_none() {
+            out.push(file.clone());
+            continue;
+        }
+        match loader::parse_private_key(SCHEME, file.data().expose(), file.password()) {
+            Ok(Ok(key)) => match key.pkey().private_key_to_pkcs8() {
+                Ok(der) => {
+                    let plain = KeyFile::new(SecretBytes::new(der));
+                    out.push(match file.name() {
+                        Some(name) => plain.named(name),
+                        None => plain,
+                    });
+                }
+                Err(_) => out.push(file.clone()),
+            },
+            Ok(Err(_)) => out.push(file.clone()),
+            Err(_) => {
+                out.push(file.clone());
+                break;
+            }
+        }
+    }
+    out.extend(rest.cloned());
+    out
 }

@@ -112,6 +112,23 @@ impl KeyWrapper for Pkcs7KeyWrapper {
         unwrap(&dc.private_keys, &dc.certificates, blob)
     }
 
+    /// With more than one blob, each password-protected key is unlocked (its password
+    /// derived) once for all of them, not once per blob. One blob is [`unwrap_key`]'s
+    /// business alone, which unlocks a key only when the search gets to it.
+    ///
+    /// [`unwrap_key`]: KeyWrapper::unwrap_key
+    fn unwrap_first(
+        &self,
+        dc: &DecryptConfig,
+        blobs: &[Vec<u8>],
+    ) -> Result<SecretBytes, Vec<Error>> {
+        if blobs.len() < 2 {
+            return ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| self.unwrap_key(dc, blob));
+        }
+        let key_files = keys::unlock_once(&dc.private_keys);
+        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| unwrap(&key_files, &dc.certificates, blob))
+    }
+
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
         !dc.private_keys.is_empty()
     }
@@ -192,6 +209,15 @@ impl KeyWrapper for StandardPkcs7KeyWrapper {
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
         Pkcs7KeyWrapper.unwrap_key(dc, blob)
+    }
+
+    /// As [`Pkcs7KeyWrapper`]'s `unwrap_first`: each key unlocked once for all the blobs.
+    fn unwrap_first(
+        &self,
+        dc: &DecryptConfig,
+        blobs: &[Vec<u8>],
+    ) -> Result<SecretBytes, Vec<Error>> {
+        Pkcs7KeyWrapper.unwrap_first(dc, blobs)
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

@@ -128,6 +128,80 @@ fn encrypted_private_keys_need_the_right_password() {
     }
 }
 
+/// `unwrap_first` unlocks each encrypted key once for all the blobs: the files it tries
+/// hold plain keys, and the search keeps its order and stops at a password error.
+#[test]
+fn unwrap_first_unlocks_each_key_once() {
+    let enc = data!("rsa2048-pbes2.pem");
+    let other = Rsa::generate(2048).unwrap();
+    let other_enc = PKey::from_rsa(other)
+        .unwrap()
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pw")
+        .unwrap();
+    let files = vec![
+        file_pw(&other_enc, "pw").named("other.pem"),
+        file(b"junk"),
+        file(KEY_2048),
+        file_pw(enc, "password"),
+        file_pw(enc, "wrong"),
+        file_pw(enc, "password"),
+    ];
+    let unlocked = keys::unlock_once(&files);
+    assert_eq!(unlocked.len(), files.len());
+    assert_eq!(unlocked[0].name(), Some("other.pem"));
+    // Unlocked: no password, plain PKCS#8 DER that reads without one.
+    for i in [0, 3] {
+        assert!(unlocked[i].password().is_none(), "{i}");
+        assert!(
+            keys::parse_private_key(unlocked[i].data().expose(), None)
+                .unwrap()
+                .is_ok(),
+            "{i}"
+        );
+    }
+    // Kept: no key, no password, and from the wrong password on.
+    for i in [1, 2, 4, 5] {
+        assert_eq!(unlocked[i].data().expose(), files[i].data().expose(), "{i}");
+        assert_eq!(
+            unlocked[i].password().is_some(),
+            files[i].password().is_some()
+        );
+    }
+
+    // Two blobs, the key for the second only: each key unlocked once, the second opens.
+    let first = wrap_for(&[CERT_4096]);
+    let second = wrap_for(&[CERT_2048]);
+    let dc = DecryptConfig::default()
+        .with_private_keys(vec![file_pw(&other_enc, "pw"), file_pw(enc, "password")]);
+    let opts = W
+        .unwrap_first(&dc, &[first.clone(), second.clone()])
+        .unwrap();
+    assert_eq!(opts.expose(), OPTS);
+    assert_eq!(
+        Pkcs7KeyWrapper::standard()
+            .unwrap_first(&dc, &[first.clone(), second.clone()])
+            .unwrap()
+            .expose(),
+        OPTS
+    );
+    // A wrong password before the right key stops the search at the first blob that gets
+    // to the keys, as without unlocking.
+    let dc = DecryptConfig::default()
+        .with_private_keys(vec![file_pw(enc, "wrong"), file_pw(enc, "password")]);
+    let errors = W
+        .unwrap_first(&dc, &[b"junk".to_vec(), first, second])
+        .unwrap_err();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        matches!(errors[0], Error::MalformedBlob { .. }),
+        "{errors:?}"
+    );
+    assert!(
+        matches!(errors[1], Error::WrongPassword { .. }),
+        "{errors:?}"
+    );
+}
+
 /// An RSA private key as a JWK.
 fn rsa_private_jwk(rsa: &Rsa<Private>) -> Vec<u8> {
     use base64::Engine as _;
