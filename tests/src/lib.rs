@@ -98,6 +98,74 @@ pub fn skopeo(args: &[&str]) -> String {
     tool("skopeo", &full)
 }
 
+/// The example image every interop test starts from: `oci:<root>/examples/image:latest`.
+pub fn example_image() -> String {
+    oci(&path("examples/image"), "latest")
+}
+
+/// (mediaType, digest) of each layer of the example image.
+pub fn example_layer_ids() -> Vec<(String, String)> {
+    layer_ids(&path("examples/image"), "latest")
+}
+
+/// A key of the committed skopeo vectors (`tests/vectors/skopeo/keys/<name>`).
+pub fn skopeo_key(name: &str) -> String {
+    path(&format!("tests/vectors/skopeo/keys/{name}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `flag value` for each of `values`: an option repeated on a command line.
+fn each_with<'a, S: AsRef<str>>(flag: &'a str, values: &'a [S]) -> Vec<&'a str> {
+    values.iter().flat_map(|v| [flag, v.as_ref()]).collect()
+}
+
+/// Our `image encrypt` of the example image for `recipients` (one `-r` each), with `extra`
+/// flags, into the layout `enc` (tag `latest`); panics if it fails.
+pub fn encrypt_example<S: AsRef<str>>(recipients: &[S], extra: &[&str], enc: &Path) {
+    let (src, dst) = (example_image(), oci(enc, "latest"));
+    let mut args = vec!["image", "encrypt"];
+    args.extend(each_with("-r", recipients));
+    args.extend_from_slice(extra);
+    args.extend([src.as_str(), dst.as_str()]);
+    ocicrypt(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+}
+
+/// Our `image decrypt` with `keys` (one `-k` each) from the layout `enc` into the layout
+/// `out` (tag `latest` in both).
+///
+/// # Errors
+/// The command's error.
+pub fn decrypt_layout<S: AsRef<str>>(keys: &[S], enc: &Path, out: &Path) -> Result<(), String> {
+    let (src, dst) = (oci(enc, "latest"), oci(out, "latest"));
+    let mut args = vec!["image", "decrypt"];
+    args.extend(each_with("-k", keys));
+    args.extend([src.as_str(), dst.as_str()]);
+    ocicrypt(&args)
+}
+
+/// skopeo (Go ocicrypt) decrypts the layout `enc` with `keys` (one `--decryption-key` each)
+/// into the layout `out` (tag `latest` in both), with `gnupg` as its GnuPG home if given;
+/// panics if it fails.
+pub fn skopeo_decrypt(keys: &[&str], gnupg: Option<&Path>, enc: &Path, out: &Path) {
+    let (src, dst) = (oci(enc, "latest"), oci(out, "latest"));
+    let mut args = vec!["--insecure-policy", "copy", "--quiet"];
+    args.extend(each_with("--decryption-key", keys));
+    args.extend([src.as_str(), dst.as_str()]);
+    let env = gnupg.map(|home| ("GNUPGHOME", home));
+    tool_env("skopeo", &args, env.as_slice());
+}
+
+/// skopeo refuses to decrypt the layout `enc` with `keys` into the layout `out`; returns
+/// its stderr.
+pub fn skopeo_refuses(keys: &[&str], enc: &Path, out: &Path) -> String {
+    let (src, dst) = (oci(enc, "latest"), oci(out, "latest"));
+    let mut args = vec!["--insecure-policy", "copy", "--quiet"];
+    args.extend(each_with("--decryption-key", keys));
+    args.extend([src.as_str(), dst.as_str()]);
+    tool_fails("skopeo", &args)
+}
+
 /// Reads a JSON file.
 pub fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -111,32 +179,45 @@ pub fn blob(layout: &Path, digest: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// The layer descriptors of the single-platform image tagged `tag`.
-pub fn layers(layout: &Path, tag: &str) -> Vec<Value> {
+/// The image manifest of the single-platform image tagged `tag`.
+pub fn manifest(layout: &Path, tag: &str) -> Value {
     let index = read_json(&layout.join("index.json"));
+    let tagged = |m: &&Value| m["annotations"]["org.opencontainers.image.ref.name"] == tag;
     let entry = index["manifests"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()))
-        .clone();
-    let manifest: Value =
-        serde_json::from_slice(&blob(layout, entry["digest"].as_str().unwrap_or_default()))
-            .unwrap_or_default();
-    manifest["layers"].as_array().cloned().unwrap_or_default()
+        .and_then(|entries| entries.iter().find(tagged))
+        .unwrap_or_else(|| panic!("no tag {tag} in {}", layout.display()));
+    serde_json::from_slice(&blob(layout, entry["digest"].as_str().unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+/// The layer descriptors of the single-platform image tagged `tag`.
+pub fn layers(layout: &Path, tag: &str) -> Vec<Value> {
+    manifest(layout, tag)["layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// (mediaType, digest) of each layer.
 pub fn layer_ids(layout: &Path, tag: &str) -> Vec<(String, String)> {
-    layers(layout, tag)
+    manifest_layer_ids(&manifest(layout, tag))
+}
+
+/// (mediaType, digest) of each layer of an image manifest; panics if it has no layers
+/// array or a layer lacks either field.
+pub fn manifest_layer_ids(manifest: &Value) -> Vec<(String, String)> {
+    let field = |l: &Value, name: &str| {
+        l[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {l}"))
+            .to_owned()
+    };
+    manifest["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layers in {manifest}"))
         .iter()
-        .map(|l| {
-            (
-                l["mediaType"].as_str().unwrap_or_default().to_owned(),
-                l["digest"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+        .map(|l| (field(l, "mediaType"), field(l, "digest")))
         .collect()
 }
 
@@ -324,44 +405,13 @@ impl Registry {
         let client = dir.join("client");
         std::fs::create_dir_all(&client).unwrap();
         std::fs::copy(dir.join("ca/ca.crt"), client.join("ca.crt")).unwrap();
-        let p = |n: &str| dir.join(n).display().to_string();
-        let c = |n: &str| client.join(n).display().to_string();
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=ocicrypt test client",
-                "-keyout",
-                &c("client.key"),
-                "-out",
-                &p("client.csr"),
-            ],
-        );
-        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        tool(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "2",
-                "-in",
-                &p("client.csr"),
-                "-CA",
-                &p("ca/ca.crt"),
-                "-CAkey",
-                &p("ca.key"),
-                "-CAcreateserial",
-                "-extfile",
-                &p("client.ext"),
-                "-out",
-                &c("client.cert"),
-            ],
+        ca_signed(
+            dir,
+            "client",
+            "/CN=ocicrypt test client",
+            "extendedKeyUsage=clientAuth\n",
+            &client.join("client.key"),
+            &client.join("client.cert"),
         );
         r.client_dir = Some(client);
         r
@@ -387,52 +437,18 @@ impl Registry {
         let ca_dir = dir.join("ca");
         std::fs::create_dir_all(&ca_dir).unwrap();
         let p = |n: &str| dir.join(n).display().to_string();
-        let ca_crt = ca_dir.join("ca.crt").display().to_string();
         self_signed(
             &dir.join("ca.key"),
             &ca_dir.join("ca.crt"),
             "ocicrypt test CA",
         );
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                &p("server.key"),
-                "-out",
-                &p("server.csr"),
-            ],
-        );
-        std::fs::write(
-            dir.join("san.ext"),
+        ca_signed(
+            dir,
+            "server",
+            "/CN=localhost",
             "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .unwrap();
-        tool(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "2",
-                "-in",
-                &p("server.csr"),
-                "-CA",
-                &ca_crt,
-                "-CAkey",
-                &p("ca.key"),
-                "-CAcreateserial",
-                "-extfile",
-                &p("san.ext"),
-                "-out",
-                &p("server.crt"),
-            ],
+            &dir.join("server.key"),
+            &dir.join("server.crt"),
         );
         let extra = format!(
             "  tls:\n    certificate: {}\n    key: {}\n{tls}{auth}",
@@ -488,6 +504,44 @@ impl Registry {
     pub fn image(&self, name: &str) -> String {
         format!("docker://{}/{name}", self.host)
     }
+}
+
+/// A new RSA 2048 key and a certificate for `subject`, valid two days, signed by the CA that
+/// [`Registry::tls`] makes in `dir` (`ca/ca.crt`, `ca.key`), with the X.509 extensions
+/// `extensions`; the request and the extensions are kept in `dir` as `<name>.csr` and
+/// `<name>.ext`.
+fn ca_signed(dir: &Path, name: &str, subject: &str, extensions: &str, key: &Path, cert: &Path) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let (csr, ext) = (p(&format!("{name}.csr")), p(&format!("{name}.ext")));
+    let (key, cert) = (key.display().to_string(), cert.display().to_string());
+    std::fs::write(&ext, extensions).unwrap();
+    tool(
+        "openssl",
+        &[
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key,
+            "-out", &csr,
+        ],
+    );
+    tool(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &p("ca/ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    );
 }
 
 /// Builds a binary of the workspace with the cargo that runs the tests; its path.

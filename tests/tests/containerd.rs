@@ -24,7 +24,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use ocicrypt_tests::{
-    Daemon, Gpg, Registry, build_bin, ocicrypt, path, root, self_signed, tool, wait_until,
+    Daemon, Gpg, Registry, build_bin, oci, ocicrypt, path, self_signed, skopeo, tool, wait_until,
 };
 use serde_json::json;
 
@@ -160,6 +160,7 @@ fn files_below(dir: &Path, out: &mut BTreeMap<String, Vec<Vec<u8>>>) {
 #[test]
 fn containerd_pulls_and_unpacks_encrypted_images_through_our_decoder() {
     let decoder = build_bin("ocicrypt-cli", "ctd-decoder", &[]);
+    let cli = build_bin("ocicrypt-cli", "ocicrypt", &[]);
     let provider = build_bin(
         "ocicrypt-keyprovider",
         "ocicrypt-keyprovider-example",
@@ -242,19 +243,15 @@ fn containerd_pulls_and_unpacks_encrypted_images_through_our_decoder() {
         expected.insert(name.to_string(), (file, content));
         let dest = format!("docker://{host}/{name}:v1");
         if *name == "skopeo" {
-            tool(
-                "skopeo",
-                &[
-                    "--insecure-policy",
-                    "copy",
-                    "--quiet",
-                    "--dest-tls-verify=false",
-                    "--encryption-key",
-                    &format!("jwe:{}", s(&jwe_pub)),
-                    &format!("oci:{}:latest", s(&plain)),
-                    &dest,
-                ],
-            );
+            skopeo(&[
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--encryption-key",
+                &format!("jwe:{}", s(&jwe_pub)),
+                &oci(&plain, "latest"),
+                &dest,
+            ]);
             continue;
         }
         let enc = t.join(format!("{name}-enc"));
@@ -262,22 +259,8 @@ fn containerd_pulls_and_unpacks_encrypted_images_through_our_decoder() {
         for r in recipients.iter() {
             args.extend(["-r".to_owned(), r.clone()]);
         }
-        args.extend([
-            format!("oci:{}:latest", s(&plain)),
-            format!("oci:{}:latest", s(&enc)),
-        ]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = Command::new(env!("CARGO"))
-            .current_dir(root())
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "ocicrypt-cli",
-                "--bin",
-                "ocicrypt",
-                "--",
-            ])
+        args.extend([oci(&plain, "latest"), oci(&enc, "latest")]);
+        let out = Command::new(&cli)
             .args(&args)
             .env("OCICRYPT_KEYPROVIDER_CONFIG", &providers)
             .output()
@@ -287,17 +270,13 @@ fn containerd_pulls_and_unpacks_encrypted_images_through_our_decoder() {
             "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        tool(
-            "skopeo",
-            &[
-                "--insecure-policy",
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                &format!("oci:{}:latest", s(&enc)),
-                &dest,
-            ],
-        );
+        skopeo(&[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &oci(&enc, "latest"),
+            &dest,
+        ]);
     }
     let _ = ocicrypt; // (the in-process runner cannot pass the provider environment)
 

@@ -17,7 +17,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ocicrypt_tests::{REGISTRY_USER, Registry, layer_ids, oci, ocicrypt, path, skopeo, tool_fails};
+use ocicrypt_tests::{
+    REGISTRY_USER, Registry, example_image, example_layer_ids, layer_ids, manifest_layer_ids, oci,
+    ocicrypt, path, skopeo, tool_fails,
+};
 use serde_json::{Value, json};
 
 const PUB: &str = "examples/keys/TEST-ONLY-rsa-public.pem";
@@ -25,10 +28,6 @@ const PRIV: &str = "examples/keys/TEST-ONLY-rsa-private.pem";
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn example() -> String {
-    oci(&path("examples/image"), "latest")
 }
 
 fn creds() -> String {
@@ -67,10 +66,7 @@ fn skopeo_decrypts_to_example(flags: &[&str], key: &str, image: &str, out: &Path
     args.extend_from_slice(flags);
     args.extend_from_slice(&["--decryption-key", key, image, &dest]);
     skopeo(&args);
-    assert_eq!(
-        layer_ids(out, tag),
-        layer_ids(&path("examples/image"), "latest")
-    );
+    assert_eq!(layer_ids(out, tag), example_layer_ids());
 }
 
 /// The raw manifest (or index) skopeo reads from the registry.
@@ -81,12 +77,11 @@ fn raw(image: &str, extra: &[&str]) -> Value {
     serde_json::from_str(&skopeo(&args)).unwrap()
 }
 
+/// The media type of each layer of `manifest`.
 fn media_types(manifest: &Value) -> Vec<String> {
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["mediaType"].as_str().unwrap().to_owned())
+    manifest_layer_ids(manifest)
+        .into_iter()
+        .map(|(media_type, _)| media_type)
         .collect()
 }
 
@@ -105,7 +100,7 @@ fn we_encrypt_and_skopeo_decrypts_through_a_tls_registry() {
         s(&ca),
         "--dest-creds",
         &creds,
-        &example(),
+        &example_image(),
         &plain,
     ]);
     // Registry to registry, credentials from an auth file.
@@ -150,7 +145,7 @@ fn we_encrypt_and_skopeo_decrypts_through_a_tls_registry() {
         &creds,
         "--dest-cert-dir",
         s(&ca),
-        &example(),
+        &example_image(),
         &format!("{}:enc2", reg.image("team/app")),
     ])
     .unwrap();
@@ -238,7 +233,7 @@ fn skopeo_encrypts_and_we_decrypt_through_registries() {
         &creds,
         "--encryption-key",
         &format!("jwe:{}", s(&path(PUB))),
-        &example(),
+        &example_image(),
         &enc,
     ]);
     // Registry to layout.
@@ -256,10 +251,7 @@ fn skopeo_encrypts_and_we_decrypt_through_registries() {
         &oci(&out, "dec"),
     ])
     .unwrap();
-    assert_eq!(
-        layer_ids(&out, "dec"),
-        layer_ids(&path("examples/image"), "latest")
-    );
+    assert_eq!(layer_ids(&out, "dec"), example_layer_ids());
     // Registry (TLS, auth) to another registry (plain HTTP, allowed explicitly).
     let dst = format!("{}:dec", plain_reg.image("copy"));
     ocicrypt(&[
@@ -281,18 +273,7 @@ fn skopeo_encrypts_and_we_decrypt_through_registries() {
         media_types(&m).iter().all(|t| !t.ends_with("+encrypted")),
         "{m}"
     );
-    let ours: Vec<(String, String)> = m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["mediaType"].as_str().unwrap().to_owned(),
-                l["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(ours, layer_ids(&path("examples/image"), "latest"));
+    assert_eq!(manifest_layer_ids(&m), example_layer_ids());
     // Our inspect reads it back over plain HTTP.
     ocicrypt(&["image", "inspect", "--tls-verify=false", &dst]).unwrap();
 }
@@ -315,7 +296,7 @@ fn failures_name_their_cause_and_tag_nothing() {
         "tester:wrong",
         "--dest-cert-dir",
         s(&ca),
-        &example(),
+        &example_image(),
         &bad,
     ])
     .unwrap_err();
@@ -361,7 +342,7 @@ fn failures_name_their_cause_and_tag_nothing() {
         "encrypt",
         "-r",
         &recipient,
-        &example(),
+        &example_image(),
         &format!("{}:v1", plain_reg.image("app")),
     ])
     .unwrap_err();
@@ -383,7 +364,7 @@ fn failures_name_their_cause_and_tag_nothing() {
         "-r",
         &recipient,
         "--dest-tls-verify=false",
-        &example(),
+        &example_image(),
         &format!("{}:enc", plain_reg.image("app")),
     ])
     .unwrap();
@@ -420,7 +401,7 @@ fn failures_name_their_cause_and_tag_nothing() {
 /// A layout tagged `multi`: an index of two platform images of the example's layers (their
 /// manifests differ by an annotation).
 fn multi_platform_layout(dir: &Path) -> String {
-    skopeo(&["copy", "--quiet", &example(), &oci(dir, "base")]);
+    skopeo(&["copy", "--quiet", &example_image(), &oci(dir, "base")]);
     let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
     let blob = |d: &str| {
         dir.join("blobs/sha256")
@@ -669,7 +650,7 @@ fn docker_schema2_images_are_encrypted_as_oci() {
         "--format",
         "v2s2",
         "--dest-tls-verify=false",
-        &example(),
+        &example_image(),
         &v2s2,
     ]);
     assert_eq!(
@@ -866,7 +847,7 @@ fn unchanged_blobs_are_mounted_across_repositories() {
         "copy",
         "--quiet",
         "--dest-tls-verify=false",
-        &example(),
+        &example_image(),
         &src,
     ]);
     ocicrypt(&[
@@ -921,7 +902,7 @@ fn bearer_token_auth() {
         &creds,
         "--dest-cert-dir",
         s(&ca),
-        &example(),
+        &example_image(),
         &enc,
     ])
     .unwrap();
@@ -959,10 +940,7 @@ fn bearer_token_auth() {
         &oci(&out, "dec"),
     ])
     .unwrap();
-    assert_eq!(
-        layer_ids(&out, "dec"),
-        layer_ids(&path("examples/image"), "latest")
-    );
+    assert_eq!(layer_ids(&out, "dec"), example_layer_ids());
     // Registry to registry, with the next token already expired (as if a long run had
     // outlived it): the registry refuses it, a new one is fetched, and the copy goes on.
     // The config is unchanged, so it is mounted from the other repository, with a token
@@ -1025,7 +1003,7 @@ fn bearer_token_auth() {
         "tester:not-the-password",
         "--dest-cert-dir",
         s(&ca),
-        &example(),
+        &example_image(),
         &bad,
     ])
     .unwrap_err();
@@ -1086,7 +1064,7 @@ fn client_certificates() {
             &format!("jwe:{}", s(&path(PUB))),
             "--dest-cert-dir",
             s(cert_dir),
-            &example(),
+            &example_image(),
             &enc,
         ])
     };
@@ -1119,10 +1097,7 @@ fn client_certificates() {
         &oci(&out, "dec"),
     ])
     .unwrap();
-    assert_eq!(
-        layer_ids(&out, "dec"),
-        layer_ids(&path("examples/image"), "latest")
-    );
+    assert_eq!(layer_ids(&out, "dec"), example_layer_ids());
     // A key without its certificate is a configuration error, before any connection.
     let broken = t.path().join("broken");
     fs::create_dir_all(&broken).unwrap();

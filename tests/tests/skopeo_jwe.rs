@@ -13,7 +13,10 @@
     clippy::panic
 )]
 
-use ocicrypt_tests::{layer_ids, layers, oci, ocicrypt, path, read_json, skopeo, tool_fails};
+use ocicrypt_tests::{
+    decrypt_layout, encrypt_example, example_image, example_layer_ids, layer_ids, layers, oci,
+    ocicrypt, path, read_json, skopeo, skopeo_decrypt, skopeo_key as key, skopeo_refuses,
+};
 
 const VECTORS: &[&str] = &[
     "jwe-rsa2048",
@@ -24,16 +27,6 @@ const VECTORS: &[&str] = &[
     "jwe-two-recipients",
     "jwe-layer-top",
 ];
-
-fn original() -> Vec<(String, String)> {
-    layer_ids(&path("examples/image"), "latest")
-}
-
-fn key(name: &str) -> String {
-    path(&format!("tests/vectors/skopeo/keys/{name}"))
-        .to_string_lossy()
-        .into_owned()
-}
 
 #[test]
 fn we_decrypt_committed_skopeo_vectors() {
@@ -51,16 +44,9 @@ fn we_decrypt_committed_skopeo_vectors() {
             let k = dir.parent().unwrap().join(k.as_str().unwrap());
             let out = tempfile::tempdir().unwrap();
             let dst = out.path().join("plain");
-            ocicrypt(&[
-                "image",
-                "decrypt",
-                "-k",
-                k.to_str().unwrap(),
-                &oci(&dir, "latest"),
-                &oci(&dst, "latest"),
-            ])
-            .unwrap_or_else(|e| panic!("{v} with {}: {e}", k.display()));
-            assert_eq!(layer_ids(&dst, "latest"), original(), "{v}");
+            decrypt_layout(&[k.to_str().unwrap()], &dir, &dst)
+                .unwrap_or_else(|e| panic!("{v} with {}: {e}", k.display()));
+            assert_eq!(layer_ids(&dst, "latest"), example_layer_ids(), "{v}");
             for e in expected["layers"].as_array().unwrap() {
                 assert!(
                     layer_ids(&dst, "latest")
@@ -78,15 +64,7 @@ fn committed_vectors_refuse_the_wrong_key() {
     let dir = path("tests/vectors/skopeo/jwe-rsa2048");
     let out = tempfile::tempdir().unwrap();
     let dst = out.path().join("plain");
-    let err = ocicrypt(&[
-        "image",
-        "decrypt",
-        "-k",
-        &key("rsa4096-private.pem"),
-        &oci(&dir, "latest"),
-        &oci(&dst, "latest"),
-    ])
-    .unwrap_err();
+    let err = decrypt_layout(&[key("rsa4096-private.pem")], &dir, &dst).unwrap_err();
     assert!(err.contains("none of the private keys"), "{err}");
     assert!(
         !dst.exists(),
@@ -98,36 +76,35 @@ fn committed_vectors_refuse_the_wrong_key() {
 fn skopeo_decrypts_ours(recipients: &[&str], keys: &[&str], layer: Option<&str>) {
     let tmp = tempfile::tempdir().unwrap();
     let enc = tmp.path().join("enc");
-    let mut args = vec!["image".to_owned(), "encrypt".to_owned()];
-    for r in recipients {
-        args.push("-r".into());
-        args.push(format!("jwe:{}", key(r)));
-    }
-    if let Some(l) = layer {
-        args.push(format!("--layer={l}"));
-    }
-    args.push(oci(&path("examples/image"), "latest"));
-    args.push(oci(&enc, "latest"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ocicrypt(&args).unwrap();
+    let recipients: Vec<String> = recipients
+        .iter()
+        .map(|r| format!("jwe:{}", key(r)))
+        .collect();
+    let layer_flag = layer.map(|l| format!("--layer={l}"));
+    let extra: Vec<&str> = layer_flag.iter().map(String::as_str).collect();
+    encrypt_example(&recipients, &extra, &enc);
     let encrypted = layer_ids(&enc, "latest");
     let n_enc = encrypted
         .iter()
         .filter(|(mt, _)| mt.ends_with("+encrypted"))
         .count();
-    assert_eq!(n_enc, if layer.is_some() { 1 } else { original().len() });
+    assert_eq!(
+        n_enc,
+        if layer.is_some() {
+            1
+        } else {
+            example_layer_ids().len()
+        }
+    );
 
     for k in keys {
         let dec = tmp.path().join(format!("dec-{k}"));
-        skopeo(&[
-            "copy",
-            "--quiet",
-            "--decryption-key",
-            &key(k),
-            &oci(&enc, "latest"),
-            &oci(&dec, "latest"),
-        ]);
-        assert_eq!(layer_ids(&dec, "latest"), original(), "skopeo with {k}");
+        skopeo_decrypt(&[&key(k)], None, &enc, &dec);
+        assert_eq!(
+            layer_ids(&dec, "latest"),
+            example_layer_ids(),
+            "skopeo with {k}"
+        );
     }
     // And skopeo refuses a key that is not a recipient.
     let wrong = if keys.contains(&"rsa4096-private.pem") {
@@ -136,18 +113,7 @@ fn skopeo_decrypts_ours(recipients: &[&str], keys: &[&str], layer: Option<&str>)
         "rsa4096-private.pem"
     };
     let dec = tmp.path().join("dec-wrong");
-    tool_fails(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--decryption-key",
-            &key(wrong),
-            &oci(&enc, "latest"),
-            &oci(&dec, "latest"),
-        ],
-    );
+    skopeo_refuses(&[&key(wrong)], &enc, &dec);
 }
 
 #[test]
@@ -197,7 +163,7 @@ fn we_decrypt_what_installed_skopeo_encrypts() {
         &format!("jwe:{}", key("rsa2048-public.pem")),
         "--encryption-key",
         &format!("jwe:{}", key("p521-public.pem")),
-        &oci(&path("examples/image"), "latest"),
+        &example_image(),
         &oci(&enc, "latest"),
     ]);
     assert!(
@@ -207,16 +173,8 @@ fn we_decrypt_what_installed_skopeo_encrypts() {
     );
     for k in ["rsa2048-private.pem", "p521-private.pem"] {
         let dec = tmp.path().join(format!("dec-{k}"));
-        ocicrypt(&[
-            "image",
-            "decrypt",
-            "-k",
-            &key(k),
-            &oci(&enc, "latest"),
-            &oci(&dec, "latest"),
-        ])
-        .unwrap();
-        assert_eq!(layer_ids(&dec, "latest"), original());
+        decrypt_layout(&[key(k)], &enc, &dec).unwrap();
+        assert_eq!(layer_ids(&dec, "latest"), example_layer_ids());
     }
     // Inspect sees the JWE recipients.
     ocicrypt(&["image", "inspect", &oci(&enc, "latest")]).unwrap();

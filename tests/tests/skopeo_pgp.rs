@@ -13,11 +13,10 @@
 
 use std::path::Path;
 
-use ocicrypt_tests::{Gpg, layer_ids, oci, ocicrypt, path, self_signed, tool, tool_env};
-
-fn original() -> Vec<(String, String)> {
-    layer_ids(&path("examples/image"), "latest")
-}
+use ocicrypt_tests::{
+    Gpg, encrypt_example, example_image, example_layer_ids, layer_ids, oci, ocicrypt, path,
+    self_signed, skopeo_decrypt, tool, tool_env,
+};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -45,7 +44,7 @@ fn we_decrypt_skopeos_pgp_with_and_without_passphrase() {
             "pgp:plain@example.com",
             "--encryption-key",
             "pgp:locked@example.com",
-            &oci(&path("examples/image"), "latest"),
+            &example_image(),
             &oci(&enc, "latest"),
         ],
     );
@@ -58,7 +57,7 @@ fn we_decrypt_skopeos_pgp_with_and_without_passphrase() {
     {
         let dec = tmp.path().join(format!("dec{i}"));
         ocicrypt(&["image", "decrypt", "-k", key, &src, &oci(&dec, "latest")]).unwrap();
-        assert_eq!(layer_ids(&dec, "latest"), original(), "{key}");
+        assert_eq!(layer_ids(&dec, "latest"), example_layer_ids(), "{key}");
     }
     let dst = oci(&tmp.path().join("x"), "latest");
     let err = ocicrypt(&["image", "decrypt", "-k", s(&locked), &src, &dst]).unwrap_err();
@@ -77,29 +76,11 @@ fn skopeo_and_gpg_read_our_pgp() {
     let public = gpg.export_public("r@example.com");
     let tmp = tempfile::tempdir().unwrap();
     let enc = tmp.path().join("enc");
-    ocicrypt(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("pgp:{}", s(&public)),
-        &oci(&path("examples/image"), "latest"),
-        &oci(&enc, "latest"),
-    ])
-    .unwrap();
+    encrypt_example(&[format!("pgp:{}", s(&public))], &[], &enc);
     let secret = gpg.export_secret("r@example.com", "");
     let dec = tmp.path().join("dec");
-    skopeo_with(
-        &gpg.home(),
-        &[
-            "copy",
-            "--quiet",
-            "--decryption-key",
-            s(&secret),
-            &oci(&enc, "latest"),
-            &oci(&dec, "latest"),
-        ],
-    );
-    assert_eq!(layer_ids(&dec, "latest"), original());
+    skopeo_decrypt(&[s(&secret)], Some(&gpg.home()), &enc, &dec);
+    assert_eq!(layer_ids(&dec, "latest"), example_layer_ids());
 
     // gpg itself decrypts the wrapped key to the private options JSON.
     let layers = ocicrypt_tests::layers(&enc, "latest");
@@ -133,35 +114,25 @@ fn jwe_pkcs7_and_pgp_recipients_on_one_layer() {
     let jwe_pub = path("tests/vectors/skopeo/keys/rsa2048-public.pem");
     let jwe_priv = path("tests/vectors/skopeo/keys/rsa2048-private.pem");
     let enc = tmp.path().join("enc");
-    ocicrypt(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", s(&jwe_pub)),
-        "-r",
-        &format!("pkcs7:{}", s(&crt)),
-        "-r",
-        &format!("pgp:{}", s(&gpg.export_public("m@example.com"))),
-        &oci(&path("examples/image"), "latest"),
-        &oci(&enc, "latest"),
-    ])
-    .unwrap();
+    encrypt_example(
+        &[
+            format!("jwe:{}", s(&jwe_pub)),
+            format!("pkcs7:{}", s(&crt)),
+            format!("pgp:{}", s(&gpg.export_public("m@example.com"))),
+        ],
+        &[],
+        &enc,
+    );
     let secret = gpg.export_secret("m@example.com", "");
     for (i, keys) in [vec![s(&jwe_priv)], vec![s(&key), s(&crt)], vec![s(&secret)]]
         .iter()
         .enumerate()
     {
         let dec = tmp.path().join(format!("dec{i}"));
-        let mut args = vec!["copy", "--quiet"];
-        for k in keys {
-            args.extend(["--decryption-key", k]);
-        }
-        let (src, dst) = (oci(&enc, "latest"), oci(&dec, "latest"));
-        args.extend([src.as_str(), dst.as_str()]);
-        skopeo_with(&gpg.home(), &args);
+        skopeo_decrypt(keys, Some(&gpg.home()), &enc, &dec);
         assert_eq!(
             layer_ids(&dec, "latest"),
-            original(),
+            example_layer_ids(),
             "skopeo with {keys:?}"
         );
     }

@@ -13,7 +13,10 @@
 
 use std::path::{Path, PathBuf};
 
-use ocicrypt_tests::{layer_ids, oci, ocicrypt, path, skopeo, tool, tool_fails};
+use ocicrypt_tests::{
+    decrypt_layout, encrypt_example, example_image, example_layer_ids, layer_ids, oci, path,
+    skopeo, skopeo_decrypt, skopeo_refuses, tool,
+};
 
 /// A self-signed RSA certificate and its key, made by `openssl req`.
 fn cert(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
@@ -40,10 +43,6 @@ fn cert(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
     (key, crt)
 }
 
-fn original() -> Vec<(String, String)> {
-    layer_ids(&path("examples/image"), "latest")
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -53,15 +52,7 @@ fn we_encrypt_skopeo_decrypts(bits: u32) {
     let (key, crt) = cert(tmp.path(), "r", bits);
     let (other_key, other_crt) = cert(tmp.path(), "other", 2048);
     let enc = tmp.path().join("enc");
-    ocicrypt(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("pkcs7:{}", s(&crt)),
-        &oci(&path("examples/image"), "latest"),
-        &oci(&enc, "latest"),
-    ])
-    .unwrap();
+    encrypt_example(&[format!("pkcs7:{}", s(&crt))], &[], &enc);
     assert!(
         layer_ids(&enc, "latest")
             .iter()
@@ -69,30 +60,12 @@ fn we_encrypt_skopeo_decrypts(bits: u32) {
     );
     // skopeo 1.9.3 (ocicrypt 1.0.3) needs the certificate beside the key.
     let dec = tmp.path().join("dec");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--decryption-key",
-        s(&key),
-        "--decryption-key",
-        s(&crt),
-        &oci(&enc, "latest"),
-        &oci(&dec, "latest"),
-    ]);
-    assert_eq!(layer_ids(&dec, "latest"), original());
-    tool_fails(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--decryption-key",
-            s(&other_key),
-            "--decryption-key",
-            s(&other_crt),
-            &oci(&enc, "latest"),
-            &oci(&tmp.path().join("wrong"), "latest"),
-        ],
+    skopeo_decrypt(&[s(&key), s(&crt)], None, &enc, &dec);
+    assert_eq!(layer_ids(&dec, "latest"), example_layer_ids());
+    skopeo_refuses(
+        &[s(&other_key), s(&other_crt)],
+        &enc,
+        &tmp.path().join("wrong"),
     );
 }
 
@@ -119,7 +92,7 @@ fn we_decrypt_skopeos_pkcs7() {
         &format!("pkcs7:{}", s(&crt)),
         "--encryption-key",
         &format!("pkcs7:{}", s(&crt4)),
-        &oci(&path("examples/image"), "latest"),
+        &example_image(),
         &oci(&enc, "latest"),
     ]);
     // With the key alone (Go needs the certificate too; we do not), and with both.
@@ -128,25 +101,11 @@ fn we_decrypt_skopeos_pkcs7() {
         .enumerate()
     {
         let dec = tmp.path().join(format!("dec{i}"));
-        let mut args = vec!["image", "decrypt"];
-        for k in keys {
-            args.extend(["-k", k]);
-        }
-        let (src, dst) = (oci(&enc, "latest"), oci(&dec, "latest"));
-        args.extend([src.as_str(), dst.as_str()]);
-        ocicrypt(&args).unwrap();
-        assert_eq!(layer_ids(&dec, "latest"), original(), "{keys:?}");
+        decrypt_layout(keys, &enc, &dec).unwrap();
+        assert_eq!(layer_ids(&dec, "latest"), example_layer_ids(), "{keys:?}");
     }
     let (wrong, _) = cert(tmp.path(), "c", 2048);
-    let err = ocicrypt(&[
-        "image",
-        "decrypt",
-        "-k",
-        s(&wrong),
-        &oci(&enc, "latest"),
-        &oci(&tmp.path().join("x"), "latest"),
-    ])
-    .unwrap_err();
+    let err = decrypt_layout(&[s(&wrong)], &enc, &tmp.path().join("x")).unwrap_err();
     assert!(err.contains("none of the private keys"), "{err}");
 }
 
@@ -157,48 +116,18 @@ fn mixed_jwe_and_pkcs7_recipients() {
     let jwe_pub = path("tests/vectors/skopeo/keys/p384-public.pem");
     let jwe_priv = path("tests/vectors/skopeo/keys/p384-private.pem");
     let enc = tmp.path().join("enc");
-    ocicrypt(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", s(&jwe_pub)),
-        "-r",
-        &format!("pkcs7:{}", s(&crt)),
-        &oci(&path("examples/image"), "latest"),
-        &oci(&enc, "latest"),
-    ])
-    .unwrap();
+    encrypt_example(
+        &[format!("jwe:{}", s(&jwe_pub)), format!("pkcs7:{}", s(&crt))],
+        &[],
+        &enc,
+    );
     let dec = tmp.path().join("dec-jwe");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--decryption-key",
-        s(&jwe_priv),
-        &oci(&enc, "latest"),
-        &oci(&dec, "latest"),
-    ]);
-    assert_eq!(layer_ids(&dec, "latest"), original());
+    skopeo_decrypt(&[s(&jwe_priv)], None, &enc, &dec);
+    assert_eq!(layer_ids(&dec, "latest"), example_layer_ids());
     let dec = tmp.path().join("dec-pkcs7");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--decryption-key",
-        s(&key),
-        "--decryption-key",
-        s(&crt),
-        &oci(&enc, "latest"),
-        &oci(&dec, "latest"),
-    ]);
-    assert_eq!(layer_ids(&dec, "latest"), original());
+    skopeo_decrypt(&[s(&key), s(&crt)], None, &enc, &dec);
+    assert_eq!(layer_ids(&dec, "latest"), example_layer_ids());
     let dec = tmp.path().join("dec-ours");
-    ocicrypt(&[
-        "image",
-        "decrypt",
-        "-k",
-        s(&key),
-        &oci(&enc, "latest"),
-        &oci(&dec, "latest"),
-    ])
-    .unwrap();
-    assert_eq!(layer_ids(&dec, "latest"), original());
+    decrypt_layout(&[s(&key)], &enc, &dec).unwrap();
+    assert_eq!(layer_ids(&dec, "latest"), example_layer_ids());
 }

@@ -14,63 +14,33 @@
 use std::path::{Path, PathBuf};
 
 use ocicrypt_tests::{
-    Gpg, layer_ids, oci, ocicrypt, path, self_signed, tool, tool_env, tool_fails,
+    Gpg, encrypt_example, example_layer_ids, layer_ids, oci, ocicrypt, path, self_signed,
+    skopeo_decrypt, skopeo_key as key, skopeo_refuses, tool,
 };
-
-fn key(name: &str) -> String {
-    path(&format!("tests/vectors/skopeo/keys/{name}"))
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn original() -> Vec<(String, String)> {
-    layer_ids(&path("examples/image"), "latest")
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// skopeo decrypts `enc` with `keys` (GnuPG home `home` for pgp) into the original layers.
-fn skopeo_opens(enc: &Path, keys: &[&str], home: Option<&Path>, out: &Path) {
-    let (src, dst) = (oci(enc, "latest"), oci(out, "latest"));
-    let mut args = vec!["--insecure-policy", "copy", "--quiet"];
-    for k in keys {
-        args.extend(["--decryption-key", k]);
-    }
-    args.extend([src.as_str(), dst.as_str()]);
-    match home {
-        Some(h) => {
-            tool_env("skopeo", &args, &[("GNUPGHOME", h)]);
-        }
-        None => {
-            tool("skopeo", &args);
-        }
-    }
-    assert_eq!(layer_ids(out, "latest"), original(), "skopeo with {keys:?}");
+/// skopeo decrypts `enc` with `keys` into the original layers.
+fn skopeo_opens(enc: &Path, keys: &[&str], out: &Path) {
+    skopeo_opens_with_gnupg(enc, keys, None, out);
 }
 
-/// skopeo refuses to decrypt `enc` with `keys`.
-fn skopeo_refuses(enc: &Path, keys: &[&str], out: &Path) {
-    let (src, dst) = (oci(enc, "latest"), oci(out, "latest"));
-    let mut args = vec!["--insecure-policy", "copy", "--quiet"];
-    for k in keys {
-        args.extend(["--decryption-key", k]);
-    }
-    args.extend([src.as_str(), dst.as_str()]);
-    tool_fails("skopeo", &args);
+/// [`skopeo_opens`], with `home` as skopeo's GnuPG home if given (for pgp keys).
+fn skopeo_opens_with_gnupg(enc: &Path, keys: &[&str], home: Option<&Path>, out: &Path) {
+    skopeo_decrypt(keys, home, enc, out);
+    assert_eq!(
+        layer_ids(out, "latest"),
+        example_layer_ids(),
+        "skopeo with {keys:?}"
+    );
 }
 
 /// Encrypts the example image for `recipients` into `dir/enc`.
 fn encrypted(dir: &Path, recipients: &[String]) -> PathBuf {
     let enc = dir.join("enc");
-    let mut args = vec!["image".to_owned(), "encrypt".to_owned()];
-    for r in recipients {
-        args.extend(["-r".to_owned(), r.clone()]);
-    }
-    args.extend([oci(&path("examples/image"), "latest"), oci(&enc, "latest")]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ocicrypt(&args).unwrap();
+    encrypt_example(recipients, &[], &enc);
     enc
 }
 
@@ -108,19 +78,9 @@ fn skopeo_opens_a_rewrapped_image_with_the_new_keys_only() {
     let digests =
         |l: &Path| -> Vec<String> { layer_ids(l, "latest").into_iter().map(|(_, d)| d).collect() };
     assert_eq!(digests(&re), digests(&enc));
-    skopeo_opens(
-        &re,
-        &[&key("p384-private.pem")],
-        None,
-        &tmp.path().join("d1"),
-    );
-    skopeo_opens(
-        &re,
-        &[&key("rsa4096-private.pem")],
-        None,
-        &tmp.path().join("d2"),
-    );
-    skopeo_refuses(&re, &[&key("rsa2048-private.pem")], &tmp.path().join("d3"));
+    skopeo_opens(&re, &[&key("p384-private.pem")], &tmp.path().join("d1"));
+    skopeo_opens(&re, &[&key("rsa4096-private.pem")], &tmp.path().join("d2"));
+    skopeo_refuses(&[&key("rsa2048-private.pem")], &re, &tmp.path().join("d3"));
 }
 
 #[test]
@@ -135,13 +95,8 @@ fn a_skopeo_made_image_is_rewrapped() {
         &[format!("jwe:{}", key("p256-public.pem"))],
         &[],
     );
-    skopeo_opens(
-        &re,
-        &[&key("p256-private.pem")],
-        None,
-        &tmp.path().join("d1"),
-    );
-    skopeo_refuses(&re, &[&key("rsa2048-private.pem")], &tmp.path().join("d2"));
+    skopeo_opens(&re, &[&key("p256-private.pem")], &tmp.path().join("d1"));
+    skopeo_refuses(&[&key("rsa2048-private.pem")], &re, &tmp.path().join("d2"));
 }
 
 #[test]
@@ -163,13 +118,8 @@ fn rotation_gives_new_blobs_that_only_the_new_recipients_open() {
         assert_eq!(mt0, mt1);
         assert_ne!(d0, d1, "every rotated layer is a new blob");
     }
-    skopeo_opens(
-        &rot,
-        &[&key("p521-private.pem")],
-        None,
-        &tmp.path().join("d1"),
-    );
-    skopeo_refuses(&rot, &[&key("rsa2048-private.pem")], &tmp.path().join("d2"));
+    skopeo_opens(&rot, &[&key("p521-private.pem")], &tmp.path().join("d1"));
+    skopeo_refuses(&[&key("rsa2048-private.pem")], &rot, &tmp.path().join("d2"));
 }
 
 #[test]
@@ -193,19 +143,14 @@ fn jwe_to_pkcs7_and_pgp_and_pgp_to_jwe() {
     // so skopeo needs the old key for it beside each new one.
     let secret = gpg.export_secret("new@example.com", "");
     let old = key("rsa2048-private.pem");
-    skopeo_opens(
-        &mixed,
-        &[&old, s(&k7), s(&c7)],
-        None,
-        &tmp.path().join("d1"),
-    );
-    skopeo_opens(
+    skopeo_opens(&mixed, &[&old, s(&k7), s(&c7)], &tmp.path().join("d1"));
+    skopeo_opens_with_gnupg(
         &mixed,
         &[&old, s(&secret)],
         Some(&gpg.home()),
         &tmp.path().join("d2"),
     );
-    skopeo_refuses(&mixed, &[&old], &tmp.path().join("d3"));
+    skopeo_refuses(&[&old], &mixed, &tmp.path().join("d3"));
 
     // pgp -> jwe, all layers.
     let pgp_enc = tmp.path().join("pgp");
@@ -224,13 +169,8 @@ fn jwe_to_pkcs7_and_pgp_and_pgp_to_jwe() {
         &[format!("jwe:{}", key("p256-public.pem"))],
         &[],
     );
-    skopeo_opens(
-        &back,
-        &[&key("p256-private.pem")],
-        None,
-        &tmp.path().join("d4"),
-    );
-    skopeo_refuses(&back, &[&old], &tmp.path().join("d5"));
+    skopeo_opens(&back, &[&key("p256-private.pem")], &tmp.path().join("d4"));
+    skopeo_refuses(&[&old], &back, &tmp.path().join("d5"));
 }
 
 /// Copies the layout at `from` to `to` (plain files only, as the vectors are).
@@ -291,15 +231,10 @@ fn a_go_made_layer_rewrapped_alone_opens_in_go_with_the_new_key_only() {
     index["manifests"][0]["digest"] = put_blob(&layout, &bytes).into();
     index["manifests"][0]["size"] = bytes.len().into();
     std::fs::write(&index_path, index.to_string()).unwrap();
-    skopeo_opens(
-        &layout,
-        &[&key("p256-private.pem")],
-        None,
-        &tmp.path().join("d1"),
-    );
+    skopeo_opens(&layout, &[&key("p256-private.pem")], &tmp.path().join("d1"));
     skopeo_refuses(
-        &layout,
         &[&key("rsa2048-private.pem")],
+        &layout,
         &tmp.path().join("d2"),
     );
 }

@@ -720,10 +720,7 @@ fn random_image(root: &Path, n: u64, len: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| (*s).to_owned()).collect()
-    }
+    use crate::sh::args;
 
     #[test]
     fn options() {

@@ -156,10 +156,7 @@ pub(crate) fn run(o: &Options) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| (*s).to_owned()).collect()
-    }
+    use crate::sh::args;
 
     #[test]
     fn options_and_durations() {

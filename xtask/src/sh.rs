@@ -137,6 +137,12 @@ pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// Command-line arguments as the owned strings a subcommand's parser takes.
+#[cfg(test)]
+pub(crate) fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

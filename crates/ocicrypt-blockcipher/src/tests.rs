@@ -10,10 +10,11 @@ use ring::hmac;
 
 use super::*;
 
-const MIB: usize = 1024 * 1024;
+/// A mebibyte.
+pub(crate) const MIB: usize = 1024 * 1024;
 
 /// Deterministic pseudo-random test data (xorshift64).
-fn data(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
@@ -25,11 +26,13 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn key(b: u8) -> LayerKey {
+/// A layer key of `KEY_LEN` bytes `b`.
+pub(crate) fn key(b: u8) -> LayerKey {
     LayerKey::from_bytes(&[b; KEY_LEN]).unwrap()
 }
 
-fn nonce(b: u8) -> Nonce {
+/// A nonce of `NONCE_LEN` bytes `b`.
+pub(crate) fn nonce(b: u8) -> Nonce {
     Nonce::from_bytes(&[b; NONCE_LEN]).unwrap()
 }
 

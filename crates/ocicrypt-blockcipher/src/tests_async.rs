@@ -9,29 +9,8 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use super::tests::{MIB, data, key, nonce};
 use super::*;
-
-const MIB: usize = 1024 * 1024;
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn key(b: u8) -> LayerKey {
-    LayerKey::from_bytes(&[b; KEY_LEN]).unwrap()
-}
-
-fn nonce(b: u8) -> Nonce {
-    Nonce::from_bytes(&[b; NONCE_LEN]).unwrap()
-}
 
 /// An async reader over `data` that answers every other poll with `Pending` (waking
 /// itself; unless `yields` is off), hands out at most `max` bytes at once, and fails once with `TimedOut` when

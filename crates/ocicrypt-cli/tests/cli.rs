@@ -17,8 +17,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use common::{
-    PRIV, PUB, blob_path, data, fails, fails_stdin, image_layers, ocicrypt, ok, run, run_stdin,
-    walk,
+    PRIV, PUB, assert_success, blob_path, data, fails, fails_stdin, image_decrypt, image_encrypt,
+    image_layers, oci, ocicrypt, ok, run, run_stdin, strs, walk,
 };
 
 const OTHER_PRIV: &str = "tests/vectors/skopeo/keys/p256-private.pem";
@@ -94,10 +94,6 @@ impl Layer {
     }
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 #[test]
 fn layer_round_trip_and_descriptors() {
     let l = Layer::new(300_000);
@@ -117,7 +113,7 @@ fn layer_round_trip_and_descriptors() {
     assert!(enc["annotations"]["org.opencontainers.image.enc.keys.jwe"].is_string());
     assert!(enc["annotations"]["org.opencontainers.image.enc.pubopts"].is_string());
 
-    ok(&strs(&l.decrypt_args(&data(PRIV))));
+    ok(&l.decrypt_args(&data(PRIV)));
     assert_eq!(
         fs::read(l.p("dec")).unwrap(),
         fs::read(l.p("plain")).unwrap()
@@ -170,7 +166,7 @@ fn layer_encrypt_without_descriptor() {
         l.json("enc.json")["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd+encrypted"
     );
-    ok(&strs(&l.decrypt_args(&data(PRIV))));
+    ok(&l.decrypt_args(&data(PRIV)));
     assert_eq!(l.json("dec.json")["digest"], l.json("plain.json")["digest"]);
     assert_eq!(
         l.json("dec.json")["mediaType"],
@@ -203,7 +199,7 @@ fn tampered_truncated_and_extended_blobs_leave_no_output() {
         ));
         d["size"] = json!(blob.len());
         fs::write(l.p("enc.json"), d.to_string()).unwrap();
-        let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+        let err = fails(&l.decrypt_args(&data(PRIV)));
         assert!(
             err.contains("authentication failed") || err.contains("HMAC"),
             "{name}: {err}"
@@ -219,12 +215,12 @@ fn tampered_truncated_and_extended_blobs_leave_no_output() {
     // A blob that does not match its descriptor is refused before decrypting.
     fs::write(l.p("enc"), &ct[..100]).unwrap();
     fs::write(l.p("enc.json"), desc.to_string()).unwrap();
-    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    let err = fails(&l.decrypt_args(&data(PRIV)));
     assert!(err.contains("bytes but its descriptor says"), "{err}");
     let mut other = ct.clone();
     other[0] ^= 1;
     fs::write(l.p("enc"), &other).unwrap();
-    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    let err = fails(&l.decrypt_args(&data(PRIV)));
     assert!(
         err.contains("does not match its descriptor") || err.contains("authentication"),
         "{err}"
@@ -246,7 +242,7 @@ fn a_failure_after_megabytes_of_output_leaves_no_temporary_file() {
     let mut d = l.json("enc.json");
     d["digest"] = json!(format!("sha256:{}", hex::encode(openssl::sha::sha256(&ct))));
     fs::write(l.p("enc.json"), d.to_string()).unwrap();
-    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    let err = fails(&l.decrypt_args(&data(PRIV)));
     assert!(err.contains("authentication failed"), "{err}");
     let mut names: Vec<String> = fs::read_dir(l.dir.path())
         .unwrap()
@@ -260,7 +256,7 @@ fn a_failure_after_megabytes_of_output_leaves_no_temporary_file() {
 fn key_errors() {
     let l = Layer::new(100);
     l.encrypt(PUB);
-    let err = fails(&strs(&l.decrypt_args(&data(OTHER_PRIV))));
+    let err = fails(&l.decrypt_args(&data(OTHER_PRIV)));
     assert!(
         err.contains("none of the private keys could be used"),
         "{err}"
@@ -273,11 +269,11 @@ fn key_errors() {
         )),
         "{err}"
     );
-    let err = fails(&strs(&l.decrypt_args(&data(PUB))));
+    let err = fails(&l.decrypt_args(&data(PUB)));
     assert!(err.contains("is a public key"), "{err}");
-    let err = fails(&strs(&l.decrypt_args("/nonexistent/key.pem")));
+    let err = fails(&l.decrypt_args("/nonexistent/key.pem"));
     assert!(err.contains("/nonexistent/key.pem"), "{err}");
-    let err = fails(&strs(&l.decrypt_args(&l.p("plain"))));
+    let err = fails(&l.decrypt_args(&l.p("plain")));
     assert!(err.contains("not a private key"), "{err}");
     assert!(!Path::new(&l.p("dec")).exists());
 
@@ -285,10 +281,10 @@ fn key_errors() {
     let mut d = l.json("enc.json");
     d["annotations"]["org.opencontainers.image.enc.keys.jwe"] = json!("!!!notbase64");
     fs::write(l.p("enc.json"), d.to_string()).unwrap();
-    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    let err = fails(&l.decrypt_args(&data(PRIV)));
     assert!(err.contains("base64"), "{err}");
     fs::write(l.p("enc.json"), "{not json").unwrap();
-    let err = fails(&strs(&l.decrypt_args(&data(PRIV))));
+    let err = fails(&l.decrypt_args(&data(PRIV)));
     assert!(err.contains("not valid JSON"), "{err}");
 
     // Recipients that are not public keys.
@@ -326,36 +322,28 @@ fn passwords() {
     let l = Layer::new(100);
     l.encrypt(ENC_KEY_PUB);
     let key = data(ENC_KEY);
-    let err = fails(&strs(&l.decrypt_args(&key)));
+    let err = fails(&l.decrypt_args(&key));
     assert!(err.contains("missing password"), "{err}");
-    let err = fails(&strs(&l.decrypt_args(&format!("{key}:pass=wrong"))));
+    let err = fails(&l.decrypt_args(&format!("{key}:pass=wrong")));
     assert!(err.contains("wrong password"), "{err}");
-    ok(&strs(&l.decrypt_args(&format!("{key}:pass=password"))));
-    ok(&strs(&l.decrypt_args(&format!("{key}:password"))));
+    ok(&l.decrypt_args(&format!("{key}:pass=password")));
+    ok(&l.decrypt_args(&format!("{key}:password")));
     let pwfile = l.p("pw");
     fs::write(&pwfile, "password\n").unwrap();
-    ok(&strs(&l.decrypt_args(&format!("{key}:file={pwfile}"))));
-    let out = run_stdin(
-        &strs(&l.decrypt_args(&format!("{key}:fd=0"))),
-        b"password\n",
+    ok(&l.decrypt_args(&format!("{key}:file={pwfile}")));
+    let from_stdin = l.decrypt_args(&format!("{key}:fd=0"));
+    assert_success(
+        &strs(&from_stdin),
+        run_stdin(&strs(&from_stdin), b"password\n"),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = fails_stdin(&strs(&l.decrypt_args(&format!("{key}:fd=0"))), b"nope\n");
+    let err = fails_stdin(&l.decrypt_args(&format!("{key}:fd=0")), b"nope\n");
     assert!(err.contains("wrong password"), "{err}");
+    let from_env = l.decrypt_args(&format!("{}:env=OCICRYPT_TEST_PW", data(PBES2_KEY)));
     let out = ocicrypt()
-        .args(l.decrypt_args(&format!("{}:env=OCICRYPT_TEST_PW", data(PBES2_KEY))))
+        .args(&from_env)
         .env("OCICRYPT_TEST_PW", "password")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .output();
+    assert_success(&strs(&from_env), out.unwrap());
     assert_eq!(
         fs::read(l.p("dec")).unwrap(),
         fs::read(l.p("plain")).unwrap()
@@ -411,7 +399,7 @@ fn adding_recipients_to_an_encrypted_layer() {
     );
     fs::copy(l.p("enc2.json"), l.p("enc.json")).unwrap();
     for k in [PRIV, OTHER_PRIV] {
-        ok(&strs(&l.decrypt_args(&data(k))));
+        ok(&l.decrypt_args(&data(k)));
         assert_eq!(
             fs::read(l.p("dec")).unwrap(),
             fs::read(l.p("plain")).unwrap()
@@ -433,25 +421,16 @@ fn image_failures_leave_destination_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let src = format!("oci:{}:latest", data("examples/image"));
     let enc = tmp.path().join("enc");
-    ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        &src,
-        &format!("oci:{}:latest", enc.display()),
-    ]);
+    ok(&image_encrypt(PUB, &[], &src, &oci(&enc, "latest")));
 
     // Wrong key: no destination appears.
     let dst = tmp.path().join("dec");
-    let err = fails(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(OTHER_PRIV),
-        &format!("oci:{}:latest", enc.display()),
-        &format!("oci:{}:latest", dst.display()),
-    ]);
+    let err = fails(&image_decrypt(
+        OTHER_PRIV,
+        &[],
+        &oci(&enc, "latest"),
+        &oci(&dst, "latest"),
+    ));
     assert!(err.contains("layer"), "{err}");
     assert!(!dst.exists());
     assert_eq!(
@@ -463,14 +442,12 @@ fn image_failures_leave_destination_untouched() {
     // Into an existing layout: a failure leaves its index and blobs as they were.
     let before: Vec<_> = walk(&enc);
     let index_before = fs::read(enc.join("index.json")).unwrap();
-    let err = fails(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(OTHER_PRIV),
-        &format!("oci:{}:latest", enc.display()),
-        &format!("oci:{}:plain", enc.display()),
-    ]);
+    let err = fails(&image_decrypt(
+        OTHER_PRIV,
+        &[],
+        &oci(&enc, "latest"),
+        &oci(&enc, "plain"),
+    ));
     assert!(err.contains("none of the private keys"), "{err}");
     assert_eq!(walk(&enc), before);
     assert_eq!(fs::read(enc.join("index.json")).unwrap(), index_before);
@@ -480,14 +457,12 @@ fn image_failures_leave_destination_untouched() {
     let mut blob = fs::read(&path).unwrap();
     blob[10] ^= 1;
     fs::write(&path, &blob).unwrap();
-    let err = fails(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(PRIV),
-        &format!("oci:{}:latest", enc.display()),
-        &format!("oci:{}:latest", dst.display()),
-    ]);
+    let err = fails(&image_decrypt(
+        PRIV,
+        &[],
+        &oci(&enc, "latest"),
+        &oci(&dst, "latest"),
+    ));
     assert!(
         err.contains("authentication failed") || err.contains("corrupt"),
         "{err}"
@@ -498,14 +473,7 @@ fn image_failures_leave_destination_untouched() {
     let junk = tmp.path().join("junk");
     fs::create_dir(&junk).unwrap();
     fs::write(junk.join("file"), "x").unwrap();
-    let err = fails(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        &src,
-        &format!("oci:{}:latest", junk.display()),
-    ]);
+    let err = fails(&image_encrypt(PUB, &[], &src, &oci(&junk, "latest")));
     assert!(err.contains("not an OCI layout"), "{err}");
 
     // Missing tag, missing layout.
@@ -523,40 +491,32 @@ fn image_failures_leave_destination_untouched() {
 fn image_into_same_layout_and_layer_selection() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("img");
-    ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        "--layer",
-        "0",
+    ok(&image_encrypt(
+        PUB,
+        &["--layer", "0"],
         &format!("oci:{}:latest", data("examples/image")),
-        &format!("oci:{}:enc", layout.display()),
-    ]);
+        &oci(&layout, "enc"),
+    ));
     let orig = image_layers(Path::new(&data("examples/image")), "latest");
     let enc = image_layers(&layout, "enc");
     assert!(enc[0].0.ends_with("+encrypted") && !enc[1].0.ends_with("+encrypted"));
     assert_eq!(enc[1], orig[1]);
     // Decrypt into the same layout under another tag.
-    ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(PRIV),
-        &format!("oci:{}:enc", layout.display()),
-        &format!("oci:{}:plain", layout.display()),
-    ]);
+    ok(&image_decrypt(
+        PRIV,
+        &[],
+        &oci(&layout, "enc"),
+        &oci(&layout, "plain"),
+    ));
     assert_eq!(image_layers(&layout, "plain"), orig);
     assert_eq!(image_layers(&layout, "enc"), enc, "the other tag is kept");
     // Encrypting an encrypted layer again needs a key; with one, recipients are added.
-    let err = fails(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(OTHER_PUB)),
-        &format!("oci:{}:enc", layout.display()),
-        &format!("oci:{}:enc2", layout.display()),
-    ]);
+    let err = fails(&image_encrypt(
+        OTHER_PUB,
+        &[],
+        &oci(&layout, "enc"),
+        &oci(&layout, "enc2"),
+    ));
     assert!(err.contains("already encrypted"), "{err}");
     ok(&[
         "image",
@@ -565,28 +525,22 @@ fn image_into_same_layout_and_layer_selection() {
         &format!("jwe:{}", data(OTHER_PUB)),
         "-k",
         &data(PRIV),
-        &format!("oci:{}:enc", layout.display()),
-        &format!("oci:{}:enc2", layout.display()),
+        &oci(&layout, "enc"),
+        &oci(&layout, "enc2"),
     ]);
-    ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(OTHER_PRIV),
-        &format!("oci:{}:enc2", layout.display()),
-        &format!("oci:{}:plain2", layout.display()),
-    ]);
+    ok(&image_decrypt(
+        OTHER_PRIV,
+        &[],
+        &oci(&layout, "enc2"),
+        &oci(&layout, "plain2"),
+    ));
     assert_eq!(image_layers(&layout, "plain2"), orig);
-    let err = fails(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        "--layer",
-        "5",
-        &format!("oci:{}:plain", layout.display()),
-        &format!("oci:{}:x", layout.display()),
-    ]);
+    let err = fails(&image_encrypt(
+        PUB,
+        &["--layer", "5"],
+        &oci(&layout, "plain"),
+        &oci(&layout, "x"),
+    ));
     assert!(err.contains("--layer 5"), "{err}");
 }
 
@@ -596,14 +550,12 @@ fn multi_platform_index() {
     // example image's manifest content, with distinct config annotations to differ).
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("multi");
-    ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(PRIV),
+    ok(&image_decrypt(
+        PRIV,
+        &[],
         &format!("oci:{}:latest", data("examples/image")),
-        &format!("oci:{}:base", layout.display()),
-    ]);
+        &oci(&layout, "base"),
+    ));
     let index: Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let base = index["manifests"][0].clone();
@@ -635,18 +587,14 @@ fn multi_platform_index() {
     let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{d}"), "size": idx.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
     fs::write(layout.join("index.json"), top.to_string()).unwrap();
 
-    let multi = format!("oci:{}:multi", layout.display());
-    let enc = format!("oci:{}:enc", layout.display());
-    ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        "--platform",
-        "linux/arm64",
+    let multi = oci(&layout, "multi");
+    let enc = oci(&layout, "enc");
+    ok(&image_encrypt(
+        PUB,
+        &["--platform", "linux/arm64"],
         &multi,
         &enc,
-    ]);
+    ));
     let ids = image_layers(&layout, "enc");
     assert_eq!(ids.len(), 4);
     assert!(
@@ -664,31 +612,20 @@ fn multi_platform_index() {
         j["manifests"][1]["layers"][0]["encryption"]["encrypted"],
         true
     );
-    let err = fails(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        "--platform",
-        "linux/s390x",
+    let err = fails(&image_encrypt(
+        PUB,
+        &["--platform", "linux/s390x"],
         &multi,
         &enc,
-    ]);
+    ));
     assert!(err.contains("no image in the index matches"), "{err}");
-    ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(PRIV),
-        &enc,
-        &format!("oci:{}:dec", layout.display()),
-    ]);
+    ok(&image_decrypt(PRIV, &[], &enc, &oci(&layout, "dec")));
     assert_eq!(image_layers(&layout, "dec"), image_layers(&layout, "multi"));
 
     // Without --platform both images are encrypted, in one pool of layers for the whole
     // index: the layers the two manifests share are encrypted once, so both name the same
     // encrypted blobs.
-    let all = format!("oci:{}:all", layout.display());
+    let all = oci(&layout, "all");
     ok(&[
         "image",
         "encrypt",
@@ -710,14 +647,7 @@ fn multi_platform_index() {
         (&ids[2], &ids[3]),
         "shared layers encrypted once"
     );
-    ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(PRIV),
-        &all,
-        &format!("oci:{}:alldec", layout.display()),
-    ]);
+    ok(&image_decrypt(PRIV, &[], &all, &oci(&layout, "alldec")));
     assert_eq!(
         image_layers(&layout, "alldec"),
         image_layers(&layout, "multi")

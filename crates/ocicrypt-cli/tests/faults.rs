@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{PUB, data, example_image, fails, ocicrypt, ok, walk};
+use common::{
+    PUB, assert_success, data, example_image, fails, image_encrypt, oci, ocicrypt, ok, walk,
+};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -27,16 +29,10 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, options: &str) -> Self {
         fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("mount is installed");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = ["-t", "tmpfs", "-o", options, "tmpfs", dir.to_str().unwrap()];
+        let out = Command::new("mount").args(args).output();
+        // Mounting a tmpfs needs root (CI runs as root).
+        assert_success(&args, out.expect("mount is installed"));
         Self(dir.to_owned())
     }
 }
@@ -75,7 +71,7 @@ fn big_image(dir: &Path) -> String {
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
         "annotations": {"org.opencontainers.image.ref.name": "latest"}}]});
     fs::write(plain.join("index.json"), index.to_string()).unwrap();
-    format!("oci:{}:latest", plain.display())
+    oci(&plain, "latest")
 }
 
 fn openssl_rand(n: usize) -> Vec<u8> {
@@ -90,14 +86,12 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
     let src = big_image(tmp.path());
     let disk = tmp.path().join("disk");
     let _fs = Tmpfs::mount(&disk, "size=2m");
-    let err = fails(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
+    let err = fails(&image_encrypt(
+        PUB,
+        &[],
         &src,
         &format!("oci:{}/dst", disk.display()),
-    ]);
+    ));
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(
         fs::read_dir(&disk).unwrap().count(),
@@ -127,14 +121,12 @@ fn a_read_only_destination_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let ro = tmp.path().join("ro");
     let _fs = Tmpfs::mount(&ro, "ro,size=1m");
-    let err = fails(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
+    let err = fails(&image_encrypt(
+        PUB,
+        &[],
         &example_image(),
         &format!("oci:{}/dst", ro.display()),
-    ]);
+    ));
     assert!(err.contains("Read-only file system"), "{err}");
 }
 
@@ -142,15 +134,8 @@ fn a_read_only_destination_is_a_clear_error() {
 fn a_destination_inside_the_source_layout_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("l");
-    let enc = format!("oci:{}:enc", layout.display());
-    ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        &example_image(),
-        &enc,
-    ]);
+    let enc = oci(&layout, "enc");
+    ok(&image_encrypt(PUB, &[], &example_image(), &enc));
     let before = walk(&layout);
     for inside in ["nested", "blobs/sha256/x", "blobs"] {
         let err = fails(&[
@@ -171,7 +156,7 @@ fn a_destination_inside_the_source_layout_is_refused() {
         "-k",
         &data("examples/keys/TEST-ONLY-rsa-private.pem"),
         &enc,
-        &format!("oci:{}:dec", layout.display()),
+        &oci(&layout, "dec"),
     ]);
 }
 
@@ -229,14 +214,12 @@ fn sigkill_mid_write_leaves_the_destination_untouched_and_the_next_run_tidies() 
     // Ten minutes later (its clock set back), the next run removes it.
     let old = SystemTime::now() - Duration::from_secs(3600);
     fs::File::open(&left[0]).unwrap().set_modified(old).unwrap();
-    ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
+    ok(&image_encrypt(
+        PUB,
+        &[],
         &src,
         &format!("oci:{}", dst.display()),
-    ]);
+    ));
     let names: Vec<_> = fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -29,28 +29,20 @@ fn example_provider() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(root())
-            .args([
-                "build",
-                "--quiet",
-                "--package",
-                "ocicrypt-keyprovider",
-                "--features",
-                "example",
-                "--bin",
-                "ocicrypt-keyprovider-example",
-                "--message-format",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
+        let args = [
+            "build",
+            "--quiet",
+            "--package",
+            "ocicrypt-keyprovider",
+            "--features",
+            "example",
+            "--bin",
+            "ocicrypt-keyprovider-example",
+            "--message-format",
+            "json",
+        ];
+        let out = Command::new(cargo).current_dir(root()).args(args).output();
+        String::from_utf8(assert_success(&args, out.unwrap()).stdout)
             .unwrap()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -93,15 +85,8 @@ impl Drop for Server {
 }
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("openssl").args(args).output();
+    assert_success(args, out.expect("openssl is installed"));
 }
 
 struct Setup {

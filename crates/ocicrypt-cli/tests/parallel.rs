@@ -17,24 +17,23 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use common::{
-    PRIV, PUB, assert_exit_1, assert_success, blob, blob_path, data, manifest_layers, run, walk,
+    PRIV, PUB, assert_exit_1, assert_success, blob, blob_path, image_decrypt, image_encrypt,
+    manifest_layers, oci, run, strs, walk,
 };
 
 const LAYER_MT: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// Runs a command that must succeed (unlike `common::ok`, its stdout is not looked at).
-fn ok(args: &[&str]) {
-    assert_success(args, run(args));
+fn ok(args: &[impl AsRef<str>]) {
+    let args = strs(args);
+    assert_success(&args, run(&args));
 }
 
 /// Runs a command that must fail with status 1; returns its stderr (unlike `common::fails`,
 /// which also wants one `ocicrypt: error:` line).
-fn fails(args: &[&str]) -> String {
-    assert_exit_1(args, run(args))
-}
-
-fn oci(p: &Path, tag: &str) -> String {
-    format!("oci:{}:{tag}", p.display())
+fn fails(args: &[impl AsRef<str>]) -> String {
+    let args = strs(args);
+    assert_exit_1(&args, run(&args))
 }
 
 fn put_blob(root: &Path, bytes: &[u8]) -> (String, usize) {
@@ -99,37 +98,28 @@ fn jobs_1_and_jobs_4_give_images_that_decrypt_to_the_same_layers() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let plain = random_image(&src, 4);
-    let recipient = format!("jwe:{}", data(PUB));
     let orig = layers_of(&src, "latest");
     for (enc_jobs, dec_jobs) in [("1", "4"), ("4", "1"), ("4", "4")] {
         let enc = tmp.path().join(format!("enc-{enc_jobs}-{dec_jobs}"));
         let dec = tmp.path().join(format!("dec-{enc_jobs}-{dec_jobs}"));
-        ok(&[
-            "image",
-            "encrypt",
-            "--jobs",
-            enc_jobs,
-            "-r",
-            &recipient,
+        ok(&image_encrypt(
+            PUB,
+            &["--jobs", enc_jobs],
             &oci(&src, "latest"),
             &oci(&enc, "latest"),
-        ]);
+        ));
         let encrypted = layers_of(&enc, "latest");
         assert_eq!(encrypted.len(), 4);
         for ((mt, _, ct), p) in encrypted.iter().zip(&plain) {
             assert_eq!(mt, &format!("{LAYER_MT}+encrypted"));
             assert_ne!(ct, p);
         }
-        ok(&[
-            "image",
-            "decrypt",
-            "-j",
-            dec_jobs,
-            "-k",
-            &data(PRIV),
+        ok(&image_decrypt(
+            PRIV,
+            &["-j", dec_jobs],
             &oci(&enc, "latest"),
             &oci(&dec, "latest"),
-        ]);
+        ));
         assert_eq!(
             layers_of(&dec, "latest"),
             orig,
@@ -138,35 +128,23 @@ fn jobs_1_and_jobs_4_give_images_that_decrypt_to_the_same_layers() {
     }
     // More jobs than layers, and only some layers selected.
     let part = tmp.path().join("part");
-    ok(&[
-        "image",
-        "encrypt",
-        "--jobs",
-        "16",
-        "--layer",
-        "1",
-        "--layer",
-        "-1",
-        "-r",
-        &recipient,
+    ok(&image_encrypt(
+        PUB,
+        &["--jobs", "16", "--layer", "1", "--layer", "-1"],
         &oci(&src, "latest"),
         &oci(&part, "latest"),
-    ]);
+    ));
     let got = layers_of(&part, "latest");
     assert_eq!(got[0], orig[0]);
     assert_eq!(got[2], orig[2]);
     assert!(got[1].0.ends_with("+encrypted") && got[3].0.ends_with("+encrypted"));
     // --jobs 0 is a usage error.
-    let out = run(&[
-        "image",
-        "encrypt",
-        "--jobs",
-        "0",
-        "-r",
-        &recipient,
+    let out = run(&strs(&image_encrypt(
+        PUB,
+        &["--jobs", "0"],
         &oci(&src, "latest"),
         &oci(&tmp.path().join("zero"), "latest"),
-    ]);
+    )));
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -176,14 +154,12 @@ fn a_failed_layer_among_parallel_ones_leaves_no_destination() {
     let src = tmp.path().join("src");
     random_image(&src, 4);
     let enc = tmp.path().join("enc");
-    ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
+    ok(&image_encrypt(
+        PUB,
+        &[],
         &oci(&src, "latest"),
         &oci(&enc, "latest"),
-    ]);
+    ));
     // Tamper with the last byte of layer 2 (caught by the HMAC at its end).
     let (_, digest, _) = layers_of(&enc, "latest").swap_remove(2);
     let path = blob_path(&enc, &digest);
@@ -192,16 +168,12 @@ fn a_failed_layer_among_parallel_ones_leaves_no_destination() {
     fs::write(&path, &blob).unwrap();
 
     let dst = tmp.path().join("dec");
-    let err = fails(&[
-        "image",
-        "decrypt",
-        "--jobs",
-        "4",
-        "-k",
-        &data(PRIV),
+    let err = fails(&image_decrypt(
+        PRIV,
+        &["--jobs", "4"],
         &oci(&enc, "latest"),
         &oci(&dst, "latest"),
-    ]);
+    ));
     assert!(err.contains("layer 2"), "{err}");
     assert!(
         !err.contains("cancelled"),
@@ -217,16 +189,12 @@ fn a_failed_layer_among_parallel_ones_leaves_no_destination() {
 
     // Into an existing layout: the blobs the other layers wrote are removed again.
     let before = walk(&enc);
-    let err = fails(&[
-        "image",
-        "decrypt",
-        "--jobs",
-        "4",
-        "-k",
-        &data(PRIV),
+    let err = fails(&image_decrypt(
+        PRIV,
+        &["--jobs", "4"],
         &oci(&enc, "latest"),
         &oci(&enc, "plain"),
-    ]);
+    ));
     assert!(err.contains("layer 2"), "{err}");
     assert_eq!(walk(&enc), before);
 }

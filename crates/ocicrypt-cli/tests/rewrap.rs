@@ -16,7 +16,10 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{PRIV, PUB, data, example_image, fails, manifest_layers, ok, walk};
+use common::{
+    PRIV, PUB, data, example_image, fails, image_decrypt, image_encrypt, manifest_layers, oci, ok,
+    walk,
+};
 use serde_json::Value;
 
 /// A second RSA key pair, made by openssl in `dir`: (public, private).
@@ -33,16 +36,9 @@ fn image_rewrap_moves_access_from_old_to_new_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let (other_pub, other_priv) = other_key(tmp.path());
     let layout = tmp.path().join("l");
-    let enc = format!("oci:{}:enc", layout.display());
-    let re = format!("oci:{}:re", layout.display());
-    ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        &example_image(),
-        &enc,
-    ]);
+    let enc = oci(&layout, "enc");
+    let re = oci(&layout, "re");
+    ok(&image_encrypt(PUB, &[], &example_image(), &enc));
     let blobs_before = fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
     ok(&[
         "image",
@@ -100,14 +96,12 @@ fn image_rewrap_moves_access_from_old_to_new_keys() {
         &re,
         &format!("oci:{}", back.display()),
     ]);
-    let err = fails(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(PRIV),
+    let err = fails(&image_decrypt(
+        PRIV,
+        &[],
         &re,
         &format!("oci:{}/x", tmp.path().display()),
-    ]);
+    ));
     assert!(err.contains("none of the private keys"), "{err}");
 
     // A key that does not open a selected layer: the destination is untouched.
@@ -120,7 +114,7 @@ fn image_rewrap_moves_access_from_old_to_new_keys() {
         "-r",
         &format!("jwe:{}", data(PUB)),
         &re,
-        &format!("oci:{}:again", layout.display()),
+        &oci(&layout, "again"),
     ]);
     // Both layers fail; which one is reported first depends on the worker threads.
     assert!(

@@ -40,6 +40,40 @@ pub(crate) fn example_image() -> String {
     format!("oci:{}:latest", root().join("examples/image").display())
 }
 
+/// `oci:<layout>:<tag>`.
+pub(crate) fn oci(layout: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", layout.display())
+}
+
+/// The arguments of `image encrypt` for the JWE recipient whose public key is `public`
+/// (relative to the repository's root), with `extra` flags, from `src` to `dst`.
+pub(crate) fn image_encrypt(public: &str, extra: &[&str], src: &str, dst: &str) -> Vec<String> {
+    let recipient = format!("jwe:{}", data(public));
+    image_args(&["encrypt", "-r", &recipient], extra, src, dst)
+}
+
+/// The arguments of `image decrypt` with the private key `private` (relative to the
+/// repository's root), with `extra` flags, from `src` to `dst`.
+pub(crate) fn image_decrypt(private: &str, extra: &[&str], src: &str, dst: &str) -> Vec<String> {
+    image_args(&["decrypt", "-k", &data(private)], extra, src, dst)
+}
+
+/// `image`, then `command` (the subcommand and its key option), `extra`, `src` and `dst`.
+fn image_args(command: &[&str], extra: &[&str], src: &str, dst: &str) -> Vec<String> {
+    ["image"]
+        .iter()
+        .chain(command)
+        .chain(extra)
+        .chain(&[src, dst])
+        .map(|a| (*a).to_owned())
+        .collect()
+}
+
+/// Command-line arguments as `&str`s.
+pub(crate) fn strs(args: &[impl AsRef<str>]) -> Vec<&str> {
+    args.iter().map(AsRef::as_ref).collect()
+}
+
 /// A command that runs the binary under test.
 pub(crate) fn ocicrypt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ocicrypt"))
@@ -81,18 +115,20 @@ pub(crate) fn assert_exit_1(args: &[&str], out: Output) -> String {
 }
 
 /// Runs a command that must succeed; returns its stdout (which must be UTF-8).
-pub(crate) fn ok(args: &[&str]) -> String {
-    String::from_utf8(assert_success(args, run(args)).stdout).unwrap()
+pub(crate) fn ok(args: &[impl AsRef<str>]) -> String {
+    let args = strs(args);
+    String::from_utf8(assert_success(&args, run(&args)).stdout).unwrap()
 }
 
 /// Runs a command that must fail with status 1 and one line on stderr; returns the line.
-pub(crate) fn fails(args: &[&str]) -> String {
+pub(crate) fn fails(args: &[impl AsRef<str>]) -> String {
     fails_stdin(args, b"")
 }
 
 /// [`fails`] with `stdin` as the command's standard input.
-pub(crate) fn fails_stdin(args: &[&str], stdin: &[u8]) -> String {
-    let err = assert_exit_1(args, run_stdin(args, stdin));
+pub(crate) fn fails_stdin(args: &[impl AsRef<str>], stdin: &[u8]) -> String {
+    let args = strs(args);
+    let err = assert_exit_1(&args, run_stdin(&args, stdin));
     assert_eq!(err.lines().count(), 1, "not one line: {err}");
     assert!(err.starts_with("ocicrypt: error: "), "{err}");
     err
