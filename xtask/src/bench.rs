@@ -461,21 +461,62 @@ fn registry_rows(
         .arg(at("plain"))
         .arg(at("skopeo"));
     let pid = registry.0.id();
-    let mut rows = Vec::new();
-    for (name, cmd) in [
-        ("ocicrypt image encrypt", &mut ours),
-        ("skopeo copy --encryption-key", &mut skopeo),
-    ] {
-        let before = cpu_seconds(pid)?;
-        let m = best_of(dir, cmd, &[])?;
-        let registry_cpu = (cpu_seconds(pid)? - before) / RUNS as f64;
-        rows.push((name, m, registry_cpu));
-    }
-    let bytes = 4 * layer_mib * MIB;
-    println!(
-        "\nimage encrypt registry to registry (docker-registry on loopback, plain HTTP), 4 layers × {layer_mib} MiB, best of {RUNS}:"
+    let measure = |ours: &mut Command, skopeo: &mut Command| -> Result<_> {
+        let mut rows = Vec::new();
+        for (name, cmd) in [
+            ("ocicrypt image encrypt", ours),
+            ("skopeo copy --encryption-key", skopeo),
+        ] {
+            let before = cpu_seconds(pid)?;
+            let m = best_of(dir, cmd, &[])?;
+            let registry_cpu = (cpu_seconds(pid)? - before) / RUNS as f64;
+            rows.push((name, m, registry_cpu));
+        }
+        Ok(rows)
+    };
+    let shared = measure(&mut ours, &mut skopeo)?;
+    print_registry_rows(
+        &format!(
+            "docker-registry on loopback, plain HTTP, sharing the CPUs; 4 layers × {layer_mib} MiB"
+        ),
+        layer_mib,
+        &shared,
     );
-    for (name, m, registry_cpu) in &rows {
+    // As when the registry is another machine: the registry on the last CPU, each client on
+    // the others (taskset, from util-linux).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus >= 2 {
+        let last = (cpus - 1).to_string();
+        let rest = if cpus == 2 {
+            "0".to_owned()
+        } else {
+            format!("0-{}", cpus - 2)
+        };
+        sh::read(Command::new("taskset").args(["-a", "-p", "-c", &last, &pid.to_string()]))?;
+        let pinned = |cmd: &Command| {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &rest])
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            c
+        };
+        let rows = measure(&mut pinned(&ours), &mut pinned(&skopeo))?;
+        print_registry_rows(
+            &format!(
+                "the registry alone on CPU {last}, the client on CPU {rest} (taskset), as with a registry elsewhere; 4 layers × {layer_mib} MiB"
+            ),
+            layer_mib,
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+/// Prints the rows of one registry-to-registry setting, and ours against skopeo.
+fn print_registry_rows(setting: &str, layer_mib: u64, rows: &[(&str, Measured, f64)]) {
+    let bytes = 4 * layer_mib * MIB;
+    println!("\nimage encrypt registry to registry ({setting}), best of {RUNS}:");
+    for (name, m, registry_cpu) in rows {
         println!(
             "  {name:<30} {:>6.2}s {:>6.0} MiB/s, peak RSS {:.1} MiB, CPU {}% ({:.2}s), registry CPU {:.2}s a copy",
             m.time.as_secs_f64(),
@@ -486,15 +527,14 @@ fn registry_rows(
             registry_cpu
         );
     }
-    if let [(_, ours, _), (_, skopeo, _)] = rows.as_slice() {
+    if let [(_, ours, _), (_, skopeo, _)] = rows {
         let cpu = |m: &Measured| m.cpu_percent as f64 * m.time.as_secs_f64();
         println!(
-            "  ours against skopeo: {:.2}× faster, {:.2}× less CPU (the registry shares the CPUs)",
+            "  ours against skopeo: {:.2}× faster, {:.2}× less CPU",
             skopeo.time.as_secs_f64() / ours.time.as_secs_f64(),
             cpu(skopeo) / cpu(ours).max(f64::MIN_POSITIVE)
         );
     }
-    Ok(())
 }
 
 /// What a command read through `read(2)` and friends (`rchar` of `/proc/PID/io`, which a
