@@ -107,7 +107,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::{DecryptConfig, EncryptConfig, Error, KeyWrapper, SecretBytes};
+use crate::{DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper, SecretBytes};
 
 /// The private options the suite wraps: the JSON of a real layer's options (Go's
 /// `PrivateLayerBlockCipherOptions`), 193 bytes: one RSA-OAEP block of a 2048-bit key holds
@@ -305,6 +305,46 @@ pub fn run_all<F: Fixture>(f: &F) -> Report {
             .into_iter()
             .map(|(name, check)| (name, check(f)))
             .collect(),
+    }
+}
+
+/// The checks that need [`Fixture::passwords`]: what a scheme without passwords skips.
+pub const PASSWORD_CHECKS: [&str; 4] = [
+    "right_password",
+    "missing_password",
+    "wrong_password",
+    "password_stops_search",
+];
+
+/// Runs every check ([`run_all`]), prints the report, and asserts that exactly `skipped`
+/// were skipped, in order.
+pub fn assert_conforms_skipping<F: Fixture>(f: &F, skipped: &[&str]) -> Report {
+    let report = run_all(f);
+    eprintln!("{report}");
+    assert_eq!(report.skipped(), skipped, "{report}");
+    report
+}
+
+/// The key file `data`, with `password` if there is one: for the fields of [`Passwords`].
+pub fn key_file(data: &[u8], password: Option<&str>) -> KeyFile {
+    match password {
+        Some(p) => KeyFile::with_password(data.to_vec(), secrecy::SecretString::from(p)),
+        None => KeyFile::new(data.to_vec()),
+    }
+}
+
+/// The [`Passwords`] of one encrypted key that `key` loads: with `password`, with none, and
+/// with a wrong one.
+pub fn passwords_of(
+    encrypt: EncryptConfig,
+    key: impl Fn(Option<&str>) -> DecryptConfig,
+    password: &str,
+) -> Passwords {
+    Passwords {
+        encrypt,
+        right: key(Some(password)),
+        missing: key(None),
+        wrong: key(Some(&format!("not {password}"))),
     }
 }
 
