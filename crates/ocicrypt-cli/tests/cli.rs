@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use common::{
     PRIV, PUB, assert_success, blob_path, data, fails, fails_stdin, image_decrypt, image_encrypt,
-    image_layers, oci, ocicrypt, ok, run, run_stdin, strs, walk,
+    image_layers, layer_decrypt, layer_encrypt, oci, ocicrypt, ok, run, run_stdin, strs, walk,
 };
 
 const OTHER_PRIV: &str = "tests/vectors/skopeo/keys/p256-private.pem";
@@ -56,41 +56,27 @@ impl Layer {
         serde_json::from_slice(&fs::read(self.p(name)).unwrap()).unwrap()
     }
 
-    fn encrypt(&self, recipient: &str) {
-        ok(&[
-            "layer",
-            "encrypt",
-            "-r",
-            &format!("jwe:{}", data(recipient)),
-            "--in",
-            &self.p("plain"),
-            "--out",
-            &self.p("enc"),
-            "--descriptor",
-            &self.p("plain.json"),
-            "--descriptor-out",
-            &self.p("enc.json"),
-        ]);
+    /// Encrypts `plain` (described by `plain.json`) for the JWE recipient `public` into `enc`
+    /// and `enc.json`.
+    fn encrypt(&self, public: &str) {
+        let extra = ["--descriptor", &self.p("plain.json")];
+        let (input, output, descriptor_out) = (self.p("plain"), self.p("enc"), self.p("enc.json"));
+        ok(&layer_encrypt(
+            public,
+            &extra,
+            [&input, &output, &descriptor_out],
+        ));
     }
 
+    /// The arguments that decrypt `enc` (described by `enc.json`) with `key` into `dec` and
+    /// `dec.json`.
     fn decrypt_args(&self, key: &str) -> Vec<String> {
-        [
-            "layer",
-            "decrypt",
-            "-k",
+        let extra = ["--descriptor-out", &self.p("dec.json")];
+        layer_decrypt(
             key,
-            "--descriptor",
-            &self.p("enc.json"),
-            "--in",
-            &self.p("enc"),
-            "--out",
-            &self.p("dec"),
-            "--descriptor-out",
-            &self.p("dec.json"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+            &extra,
+            [&self.p("enc.json"), &self.p("enc"), &self.p("dec")],
+        )
     }
 }
 
@@ -148,20 +134,15 @@ fn layer_round_trip_and_descriptors() {
 #[test]
 fn layer_encrypt_without_descriptor() {
     let l = Layer::new(1000);
-    ok(&[
-        "layer",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
+    let extra = [
         "--media-type",
         "application/vnd.oci.image.layer.v1.tar+zstd",
-        "--in",
-        &l.p("plain"),
-        "--out",
-        &l.p("enc"),
-        "--descriptor-out",
-        &l.p("enc.json"),
-    ]);
+    ];
+    ok(&layer_encrypt(
+        PUB,
+        &extra,
+        [&l.p("plain"), &l.p("enc"), &l.p("enc.json")],
+    ));
     assert_eq!(
         l.json("enc.json")["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd+encrypted"
@@ -288,18 +269,11 @@ fn key_errors() {
     assert!(err.contains("not valid JSON"), "{err}");
 
     // Recipients that are not public keys.
-    let err = fails(&[
-        "layer",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PRIV)),
-        "--in",
-        &l.p("plain"),
-        "--out",
-        &l.p("x"),
-        "--descriptor-out",
-        &l.p("x.json"),
-    ]);
+    let err = fails(&layer_encrypt(
+        PRIV,
+        &[],
+        [&l.p("plain"), &l.p("x"), &l.p("x.json")],
+    ));
     assert!(err.contains("is a private key"), "{err}");
     let err = fails(&[
         "layer",
@@ -355,37 +329,15 @@ fn adding_recipients_to_an_encrypted_layer() {
     let l = Layer::new(5000);
     l.encrypt(PUB);
     let before = fs::read(l.p("enc")).unwrap();
-    let err = fails(&[
-        "layer",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(OTHER_PUB)),
-        "--in",
-        &l.p("enc"),
-        "--out",
-        &l.p("enc2"),
-        "--descriptor",
-        &l.p("enc.json"),
-        "--descriptor-out",
-        &l.p("enc2.json"),
-    ]);
+    let descriptor = l.p("enc.json");
+    let add_other = |extra: &[&str]| {
+        let extra = [&["--descriptor", &descriptor], extra].concat();
+        let files = [&l.p("enc"), &l.p("enc2"), &l.p("enc2.json")];
+        layer_encrypt(OTHER_PUB, &extra, files.map(String::as_str))
+    };
+    let err = fails(&add_other(&[]));
     assert!(err.contains("missing private key"), "{err}");
-    ok(&[
-        "layer",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(OTHER_PUB)),
-        "-k",
-        &data(PRIV),
-        "--in",
-        &l.p("enc"),
-        "--out",
-        &l.p("enc2"),
-        "--descriptor",
-        &l.p("enc.json"),
-        "--descriptor-out",
-        &l.p("enc2.json"),
-    ]);
+    ok(&add_other(&["-k", &data(PRIV)]));
     assert_eq!(fs::read(l.p("enc2")).unwrap(), before, "data untouched");
     let d2 = l.json("enc2.json");
     assert_eq!(d2["digest"], l.json("enc.json")["digest"]);

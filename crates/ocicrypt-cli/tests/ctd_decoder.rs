@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use common::{PRIV, PUB, data, ok};
+use common::{PRIV, PUB, data, layer_encrypt, ok};
 use ocicrypt_cli::ctd::{Any, PAYLOAD_TYPE_URL};
 use prost::Message;
 use serde_json::{Value, json};
@@ -79,18 +79,11 @@ impl Layer {
             .collect();
         let p = |n: &str| dir.path().join(n).display().to_string();
         fs::write(p("plain"), &plain).unwrap();
-        ok(&[
-            "layer",
-            "encrypt",
-            "-r",
-            &format!("jwe:{}", data(PUB)),
-            "--in",
-            &p("plain"),
-            "--out",
-            &p("enc"),
-            "--descriptor-out",
-            &p("enc.json"),
-        ]);
+        ok(&layer_encrypt(
+            PUB,
+            &[],
+            [&p("plain"), &p("enc"), &p("enc.json")],
+        ));
         let desc = serde_json::from_slice(&fs::read(p("enc.json")).unwrap()).unwrap();
         Self { dir, plain, desc }
     }

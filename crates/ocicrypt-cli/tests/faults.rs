@@ -20,7 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    PUB, assert_success, data, example_image, fails, image_encrypt, oci, ocicrypt, ok, walk,
+    PUB, assert_success, data, example_image, fails, image_encrypt, layer_encrypt, oci, ocicrypt,
+    ok, walk,
 };
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -100,18 +101,15 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
     );
     // The same for a layer file.
     let layer = tmp.path().join("layer");
-    let err = fails(&[
-        "layer",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        "--in",
-        layer.to_str().unwrap(),
-        "--out",
-        disk.join("out").to_str().unwrap(),
-        "--descriptor-out",
-        disk.join("out.json").to_str().unwrap(),
-    ]);
+    let err = fails(&layer_encrypt(
+        PUB,
+        &[],
+        [
+            layer.to_str().unwrap(),
+            disk.join("out").to_str().unwrap(),
+            disk.join("out.json").to_str().unwrap(),
+        ],
+    ));
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(fs::read_dir(&disk).unwrap().count(), 0);
 }

@@ -17,8 +17,8 @@ use std::fs;
 use std::path::Path;
 
 use common::{
-    PRIV, PUB, data, example_image, fails, image_decrypt, image_encrypt, manifest_layers, oci, ok,
-    walk,
+    PRIV, PUB, data, example_image, fails, image_decrypt, image_encrypt, layer_decrypt,
+    layer_encrypt, layer_rewrap, manifest_layers, oci, ok, strs, walk,
 };
 use serde_json::Value;
 
@@ -131,120 +131,54 @@ fn layer_rewrap_with_and_without_rotation() {
     let p = |n: &str| tmp.path().join(n).display().to_string();
     let plain = b"a layer's bytes".repeat(50_000);
     fs::write(p("plain"), &plain).unwrap();
-    ok(&[
-        "layer",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        "--in",
-        &p("plain"),
-        "--out",
-        &p("enc"),
-        "--descriptor-out",
-        &p("enc.json"),
-    ]);
+    ok(&layer_encrypt(
+        PUB,
+        &[],
+        [&p("plain"), &p("enc"), &p("enc.json")],
+    ));
     // Rewrap: a new descriptor for the same blob.
-    ok(&[
-        "layer",
-        "rewrap",
-        "-k",
-        &data(PRIV),
-        "-r",
-        &format!("jwe:{other_pub}"),
-        "--descriptor",
+    ok(&layer_rewrap(
+        PRIV,
+        &other_pub,
+        &[],
         &p("enc.json"),
-        "--descriptor-out",
         &p("re.json"),
-    ]);
+    ));
     let enc: Value = serde_json::from_slice(&fs::read(p("enc.json")).unwrap()).unwrap();
     let re: Value = serde_json::from_slice(&fs::read(p("re.json")).unwrap()).unwrap();
     assert_eq!(re["digest"], enc["digest"]);
     assert_ne!(re["annotations"], enc["annotations"]);
     let decrypt = |desc: &str, blob: &str, key: &str, out: &str| {
-        vec![
-            "layer".to_owned(),
-            "decrypt".into(),
-            "-k".into(),
-            key.into(),
-            "--descriptor".into(),
-            p(desc),
-            "--in".into(),
-            p(blob),
-            "--out".into(),
-            p(out),
-        ]
+        layer_decrypt(key, &[], [&p(desc), &p(blob), &p(out)])
     };
-    let args = decrypt("re.json", "enc", &other_priv, "out1");
-    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&decrypt("re.json", "enc", &other_priv, "out1"));
     assert_eq!(fs::read(p("out1")).unwrap(), plain);
-    let args = decrypt("re.json", "enc", &data(PRIV), "out2");
-    fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    fails(&decrypt("re.json", "enc", PRIV, "out2"));
 
     // Rotate: a new blob, for the new key only.
-    ok(&[
-        "layer",
-        "rewrap",
-        "--rotate",
-        "-k",
-        &data(PRIV),
-        "-r",
-        &format!("jwe:{other_pub}"),
-        "--descriptor",
-        &p("enc.json"),
-        "--descriptor-out",
-        &p("rot.json"),
-        "--in",
-        &p("enc"),
-        "--out",
-        &p("rot"),
-    ]);
+    let rotate = |input: &str, output: &str, descriptor_out: &str| {
+        let extra = ["--rotate", "--in", input, "--out", output];
+        layer_rewrap(PRIV, &other_pub, &extra, &p("enc.json"), descriptor_out)
+    };
+    ok(&rotate(&p("enc"), &p("rot"), &p("rot.json")));
     let rot: Value = serde_json::from_slice(&fs::read(p("rot.json")).unwrap()).unwrap();
     assert_ne!(rot["digest"], enc["digest"]);
     assert_ne!(fs::read(p("rot")).unwrap(), fs::read(p("enc")).unwrap());
-    let args = decrypt("rot.json", "rot", &other_priv, "out3");
-    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&decrypt("rot.json", "rot", &other_priv, "out3"));
     assert_eq!(fs::read(p("out3")).unwrap(), plain);
-    let args = decrypt("rot.json", "rot", &data(PRIV), "out4");
-    fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    fails(&decrypt("rot.json", "rot", PRIV, "out4"));
 
     // A tampered blob is not rotated: no output, no descriptor.
     let mut bad = fs::read(p("enc")).unwrap();
     let last = bad.len() - 1;
     bad[last] ^= 1;
     fs::write(p("bad"), bad).unwrap();
-    let err = fails(&[
-        "layer",
-        "rewrap",
-        "--rotate",
-        "-k",
-        &data(PRIV),
-        "-r",
-        &format!("jwe:{other_pub}"),
-        "--descriptor",
-        &p("enc.json"),
-        "--descriptor-out",
-        &p("bad.json"),
-        "--in",
-        &p("bad"),
-        "--out",
-        &p("bad-rot"),
-    ]);
+    let err = fails(&rotate(&p("bad"), &p("bad-rot"), &p("bad.json")));
     assert!(err.contains("authentication failed"), "{err}");
     assert!(!Path::new(&p("bad-rot")).exists() && !Path::new(&p("bad.json")).exists());
     // --in without --rotate is a usage error.
-    let out = common::run(&[
-        "layer",
-        "rewrap",
-        "-k",
-        &data(PRIV),
-        "-r",
-        &format!("jwe:{other_pub}"),
-        "--descriptor",
-        &p("enc.json"),
-        "--descriptor-out",
-        &p("x.json"),
-        "--in",
-        &p("enc"),
-    ]);
+    let extra = ["--in", &p("enc")];
+    let args = layer_rewrap(PRIV, &other_pub, &extra, &p("enc.json"), &p("x.json"));
+    let out = common::run(&strs(&args));
     assert_eq!(out.status.code(), Some(2));
 }

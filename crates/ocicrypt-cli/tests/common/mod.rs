@@ -60,13 +60,56 @@ pub(crate) fn image_decrypt(private: &str, extra: &[&str], src: &str, dst: &str)
 
 /// `image`, then `command` (the subcommand and its key option), `extra`, `src` and `dst`.
 fn image_args(command: &[&str], extra: &[&str], src: &str, dst: &str) -> Vec<String> {
-    ["image"]
-        .iter()
-        .chain(command)
-        .chain(extra)
-        .chain(&[src, dst])
-        .map(|a| (*a).to_owned())
-        .collect()
+    owned(&[&["image"], command, extra, &[src, dst]])
+}
+
+/// The arguments of `layer encrypt` for the JWE recipient whose public key is `public`
+/// (relative to the repository's root, or absolute), with `extra` flags, from `input` to
+/// `output`, the new descriptor written to `descriptor_out` (`files`: those three).
+pub(crate) fn layer_encrypt(public: &str, extra: &[&str], files: [&str; 3]) -> Vec<String> {
+    let [input, output, descriptor_out] = files;
+    let recipient = format!("jwe:{}", data(public));
+    let head = ["layer", "encrypt", "-r", &recipient, "--in", input];
+    owned(&[
+        &head,
+        extra,
+        &["--out", output, "--descriptor-out", descriptor_out],
+    ])
+}
+
+/// The arguments of `layer decrypt` with the private key `private` (relative to the
+/// repository's root, or absolute, with any password suffix), with `extra` flags: `files`
+/// are the layer's descriptor, the encrypted blob and where its plain data goes.
+pub(crate) fn layer_decrypt(private: &str, extra: &[&str], files: [&str; 3]) -> Vec<String> {
+    let [descriptor, input, output] = files;
+    let key = data(private);
+    let head = ["layer", "decrypt", "-k", &key, "--descriptor", descriptor];
+    owned(&[&head, extra, &["--in", input, "--out", output]])
+}
+
+/// The arguments of `layer rewrap` from the private key `private` to the JWE recipient
+/// `public` (each relative to the repository's root, or absolute), with `extra` flags, of
+/// the layer that `descriptor` describes, the new descriptor written to `descriptor_out`.
+pub(crate) fn layer_rewrap(
+    private: &str,
+    public: &str,
+    extra: &[&str],
+    descriptor: &str,
+    descriptor_out: &str,
+) -> Vec<String> {
+    let (key, recipient) = (data(private), format!("jwe:{}", data(public)));
+    let head = ["layer", "rewrap", "-k", &key, "-r", &recipient];
+    owned(&[
+        &head,
+        extra,
+        &["--descriptor", descriptor],
+        &["--descriptor-out", descriptor_out],
+    ])
+}
+
+/// The argument lists `parts`, one after the other, as owned strings.
+fn owned(parts: &[&[&str]]) -> Vec<String> {
+    parts.concat().into_iter().map(str::to_owned).collect()
 }
 
 /// Command-line arguments as `&str`s.
