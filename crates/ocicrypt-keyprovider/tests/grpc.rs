@@ -27,8 +27,14 @@ fn xor() -> Arc<Xor> {
     })
 }
 
+/// A wrapper for provider `kms` over gRPC at `address`, with a 10 s timeout.
 fn wrapper(address: String, tls: Option<GrpcTls>) -> KeyProviderKeyWrapper {
     let options = Options::default().timeout(Duration::from_secs(10));
+    wrapper_with(address, tls, options)
+}
+
+/// A wrapper for provider `kms` over gRPC at `address`, with `options`.
+fn wrapper_with(address: String, tls: Option<GrpcTls>, options: Options) -> KeyProviderKeyWrapper {
     KeyProviderKeyWrapper::new("kms", ProviderConfig::grpc(address, tls), options).unwrap()
 }
 
@@ -90,12 +96,7 @@ fn slow_provider_times_out() {
         None,
     );
     let options = Options::default().timeout(Duration::from_millis(300));
-    let w = KeyProviderKeyWrapper::new(
-        "kms",
-        ProviderConfig::grpc(server.addr.to_string(), None),
-        options,
-    )
-    .unwrap();
+    let w = wrapper_with(server.addr.to_string(), None, options);
     let (ec, _) = configs();
     let start = Instant::now();
     let msg = message(&w.wrap_keys(&ec, OPTS).unwrap_err());
@@ -220,12 +221,7 @@ fn bad_tls_files_are_config_errors() {
 fn oversized_reply_is_refused() {
     let server = Server::start(xor(), None);
     let options = Options::default().max_reply_size(1000);
-    let w = KeyProviderKeyWrapper::new(
-        "kms",
-        ProviderConfig::grpc(server.addr.to_string(), None),
-        options,
-    )
-    .unwrap();
+    let w = wrapper_with(server.addr.to_string(), None, options);
     let (ec, _) = configs();
     assert!(w.wrap_keys(&ec, &[b'x'; 500]).is_ok());
     let msg = message(&w.wrap_keys(&ec, &[b'x'; 2000]).unwrap_err());
