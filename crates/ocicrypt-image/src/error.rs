@@ -258,6 +258,11 @@ impl Error {
         move |source| Self::Io { what, source }
     }
 
+    /// An [`Error::Stream`] naming what was being done.
+    pub(crate) fn stream(what: &'static str) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Stream { what, source }
+    }
+
     /// An [`Error::Json`] naming the document.
     pub(crate) fn json(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> Self {
         let what = what.into();

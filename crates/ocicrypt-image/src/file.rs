@@ -92,10 +92,8 @@ pub fn encrypt_file(
         .map_err(Error::io(format!("cannot write {}", output_path.display())))?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
     let encrypted = |enc: &mut dyn std::io::Read, out: &mut Output<Staged>| {
-        out.copy_from(enc).map_err(|source| Error::Stream {
-            what: "encryption failed",
-            source,
-        })
+        out.copy_from(enc)
+            .map_err(Error::stream("encryption failed"))
     };
     let result = match plain {
         PlainLayer::Described(base) => {
@@ -134,6 +132,25 @@ pub fn encrypt_file(
     Ok(desc)
 }
 
+/// Opens the encrypted layer blob `input_path` (checked against `desc`'s digest and size as
+/// it is read) and the staged output `output_path` (hashed if `hash`): for [`decrypt_file`]
+/// and [`rotate_file`].
+fn open_encrypted(
+    input_path: &Path,
+    output_path: &Path,
+    desc: &Descriptor,
+    hash: bool,
+    options: &Options,
+) -> Result<(Input, Output<Staged>)> {
+    crate::digest::checked(desc.digest())?;
+    tidy(output_path);
+    let (input, len) = input(input_path, true, true, options)?;
+    check_size(desc, len)?;
+    let out = Output::open(Staged::new(output_path)?, hash, helpers(options))
+        .map_err(Error::io(format!("cannot write {}", output_path.display())))?;
+    Ok((input, out))
+}
+
 /// Decrypts the layer blob `input` (described by `desc`) with the keys of `dc` into the
 /// file `output`; returns the plain blob's descriptor. The output appears only after the
 /// HMAC, the plaintext digest and the blob's digest were checked.
@@ -148,22 +165,15 @@ pub fn decrypt_file(
     dc: &DecryptConfig,
     options: &Options,
 ) -> Result<Descriptor> {
-    crate::digest::checked(desc.digest())?;
-    tidy(output_path);
-    let (mut input, len) = input(input_path, true, true, options)?;
-    check_size(desc, len)?;
+    let (mut input, mut out) = open_encrypted(input_path, output_path, desc, false, options)?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
-    let mut out =
-        Output::open(Staged::new(output_path)?, false, helpers(options)).map_err(write_err())?;
     let plain = {
         let mut dec = options
             .ocicrypt
             .decrypt_layer(dc, &mut input, desc)?
             .parallel(helpers(options));
-        out.copy_from(&mut dec).map_err(|source| Error::Stream {
-            what: "decryption failed",
-            source,
-        })?;
+        out.copy_from(&mut dec)
+            .map_err(Error::stream("decryption failed"))?;
         dec.descriptor()
     };
     options.report(Progress::LayerFinished { id: 0 });
@@ -191,22 +201,15 @@ pub fn rotate_file(
     ec: &EncryptConfig,
     options: &Options,
 ) -> Result<Descriptor> {
-    crate::digest::checked(desc.digest())?;
-    tidy(output_path);
-    let (mut input, len) = input(input_path, true, true, options)?;
-    check_size(desc, len)?;
+    let (mut input, mut out) = open_encrypted(input_path, output_path, desc, true, options)?;
     let write_err = || Error::io(format!("cannot write {}", output_path.display()));
-    let mut out =
-        Output::open(Staged::new(output_path)?, true, helpers(options)).map_err(write_err())?;
     let (staged, new) = {
         let mut enc = options
             .ocicrypt
             .rotate_layer(ec, &mut input, desc)?
             .parallel_both(helpers(options));
-        out.copy_from(&mut enc).map_err(|source| Error::Stream {
-            what: "rotation failed",
-            source,
-        })?;
+        out.copy_from(&mut enc)
+            .map_err(Error::stream("rotation failed"))?;
         let (staged, written) = out.finish().map_err(write_err())?;
         let digest = sha256_digest(&written.digest.unwrap_or_default())?;
         (staged, enc.finalize_descriptor(digest, written.len)?)

@@ -761,10 +761,8 @@ impl Job<'_> {
                     let mut enc = ctx
                         .rotate_layer(ec, &mut input, desc)?
                         .parallel_both(helpers);
-                    out.copy_from(&mut enc).map_err(|source| Error::Stream {
-                        what: "rotation failed",
-                        source,
-                    })?;
+                    out.copy_from(&mut enc)
+                        .map_err(Error::stream("rotation failed"))?;
                     let (blob, written) = out
                         .finish()
                         .map_err(Error::io("cannot write the rotated blob"))?;
@@ -790,10 +788,8 @@ impl Job<'_> {
                     .map_err(Error::io("cannot write the decrypted blob"))?;
                 let plain = {
                     let mut dec = ctx.decrypt_layer(dc, &mut input, desc)?.parallel(helpers);
-                    out.copy_from(&mut dec).map_err(|source| Error::Stream {
-                        what: "decryption failed",
-                        source,
-                    })?;
+                    out.copy_from(&mut dec)
+                        .map_err(Error::stream("decryption failed"))?;
                     dec.descriptor()
                 };
                 let ct = input
@@ -821,10 +817,8 @@ impl Job<'_> {
                         let mut enc = enc.parallel(helpers);
                         let mut out = Output::open(self.dst.new_blob()?, true, helpers)
                             .map_err(Error::io("cannot write the encrypted blob"))?;
-                        out.copy_from(&mut enc).map_err(|source| Error::Stream {
-                            what: "encryption failed",
-                            source,
-                        })?;
+                        out.copy_from(&mut enc)
+                            .map_err(Error::stream("encryption failed"))?;
                         let (blob, written) = out
                             .finish()
                             .map_err(Error::io("cannot write the encrypted blob"))?;
