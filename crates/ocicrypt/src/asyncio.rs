@@ -8,7 +8,6 @@
 //! - The readers do their cipher work inline in `poll_read`, with no helper threads and no
 //!   blocking waits.
 
-use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -19,7 +18,9 @@ use ocicrypt_spec::annotations::{self, PUBOPTS};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::layer::wrap_all;
-use crate::{Annotations, Descriptor, Error, Ocicrypt, Registry, annotations_of};
+use crate::{
+    Annotations, Descriptor, Error, Ocicrypt, Registry, annotations_of, encrypted_annotations,
+};
 
 /// Encrypts with [`Ocicrypt::default()`]; see [`Ocicrypt::encrypt_layer_async`].
 ///
@@ -149,11 +150,8 @@ impl Ocicrypt {
         reader: R,
         desc: &Descriptor,
     ) -> Result<AsyncLayerDecryptor<R>, Error> {
-        if !crate::descriptor::is_encrypted(desc)? {
-            return Err(Error::NotEncrypted);
-        }
-        let (this, dc, ann): (Self, DecryptConfig, HashMap<String, String>) =
-            (self.clone(), dc.clone(), annotations_of(desc));
+        let ann = encrypted_annotations(desc)?;
+        let (this, dc) = (self.clone(), dc.clone());
         let (public, private) = blocking(move || this.unwrap_options_from(&dc, &ann)).await?;
         Ok(AsyncLayerDecryptor {
             reader: AsyncDecryptReader::new(reader, &public, &private)?,

@@ -10,7 +10,9 @@ use ocicrypt_spec::annotations::{self, PUBOPTS};
 use ocicrypt_spec::options::{PrivateOptions, PublicOptions};
 use serde::Serialize;
 
-use crate::{Annotations, Descriptor, Error, Ocicrypt, Registry, annotations_of};
+use crate::{
+    Annotations, Descriptor, Error, Ocicrypt, Registry, annotations_of, encrypted_annotations,
+};
 
 /// SHA-256 of nothing: the placeholder digest of a stream's base descriptor (the real one
 /// is computed while the stream is read).
@@ -194,11 +196,8 @@ impl Ocicrypt {
     /// [`Error::NotEncrypted`] or [`Error::InconsistentEncryption`] for a layer that is not
     /// (clearly) encrypted; then as [`Ocicrypt::add_recipients`].
     pub fn rewrap(&self, ec: &EncryptConfig, desc: &Descriptor) -> Result<Annotations, Error> {
-        if !crate::descriptor::is_encrypted(desc)? {
-            return Err(Error::NotEncrypted);
-        }
+        let ann = encrypted_annotations(desc)?;
         self.check_recipients(ec)?;
-        let ann = annotations_of(desc);
         let private = self.unwrap_private(&ec.decrypt, &ann)?;
         let mut out = Annotations::new();
         if let Some(pubopts) = ann.get(PUBOPTS) {
@@ -261,10 +260,7 @@ impl Ocicrypt {
         reader: R,
         desc: &Descriptor,
     ) -> Result<LayerDecryptor<R>, Error> {
-        if !crate::descriptor::is_encrypted(desc)? {
-            return Err(Error::NotEncrypted);
-        }
-        let ann = annotations_of(desc);
+        let ann = encrypted_annotations(desc)?;
         let (public, private) = self.unwrap_options_from(dc, &ann)?;
         let reader = DecryptReader::new(reader, &public, &private)?;
         Ok(LayerDecryptor {

@@ -80,6 +80,15 @@ fn annotations_of(desc: &Descriptor) -> HashMap<String, String> {
     desc.annotations().clone().unwrap_or_default()
 }
 
+/// The annotations of `desc`, which must describe an encrypted layer: else
+/// [`Error::NotEncrypted`] (or [`Error::InconsistentEncryption`]).
+fn encrypted_annotations(desc: &Descriptor) -> Result<HashMap<String, String>, Error> {
+    if !descriptor::is_encrypted(desc)? {
+        return Err(Error::NotEncrypted);
+    }
+    Ok(annotations_of(desc))
+}
+
 /// Encrypts with [`Ocicrypt::default()`]; see [`Ocicrypt::encrypt_layer`].
 ///
 /// # Errors
