@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     PRIV, PUB, assert_exit_1, assert_success, data, example_image, manifest_layers, ocicrypt, root,
+    strs,
 };
 
 /// Builds the example provider (a binary of ocicrypt-keyprovider behind its `example`
@@ -196,16 +197,41 @@ impl Setup {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) {
-        assert_success(args, self.run(args));
+    fn ok(&self, args: &[impl AsRef<str>]) {
+        let args = strs(args);
+        assert_success(&args, self.run(&args));
     }
 
-    fn err(&self, args: &[&str]) -> String {
-        assert_exit_1(args, self.run(args))
+    fn err(&self, args: &[impl AsRef<str>]) -> String {
+        let args = strs(args);
+        assert_exit_1(&args, self.run(&args))
+    }
+
+    /// The arguments that decrypt the image `src` with `key` (a `-k` value) into the image
+    /// `name` of this setup.
+    fn decrypt(&self, key: &str, src: &str, name: &str) -> Vec<String> {
+        let dst = self.img(name);
+        ["image", "decrypt", "-k", key, src, &dst]
+            .map(str::to_owned)
+            .to_vec()
     }
 
     fn img(&self, name: &str) -> String {
         format!("oci:{}:latest", self.p(name))
+    }
+
+    /// Encrypts the example image for `recipients` (each a `-r` value) into the image
+    /// `name` of this setup, which must succeed; returns the image.
+    fn encrypt_example(&self, recipients: &[&str], name: &str) -> String {
+        let dst = self.img(name);
+        let mut args = vec!["image", "encrypt"];
+        for r in recipients {
+            args.extend(["-r", r]);
+        }
+        let src = example_image();
+        args.extend([src.as_str(), &dst]);
+        self.ok(&args);
+        dst
     }
 }
 
@@ -222,15 +248,7 @@ fn command_grpc_and_tls_providers_round_trip() {
     let s = Setup::new();
     let original = layers(&example_image());
     for name in ["cmdkms", "grpckms", "tlskms"] {
-        let enc = s.img(&format!("enc-{name}"));
-        s.ok(&[
-            "image",
-            "encrypt",
-            "-r",
-            &format!("provider:{name}"),
-            &example_image(),
-            &enc,
-        ]);
+        let enc = s.encrypt_example(&[&format!("provider:{name}")], &format!("enc-{name}"));
         let enc_layers = layers(&enc);
         assert!(
             enc_layers.iter().all(|(mt, _)| mt.contains("+encrypted")),
@@ -248,14 +266,7 @@ fn command_grpc_and_tls_providers_round_trip() {
         assert_eq!(layers(&dec), original, "{name}");
     }
     // Without the provider as a key, decryption is refused.
-    let e = s.err(&[
-        "image",
-        "decrypt",
-        "-k",
-        &data(PRIV),
-        &s.img("enc-cmdkms"),
-        &s.img("x"),
-    ]);
+    let e = s.err(&s.decrypt(&data(PRIV), &s.img("enc-cmdkms"), "x"));
     assert!(
         e.contains("missing private key") || e.contains("none of the private keys"),
         "{e}"
@@ -266,15 +277,7 @@ fn command_grpc_and_tls_providers_round_trip() {
 fn rewrap_and_rotate_with_providers_as_old_and_new_recipients() {
     let s = Setup::new();
     let original = layers(&example_image());
-    let enc = s.img("enc");
-    s.ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        "provider:cmdkms",
-        &example_image(),
-        &enc,
-    ]);
+    let enc = s.encrypt_example(&["provider:cmdkms"], "enc");
     // provider -> jwe: the provider opens the layers, the JWE key is the only recipient after.
     let jwe = s.img("jwe");
     s.ok(&[
@@ -287,16 +290,9 @@ fn rewrap_and_rotate_with_providers_as_old_and_new_recipients() {
         &enc,
         &jwe,
     ]);
-    s.ok(&["image", "decrypt", "-k", &data(PRIV), &jwe, &s.img("d1")]);
+    s.ok(&s.decrypt(&data(PRIV), &jwe, "d1"));
     assert_eq!(layers(&s.img("d1")), original);
-    let e = s.err(&[
-        "image",
-        "decrypt",
-        "-k",
-        "provider:cmdkms",
-        &jwe,
-        &s.img("x1"),
-    ]);
+    let e = s.err(&s.decrypt("provider:cmdkms", &jwe, "x1"));
     assert!(e.contains("missing private key"), "{e}");
     // jwe -> provider (over gRPC), rotated: new blobs that only the provider opens.
     let rot = s.img("rot");
@@ -316,16 +312,9 @@ fn rewrap_and_rotate_with_providers_as_old_and_new_recipients() {
         before.iter().zip(&after).all(|(b, a)| b.1 != a.1),
         "new blobs"
     );
-    s.ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        "provider:grpckms",
-        &rot,
-        &s.img("d2"),
-    ]);
+    s.ok(&s.decrypt("provider:grpckms", &rot, "d2"));
     assert_eq!(layers(&s.img("d2")), original);
-    let e = s.err(&["image", "decrypt", "-k", &data(PRIV), &rot, &s.img("x2")]);
+    let e = s.err(&s.decrypt(&data(PRIV), &rot, "x2"));
     assert!(e.contains("missing private key"), "{e}");
 }
 
@@ -333,26 +322,9 @@ fn rewrap_and_rotate_with_providers_as_old_and_new_recipients() {
 fn mixed_jwe_and_provider_recipients() {
     let s = Setup::new();
     let original = layers(&example_image());
-    let enc = s.img("enc");
-    s.ok(&[
-        "image",
-        "encrypt",
-        "-r",
-        &format!("jwe:{}", data(PUB)),
-        "-r",
-        "provider:grpckms",
-        &example_image(),
-        &enc,
-    ]);
-    s.ok(&["image", "decrypt", "-k", &data(PRIV), &enc, &s.img("d1")]);
-    s.ok(&[
-        "image",
-        "decrypt",
-        "-k",
-        "provider:grpckms",
-        &enc,
-        &s.img("d2"),
-    ]);
+    let enc = s.encrypt_example(&[&format!("jwe:{}", data(PUB)), "provider:grpckms"], "enc");
+    s.ok(&s.decrypt(&data(PRIV), &enc, "d1"));
+    s.ok(&s.decrypt("provider:grpckms", &enc, "d2"));
     assert_eq!(layers(&s.img("d1")), original);
     assert_eq!(layers(&s.img("d2")), original);
 }

@@ -198,45 +198,29 @@ fn token_errors() {
     let src = format!("oci:{}:latest", enc.display());
     let dst = format!("oci:{}:latest", out.path().join("dec").display());
 
-    let e = err(
-        &[
-            "image",
-            "decrypt",
-            "-k",
-            t.p("badpin.yaml").to_str().unwrap(),
-            &src,
-            &dst,
-        ],
-        Some("internal"),
-    );
+    // Decrypts src into dst with the key file `key`, which must fail under `policy`.
+    let decrypt_fails = |key: &str, policy: Option<&str>| {
+        err(
+            &[
+                "image",
+                "decrypt",
+                "-k",
+                t.p(key).to_str().unwrap(),
+                &src,
+                &dst,
+            ],
+            policy,
+        )
+    };
+    let e = decrypt_fails("badpin.yaml", Some("internal"));
     assert!(e.to_lowercase().contains("pin"), "{e}");
     // No policy anywhere: a clear error before any module is loaded.
-    let e = err(
-        &[
-            "image",
-            "decrypt",
-            "-k",
-            t.p("priv.yaml").to_str().unwrap(),
-            &src,
-            &dst,
-        ],
-        None,
-    );
+    let e = decrypt_fails("priv.yaml", None);
     assert!(e.contains("OCICRYPT_CONFIG"), "{e}");
     // A policy that does not allow the module.
     let conf = out.path().join("ocicrypt.conf");
     fs::write(&conf, "pkcs11:\n  module-directories: [/usr/lib/softhsm/]\n  allowed-module-paths: [/opt/elsewhere/]\n").unwrap();
-    let e = err(
-        &[
-            "image",
-            "decrypt",
-            "-k",
-            t.p("priv.yaml").to_str().unwrap(),
-            &src,
-            &dst,
-        ],
-        Some(conf.to_str().unwrap()),
-    );
+    let e = decrypt_fails("priv.yaml", Some(conf.to_str().unwrap()));
     assert!(e.contains("libsofthsm2.so"), "{e}");
     assert!(!out.path().join("dec").exists());
     // Something that is neither a key file nor an RSA public key.
