@@ -59,21 +59,18 @@ fn rewrap(src: &Path, dst: &Path, keys: &[&str], recipients: &[String], extra: &
     ocicrypt(&args).unwrap();
 }
 
+/// [`rewrap`] from the RSA-2048 test key to the JWE public keys named `public`.
+fn rewrap_rsa2048_to_jwe(src: &Path, dst: &Path, public: &[&str], extra: &[&str]) {
+    let recipients: Vec<String> = public.iter().map(|p| format!("jwe:{}", key(p))).collect();
+    rewrap(src, dst, &[&key("rsa2048-private.pem")], &recipients, extra);
+}
+
 #[test]
 fn skopeo_opens_a_rewrapped_image_with_the_new_keys_only() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path(), &[format!("jwe:{}", key("rsa2048-public.pem"))]);
     let re = tmp.path().join("re");
-    rewrap(
-        &enc,
-        &re,
-        &[&key("rsa2048-private.pem")],
-        &[
-            format!("jwe:{}", key("p384-public.pem")),
-            format!("jwe:{}", key("rsa4096-public.pem")),
-        ],
-        &[],
-    );
+    rewrap_rsa2048_to_jwe(&enc, &re, &["p384-public.pem", "rsa4096-public.pem"], &[]);
     // Same blobs: only the annotations changed.
     let digests =
         |l: &Path| -> Vec<String> { layer_ids(l, "latest").into_iter().map(|(_, d)| d).collect() };
@@ -88,13 +85,7 @@ fn a_skopeo_made_image_is_rewrapped() {
     let tmp = tempfile::tempdir().unwrap();
     let vector = path("tests/vectors/skopeo/jwe-rsa2048");
     let re = tmp.path().join("re");
-    rewrap(
-        &vector,
-        &re,
-        &[&key("rsa2048-private.pem")],
-        &[format!("jwe:{}", key("p256-public.pem"))],
-        &[],
-    );
+    rewrap_rsa2048_to_jwe(&vector, &re, &["p256-public.pem"], &[]);
     skopeo_opens(&re, &[&key("p256-private.pem")], &tmp.path().join("d1"));
     skopeo_refuses(&[&key("rsa2048-private.pem")], &re, &tmp.path().join("d2"));
 }
@@ -104,13 +95,7 @@ fn rotation_gives_new_blobs_that_only_the_new_recipients_open() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path(), &[format!("jwe:{}", key("rsa2048-public.pem"))]);
     let rot = tmp.path().join("rot");
-    rewrap(
-        &enc,
-        &rot,
-        &[&key("rsa2048-private.pem")],
-        &[format!("jwe:{}", key("p521-public.pem"))],
-        &["--rotate", "-j", "2"],
-    );
+    rewrap_rsa2048_to_jwe(&enc, &rot, &["p521-public.pem"], &["--rotate", "-j", "2"]);
     let before = layer_ids(&enc, "latest");
     let after = layer_ids(&rot, "latest");
     assert_eq!(before.len(), after.len());
