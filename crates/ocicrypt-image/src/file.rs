@@ -44,13 +44,14 @@ fn tidy(output: &Path) {
     }
 }
 
-/// Opens the input on a read-ahead thread; `start` reports the start of the layer.
 /// Whether a file command reads, writes and hashes on helper threads beside the cipher's:
 /// when it may keep more than one CPU busy ([`Options::jobs`]).
 fn helpers(options: &Options) -> bool {
     options.jobs.get() > 1
 }
 
+/// Opens the input (on a read-ahead thread with [`helpers`]); `start` reports the start of
+/// the layer.
 fn input(path: &Path, hash: bool, start: bool, options: &Options) -> Result<(Input, u64)> {
     let (file, len) = open(path)?;
     if start {
