@@ -10,14 +10,13 @@ mod serialization;
 #[cfg(test)]
 mod tests;
 
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use josekit::jwe::alg::ecdh_es::EcdhEsJweAlgorithm;
 use josekit::jwe::{
     JweDecrypter, JweEncrypter, JweHeader, JweHeaderSet, serialize_flattened_json,
     serialize_general_json,
 };
 pub(crate) use ocicrypt_keywrap::Failure;
+pub(crate) use ocicrypt_keywrap::keys::B64URL;
 use ocicrypt_keywrap::{
     BoxError, Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper,
     SecretBytes,
@@ -33,15 +32,6 @@ const SCHEME: &str = "jwe";
 
 /// The content encryption this crate writes (as Go ocicrypt does).
 const CONTENT_ENCRYPTION: &str = "A256GCM";
-
-/// Base64url as go-jose reads it: padding optional, non-zero trailing bits tolerated.
-const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
 
 fn backend(context: &str, source: impl Into<BoxError>) -> Error {
     Error::backend(SCHEME, context, source)

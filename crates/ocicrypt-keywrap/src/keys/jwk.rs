@@ -13,8 +13,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::Failure;
 
-/// Base64url as go-jose reads it: padding optional, non-zero trailing bits tolerated.
-const B64URL: GeneralPurpose = GeneralPurpose::new(
+/// Base64url as go-jose reads it: padding optional, non-zero trailing bits tolerated; written
+/// without padding. JWKs here, and the JWE serialization of the `jwe` scheme.
+pub const B64URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)

@@ -53,6 +53,8 @@
 
 mod encrypted;
 mod jwk;
+
+pub use self::jwk::B64URL;
 mod pem;
 #[cfg(test)]
 mod tests;
