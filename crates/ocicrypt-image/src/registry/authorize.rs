@@ -140,6 +140,17 @@ impl std::fmt::Debug for Authorizer {
 }
 
 impl Authorizer {
+    /// No authorization: what a connection uses before it knows the registry's challenge
+    /// (the `/v2/` probe is anonymous).
+    pub(super) fn anonymous() -> Self {
+        Self {
+            challenge: Challenge::None,
+            basic: None,
+            scope: String::new(),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The authorization `challenge` asks for, with `credentials` if any, for `scope`.
     ///
     /// # Errors

@@ -176,8 +176,7 @@ impl Conn {
             rt,
             http,
             base: base_for("https")?,
-            auth: Authorizer::new(Challenge::None, None, String::new())
-                .map_err(|e| conn_auth_error(&host, e))?,
+            auth: Authorizer::anonymous(),
             repository: r.repository().to_owned(),
             reference: r.digest().or(r.tag()).unwrap_or("latest").to_owned(),
             digest: r.digest().map(str::to_owned),
@@ -199,14 +198,14 @@ impl Conn {
         let challenge = match res.status() {
             s if s.is_success() => Challenge::None,
             StatusCode::UNAUTHORIZED => {
-                Challenge::from_headers(res.headers()).map_err(|e| conn_auth_error(&host, e))?
+                Challenge::from_headers(res.headers()).map_err(|e| conn.auth_failure(e))?
             }
             s => {
                 return Err(conn.error("cannot reach the registry", Fetch::Status(s.as_u16())));
             }
         };
         conn.auth = Authorizer::new(challenge, credentials.as_ref(), scope)
-            .map_err(|e| conn_auth_error(&host, e))?;
+            .map_err(|e| conn.auth_failure(e))?;
         // Credentials are checked now, not halfway through a copy: a token is fetched, or
         // /v2/ is asked again with the Basic credentials.
         match conn.auth.challenge() {
@@ -311,6 +310,11 @@ impl Conn {
         }
     }
 
+    /// An error of the authorization set up at connection time.
+    fn auth_failure(&self, e: AuthError) -> Error {
+        self.failure("cannot authenticate", Fetch::Auth(e))
+    }
+
     /// What both [`Conn::error`] and [`Conn::blob_error`] say: authentication, TLS, or the
     /// request failed.
     fn failure(&self, what: &str, e: Fetch) -> Error {
@@ -345,20 +349,6 @@ impl Conn {
                 source: Box::new(e),
             },
         }
-    }
-}
-
-/// An error of the authorization set up at connection time.
-fn conn_auth_error(host: &str, e: AuthError) -> Error {
-    match e {
-        AuthError::Denied => Error::RegistryAuth {
-            host: host.to_owned(),
-        },
-        e => Error::Registry {
-            host: host.to_owned(),
-            what: "cannot authenticate".into(),
-            source: Box::new(e),
-        },
     }
 }
 
