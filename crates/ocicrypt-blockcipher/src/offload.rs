@@ -260,16 +260,21 @@ impl<H: Absorb> Worker<H> {
         self.pipeline.submit(full)
     }
 
-    /// Receives finished batches until one more can be sent; `false` if the worker is
-    /// behind and the pipeline may not wait.
-    fn make_room(&mut self) -> Result<bool, Error> {
-        while self.pipeline.in_flight() >= PIPELINE_DEPTH {
+    /// Receives finished batches until at most `most` are in flight; `false` if the worker
+    /// is behind and the pipeline may not wait.
+    fn drain_to(&mut self, most: usize) -> Result<bool, Error> {
+        while self.pipeline.in_flight() > most {
             match self.pipeline.receive()? {
                 Some(done) => self.pipeline.recycle(done),
                 None => return Ok(false),
             }
         }
         Ok(true)
+    }
+
+    /// Receives finished batches until one more can be sent.
+    fn make_room(&mut self) -> Result<bool, Error> {
+        self.drain_to(PIPELINE_DEPTH - 1)
     }
 
     /// Sends the partial batch and receives everything; `false` if the worker is behind
@@ -281,13 +286,7 @@ impl<H: Absorb> Worker<H> {
             }
             self.send_filling()?;
         }
-        while self.pipeline.in_flight() > 0 {
-            match self.pipeline.receive()? {
-                Some(done) => self.pipeline.recycle(done),
-                None => return Ok(false),
-            }
-        }
-        Ok(true)
+        self.drain_to(0)
     }
 
     fn finish(mut self) -> Result<H, Error> {
