@@ -18,8 +18,8 @@ use josekit::jwe::{
 pub(crate) use ocicrypt_keywrap::Failure;
 pub(crate) use ocicrypt_keywrap::keys::B64URL;
 use ocicrypt_keywrap::{
-    BoxError, Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper,
-    SecretBytes,
+    BoxError, Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyFile, KeySearch,
+    KeyWrapper, Loaded, SecretBytes,
 };
 use zeroize::Zeroizing;
 
@@ -54,7 +54,7 @@ impl KeyWrapper for JweKeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        unwrap(&mut Keys::new(&dc.private_keys), blob, &mut 0)
+        unwrap(&mut key_search(&dc.private_keys), blob, &mut 0)
     }
 
     /// Each key file is parsed (and, if encrypted, its password derived) once for all the
@@ -64,7 +64,7 @@ impl KeyWrapper for JweKeyWrapper {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut keys = Keys::new(&dc.private_keys);
+        let mut keys = key_search(&dc.private_keys);
         let mut attempts = 0;
         ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| unwrap(&mut keys, blob, &mut attempts))
     }
@@ -177,47 +177,20 @@ fn wrap(public_keys: &[Vec<u8>], payload: &[u8]) -> Result<Option<Vec<u8>>, Erro
     Ok(Some(json.into_bytes()))
 }
 
-/// Decrypts `blob` with the first key that opens any of its recipients.
-/// The key files of one operation, each parsed at most once, when first needed.
-struct Keys<'a> {
-    files: &'a [KeyFile],
-    /// Each key, or why it could not be parsed (after the first time the error was given).
-    parsed: Vec<Option<Result<PrivateKey, String>>>,
-    /// How many key files were parsed (once each per operation).
-    parses: usize,
-}
-
-impl<'a> Keys<'a> {
-    fn new(files: &'a [KeyFile]) -> Self {
-        Self {
-            files,
-            parsed: (0..files.len()).map(|_| None).collect(),
-            parses: 0,
-        }
-    }
-
-    /// Key file `i`, parsed. The first failure is the parser's own error (a password error
-    /// stays one); later asks for the same key get its message again.
-    fn get(&mut self, i: usize) -> Result<&PrivateKey, Error> {
-        let (Some(slot), Some(file)) = (self.parsed.get_mut(i), self.files.get(i)) else {
-            return Err(Error::malformed(SCHEME, "no such key"));
-        };
-        if slot.is_none() {
-            self.parses += 1;
-            match keys::parse_private_key(file.data().expose(), file.password()) {
-                Ok(key) => *slot = Some(Ok(key)),
-                Err(e) => {
-                    *slot = Some(Err(e.to_string()));
-                    return Err(e);
-                }
-            }
-        }
-        match slot {
-            Some(Ok(key)) => Ok(key),
-            Some(Err(msg)) => Err(Error::malformed(SCHEME, msg.as_str())),
-            None => Err(Error::malformed(SCHEME, "key not parsed")),
-        }
-    }
+/// The key files of one operation, each parsed (and unlocked) at most once, when first
+/// needed. A key that is not one JWE can use is skipped; a password problem stops the
+/// search, as Go does.
+fn key_search(files: &[KeyFile]) -> KeySearch<'_, PrivateKey> {
+    KeySearch::of_files(
+        SCHEME,
+        "private key",
+        files,
+        |file| match keys::parse_private_key(file.data().expose(), file.password()) {
+            Ok(key) => Ok(Loaded::Key(key)),
+            Err(e) if e.is_password_error() => Err(e),
+            Err(e) => Ok(Loaded::Skip(CauseKind::Unreadable(Box::new(e)))),
+        },
+    )
 }
 
 /// How many (key, recipient) pairs one layer's wrapped keys of this scheme may make us try:
@@ -225,8 +198,12 @@ impl<'a> Keys<'a> {
 /// thousand blobs could otherwise ask for a million. A real layer asks for a handful.
 pub const MAX_UNWRAP_ATTEMPTS: usize = 4096;
 
-fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<SecretBytes, Error> {
-    let key_files = keys_.files;
+/// Decrypts `blob` with the first key that opens any of its recipients.
+fn unwrap(
+    keys: &mut KeySearch<'_, PrivateKey>,
+    blob: &[u8],
+    attempts: &mut usize,
+) -> Result<SecretBytes, Error> {
     let jwe = serialization::parse(blob)?;
     let mut causes = Vec::new();
     let mut usable = Vec::new();
@@ -253,22 +230,8 @@ fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<Sec
             algorithm,
         });
     }
-    if key_files.is_empty() {
-        causes.push(Cause::new(CauseKind::NoKey(
-            "no private key was given".to_owned(),
-        )));
-    }
-    for (i, file) in key_files.iter().enumerate() {
-        let k = format!("private key {}", file.label(i + 1));
-        let key = match keys_.get(i) {
-            Ok(key) => key,
-            // Go aborts the scheme on a password problem.
-            Err(e) if e.is_password_error() => return Err(e),
-            Err(e) => {
-                causes.push(Cause::new(CauseKind::Unreadable(Box::new(e))).key(k));
-                continue;
-            }
-        };
+    keys.search(causes, |key, name, causes| {
+        let k = format!("{name} ({})", key.kind());
         let mut tried = false;
         for (r, alg, recipient) in &usable {
             if !alg.fits(key.kind()) {
@@ -284,10 +247,12 @@ fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<Sec
                 ));
             }
             match open(&jwe, *alg, *recipient, key) {
-                Ok(mut plaintext) => return Ok(SecretBytes::new(std::mem::take(&mut *plaintext))),
+                Ok(mut plaintext) => {
+                    return Ok(Some(SecretBytes::new(std::mem::take(&mut *plaintext))));
+                }
                 Err(f) => causes.push(
                     Cause::new(CauseKind::Refused(f))
-                        .key(format!("{k} ({})", key.kind()))
+                        .key(k.as_str())
                         .recipient(format!("recipient {r} ({alg})")),
                 ),
             }
@@ -297,13 +262,10 @@ fn unwrap(keys_: &mut Keys<'_>, blob: &[u8], attempts: &mut usize) -> Result<Sec
                 Cause::new(CauseKind::Unsuitable(
                     "no recipient uses an algorithm for this key type".to_owned(),
                 ))
-                .key(format!("{k} ({})", key.kind())),
+                .key(k),
             );
         }
-    }
-    Err(Error::NoMatchingKey {
-        scheme: SCHEME.to_owned(),
-        causes,
+        Ok(None)
     })
 }
 

@@ -1050,7 +1050,7 @@ fn each_key_is_parsed_once_for_all_blobs() {
         .chain([wrap_for(&[&public])])
         .collect();
     let files = vec![file_pw(&locked, "pw")];
-    let mut keys = Keys::new(&files);
+    let mut keys = key_search(&files);
     let mut opened = None;
     let mut attempts = 0;
     for blob in &blobs {
@@ -1059,7 +1059,7 @@ fn each_key_is_parsed_once_for_all_blobs() {
         }
     }
     assert_eq!(opened.unwrap().expose(), OPTS);
-    assert_eq!(keys.parses, 1);
+    assert_eq!(keys.reads(), 1);
     // Through the trait: the same answer, and a wrong password still stops at once.
     let dc = dc_cfg(vec![file_pw(&locked, "pw")]);
     assert_eq!(W.unwrap_first(&dc, &blobs).unwrap().expose(), OPTS);

@@ -4,7 +4,7 @@
 use der::Decode;
 use ocicrypt_keywrap::keys as loader;
 use ocicrypt_keywrap::secrecy::SecretString;
-use ocicrypt_keywrap::{Error, KeyFile, SecretBytes};
+use ocicrypt_keywrap::{CauseKind, Error, KeyFile, KeySearch, Loaded};
 use openssl::pkey::{Id, PKey, Private, Public};
 use x509_cert::Certificate;
 
@@ -68,38 +68,17 @@ pub(crate) fn parse_private_key(
     Ok(loader::parse_private_key(SCHEME, data, password)?.map(loader::PrivateKey::into_pkey))
 }
 
-/// `files` with each password-protected key unlocked once, to be tried on several blobs:
-/// a key that its password opens becomes its plain PKCS#8 DER (zeroized on drop) without
-/// a password (and the same name), so that no blob derives the password again. Files without a password stay
-/// as they are (reading them costs no key derivation), and so do files that are no key.
-/// The first file with a password error stays too, with every file after it: the search
-/// stops there for each blob that gets that far, as it would with the originals.
-pub(crate) fn unlock_once(files: &[KeyFile]) -> Vec<KeyFile> {
-    let mut out = Vec::with_capacity(files.len());
-    let mut rest = files.iter();
-    for file in rest.by_ref() {
-        if file.password().is_none() {
-            out.push(file.clone());
-            continue;
-        }
-        match loader::parse_private_key(SCHEME, file.data().expose(), file.password()) {
-            Ok(Ok(key)) => match key.pkey().private_key_to_pkcs8() {
-                Ok(der) => {
-                    let plain = KeyFile::new(SecretBytes::new(der));
-                    out.push(match file.name() {
-                        Some(name) => plain.named(name),
-                        None => plain,
-                    });
-                }
-                Err(_) => out.push(file.clone()),
+/// The private keys of one operation, for [`KeySearch`]: each read (and unlocked) at most
+/// once, when the search first gets to it. A key that is not an RSA private key is
+/// skipped; a password problem stops the search, as Go does.
+pub(crate) fn key_search(files: &[KeyFile]) -> KeySearch<'_, PKey<Private>> {
+    KeySearch::of_files(SCHEME, "private key", files, |file| {
+        Ok(
+            match parse_private_key(file.data().expose(), file.password())? {
+                Ok(key) if key.id() == Id::RSA => Loaded::Key(key),
+                Ok(_) => Loaded::Skip(CauseKind::Unsuitable("not an RSA key".to_owned())),
+                Err(f) => Loaded::Skip(CauseKind::Unreadable(Box::new(f.private_key(SCHEME)))),
             },
-            Ok(Err(_)) => out.push(file.clone()),
-            Err(_) => {
-                out.push(file.clone());
-                break;
-            }
-        }
-    }
-    out.extend(rest.cloned());
-    out
+        )
+    })
 }

@@ -22,12 +22,12 @@ use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, Encode};
 pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
-    BoxError, Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyFile, KeyWrapper,
+    BoxError, Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeySearch, KeyWrapper,
     SecretBytes,
 };
 use openssl::encrypt::{Decrypter, Encrypter};
 use openssl::hash::MessageDigest;
-use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey::{PKey, Private};
 use openssl::rand::rand_bytes;
 use openssl::rsa::Padding;
 use spki::AlgorithmIdentifierOwned;
@@ -109,24 +109,22 @@ impl KeyWrapper for Pkcs7KeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        unwrap(&dc.private_keys, &dc.certificates, blob)
+        unwrap(
+            &mut keys::key_search(&dc.private_keys),
+            &dc.certificates,
+            blob,
+        )
     }
 
-    /// With more than one blob, each password-protected key is unlocked (its password
-    /// derived) once for all of them, not once per blob. One blob is [`unwrap_key`]'s
-    /// business alone, which unlocks a key only when the search gets to it.
-    ///
-    /// [`unwrap_key`]: KeyWrapper::unwrap_key
+    /// Each key is read (and a password-protected one unlocked) once for all the blobs,
+    /// when the search first gets to it, not once per blob.
     fn unwrap_first(
         &self,
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        if blobs.len() < 2 {
-            return ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| self.unwrap_key(dc, blob));
-        }
-        let key_files = keys::unlock_once(&dc.private_keys);
-        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| unwrap(&key_files, &dc.certificates, blob))
+        let mut keys = keys::key_search(&dc.private_keys);
+        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| unwrap(&mut keys, &dc.certificates, blob))
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
@@ -211,7 +209,7 @@ impl KeyWrapper for StandardPkcs7KeyWrapper {
         Pkcs7KeyWrapper.unwrap_key(dc, blob)
     }
 
-    /// As [`Pkcs7KeyWrapper`]'s `unwrap_first`: each key unlocked once for all the blobs.
+    /// As [`Pkcs7KeyWrapper`]'s `unwrap_first`: each key read once for all the blobs.
     fn unwrap_first(
         &self,
         dc: &DecryptConfig,
@@ -420,7 +418,7 @@ fn recipient_infos(ed: &EnvelopedData<'_>) -> Result<Vec<RecipientInfo>, Error> 
 
 /// Decrypts `blob` with the first private key that opens one of its recipients.
 fn unwrap(
-    key_files: &[KeyFile],
+    keys: &mut KeySearch<'_, PKey<Private>>,
     certificates: &[Vec<u8>],
     blob: &[u8],
 ) -> Result<SecretBytes, Error> {
@@ -469,41 +467,18 @@ fn unwrap(
             ),
         }
     }
-    if key_files.is_empty() {
-        causes.push(Cause::new(CauseKind::NoKey(
-            "no private key was given".to_owned(),
-        )));
-    }
-    for (k, file) in key_files.iter().enumerate() {
-        let k = format!("private key {}", file.label(k + 1));
-        // Go aborts the scheme on a password problem: `?` does the same.
-        let key = match keys::parse_private_key(file.data().expose(), file.password())? {
-            Ok(key) if key.id() == Id::RSA => key,
-            Ok(_) => {
-                causes.push(Cause::new(CauseKind::Unsuitable("not an RSA key".to_owned())).key(k));
-                continue;
-            }
-            Err(f) => {
-                causes.push(
-                    Cause::new(CauseKind::Unreadable(Box::new(f.private_key(SCHEME)))).key(k),
-                );
-                continue;
-            }
-        };
-        for (r, ktri) in candidates(&ktris, &certs, &key, &k, &mut causes) {
-            match open(ktri, &key, &cipher, content) {
-                Ok(plaintext) => return Ok(plaintext),
+    keys.search(causes, |key, k, causes| {
+        for (r, ktri) in candidates(&ktris, &certs, key, k, causes) {
+            match open(ktri, key, &cipher, content) {
+                Ok(plaintext) => return Ok(Some(plaintext)),
                 Err(f) => causes.push(
                     Cause::new(CauseKind::Refused(f))
-                        .key(k.clone())
+                        .key(k)
                         .recipient(format!("recipient {r}")),
                 ),
             }
         }
-    }
-    Err(Error::NoMatchingKey {
-        scheme: SCHEME.to_owned(),
-        causes,
+        Ok(None)
     })
 }
 

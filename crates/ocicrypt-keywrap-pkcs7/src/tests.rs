@@ -1,6 +1,7 @@
 //! Wrap/unwrap tests. Keys, certificates and interop blobs come from `tests/data` (made by
 //! `tests/data/make-fixtures.sh` with the OpenSSL CLI and Debian's skopeo 1.9.3).
 
+use ocicrypt_keywrap::KeyFile;
 use ocicrypt_keywrap::secrecy::SecretString;
 use ocicrypt_spec::options::PrivateOptions;
 use openssl::rsa::Rsa;
@@ -128,8 +129,8 @@ fn encrypted_private_keys_need_the_right_password() {
     }
 }
 
-/// `unwrap_first` unlocks each encrypted key once for all the blobs: the files it tries
-/// hold plain keys, and the search keeps its order and stops at a password error.
+/// `unwrap_first` reads (and unlocks) each key once for all the blobs, when the search
+/// first gets to it, keeps the order of the search, and stops at a password error.
 #[test]
 fn unwrap_first_unlocks_each_key_once() {
     let enc = data!("rsa2048-pbes2.pem");
@@ -141,32 +142,28 @@ fn unwrap_first_unlocks_each_key_once() {
     let files = vec![
         file_pw(&other_enc, "pw").named("other.pem"),
         file(b"junk"),
-        file(KEY_2048),
         file_pw(enc, "password"),
         file_pw(enc, "wrong"),
         file_pw(enc, "password"),
     ];
-    let unlocked = keys::unlock_once(&files);
-    assert_eq!(unlocked.len(), files.len());
-    assert_eq!(unlocked[0].name(), Some("other.pem"));
-    // Unlocked: no password, plain PKCS#8 DER that reads without one.
-    for i in [0, 3] {
-        assert!(unlocked[i].password().is_none(), "{i}");
-        assert!(
-            keys::parse_private_key(unlocked[i].data().expose(), None)
-                .unwrap()
-                .is_ok(),
-            "{i}"
-        );
+    let mut keys = keys::key_search(&files);
+    // Three blobs for the 2048-bit key (the third file).
+    for _ in 0..3 {
+        let blob = wrap_for(&[CERT_2048]);
+        assert_eq!(unwrap(&mut keys, &[], &blob).unwrap().expose(), OPTS);
     }
-    // Kept: no key, no password, and from the wrong password on.
-    for i in [1, 2, 4, 5] {
-        assert_eq!(unlocked[i].data().expose(), files[i].data().expose(), "{i}");
-        assert_eq!(
-            unlocked[i].password().is_some(),
-            files[i].password().is_some()
-        );
+    assert_eq!(
+        keys.reads(),
+        3,
+        "the files up to the one that opens, once each"
+    );
+    // A blob for nobody here: the search gets to the wrong password, which stops it, every
+    // time, and the file after it is never read.
+    for _ in 0..2 {
+        let err = unwrap(&mut keys, &[], &wrap_for(&[CERT_4096])).unwrap_err();
+        assert!(matches!(err, Error::WrongPassword { .. }), "{err:?}");
     }
+    assert_eq!(keys.reads(), 4);
 
     // Two blobs, the key for the second only: each key unlocked once, the second opens.
     let first = wrap_for(&[CERT_4096]);

@@ -277,7 +277,120 @@ impl fmt::Display for Cause {
     }
 }
 
+/// A backend error kept as its message, for a copy of an [`Error`] (see
+/// [`Error::detached`]).
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+fn detach_source(source: Option<&BoxError>) -> Option<BoxError> {
+    source.map(|s| Box::new(Message(s.to_string())) as BoxError)
+}
+
+impl Failure {
+    /// A copy, with the source kept as its message.
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            reason: self.reason.clone(),
+            source: detach_source(self.source.as_ref()),
+        }
+    }
+}
+
+impl CauseKind {
+    /// A copy, with backend errors kept as their messages (they are not `Clone`).
+    pub(crate) fn detached(&self) -> Self {
+        match self {
+            Self::NoKey(s) => Self::NoKey(s.clone()),
+            Self::Unreadable(e) => Self::Unreadable(Box::new(e.detached())),
+            Self::Unsuitable(s) => Self::Unsuitable(s.clone()),
+            Self::NotARecipient(s) => Self::NotARecipient(s.clone()),
+            Self::Refused(f) => Self::Refused(f.detached()),
+            Self::BadRecipient(s) => Self::BadRecipient(s.clone()),
+        }
+    }
+}
+
 impl Error {
+    /// A copy that reads the same (`Display`, kind, and the messages of the sources), with
+    /// backend errors kept as their messages, since they are not `Clone`.
+    pub(crate) fn detached(&self) -> Self {
+        match self {
+            Self::InvalidRecipient {
+                scheme,
+                reason,
+                source,
+            } => Self::InvalidRecipient {
+                scheme: scheme.clone(),
+                reason: reason.clone(),
+                source: detach_source(source.as_ref()),
+            },
+            Self::InvalidPrivateKey {
+                scheme,
+                reason,
+                source,
+            } => Self::InvalidPrivateKey {
+                scheme: scheme.clone(),
+                reason: reason.clone(),
+                source: detach_source(source.as_ref()),
+            },
+            Self::MissingPassword { scheme } => Self::MissingPassword {
+                scheme: scheme.clone(),
+            },
+            Self::WrongPassword { scheme } => Self::WrongPassword {
+                scheme: scheme.clone(),
+            },
+            Self::MalformedBlob { scheme, reason } => Self::MalformedBlob {
+                scheme: scheme.clone(),
+                reason: reason.clone(),
+            },
+            Self::UnsupportedAlgorithm { scheme, algorithm } => Self::UnsupportedAlgorithm {
+                scheme: scheme.clone(),
+                algorithm: algorithm.clone(),
+            },
+            Self::LimitExceeded {
+                scheme,
+                what,
+                limit,
+            } => Self::LimitExceeded {
+                scheme: scheme.clone(),
+                what,
+                limit: *limit,
+            },
+            Self::NoMatchingKey { scheme, causes } => Self::NoMatchingKey {
+                scheme: scheme.clone(),
+                causes: causes
+                    .iter()
+                    .map(|c| Cause {
+                        key: c.key.clone(),
+                        recipient: c.recipient.clone(),
+                        kind: c.kind.detached(),
+                    })
+                    .collect(),
+            },
+            Self::Config { scheme, reason } => Self::Config {
+                scheme: scheme.clone(),
+                reason: reason.clone(),
+            },
+            Self::Backend {
+                scheme,
+                context,
+                source,
+            } => Self::Backend {
+                scheme: scheme.clone(),
+                context: context.clone(),
+                source: Box::new(Message(source.to_string())),
+            },
+        }
+    }
+
     /// [`Error::Backend`]: `scheme`'s backend failed while doing `context`.
     pub fn backend(scheme: &str, context: &str, source: impl Into<BoxError>) -> Self {
         Self::Backend {

@@ -11,12 +11,14 @@ mod error;
 #[cfg(feature = "openssl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openssl")))]
 pub mod keys;
+mod search;
 
 use std::fmt;
 
 pub use config::{DecryptConfig, EncryptConfig, KeyFile, Parameters};
 pub use error::{BoxError, Cause, CauseKind, Error, Failure};
 pub use ocicrypt_spec::secret::SecretBytes;
+pub use search::{KeySearch, Loaded};
 pub use secrecy;
 
 /// Tries `unwrap` on each of `blobs` in turn: the first success, or every error, stopping
