@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use ocicrypt_keywrap::secrecy::ExposeSecret;
-use ocicrypt_keywrap::{Cause, CauseKind, Error, KeyFile, SecretBytes};
+use ocicrypt_keywrap::{Cause, CauseKind, Error, KeyFile, KeySearch, Loaded, SecretBytes};
 use sequoia_openpgp as openpgp;
 
 use openpgp::crypto::{KeyPair, Password, SessionKey};
@@ -53,31 +53,60 @@ struct State {
     notes: Vec<String>,
 }
 
-struct Helper<'a> {
-    certs: &'a [Cert],
-    password: Option<Password>,
-    state: &'a mut State,
-    /// The secret keys met so far, by fingerprint, each unlocked (its passphrase derived)
-    /// at most once: `None` for one that could not be unlocked or used.
-    keypairs: Vec<(Fingerprint, KeyHandle, Option<KeyPair>)>,
+/// Why a secret key cannot be used: the note for the causes, and the password problem if
+/// that was it.
+struct Unusable {
+    note: String,
+    password: Option<PasswordProblem>,
 }
 
-impl Helper<'_> {
+/// The secret keys of one key file, kept for all the blobs of an operation: each key is
+/// unlocked (its passphrase derived) at most once, when a blob first names it.
+pub(crate) struct SecretKeys {
+    certs: Vec<Cert>,
+    password: Option<Password>,
+    /// The secret keys met so far, by fingerprint: unlocked, or why not.
+    keypairs: Vec<(Fingerprint, KeyHandle, Result<KeyPair, Unusable>)>,
+}
+
+impl SecretKeys {
+    /// Reads a key file: its certificates with secret key material, or why it is skipped.
+    fn read(file: &KeyFile) -> Loaded<Self> {
+        let certs = match keys::parse_certs(file.data().expose()) {
+            Ok(certs) => certs,
+            Err(e) => {
+                return Loaded::Skip(CauseKind::Unreadable(Box::new(Error::InvalidPrivateKey {
+                    scheme: SCHEME.to_owned(),
+                    reason: "not an OpenPGP secret key".to_owned(),
+                    source: Some(e.into()),
+                })));
+            }
+        };
+        let certs: Vec<Cert> = certs.into_iter().filter(Cert::is_tsk).collect();
+        if certs.is_empty() {
+            return Loaded::Skip(CauseKind::Unsuitable(
+                "no secret key material (a public key?)".to_owned(),
+            ));
+        }
+        Loaded::Key(Self {
+            certs,
+            password: file.password().map(|p| Password::from(p.expose_secret())),
+            keypairs: Vec::new(),
+        })
+    }
+
     /// Makes sure every secret key that a PKESK in `pkesks` names (every secret key, if a
-    /// PKESK is anonymous) is in `keypairs`, unlocking it if it is protected.
+    /// PKESK is anonymous) is in `keypairs`, unlocking it if it is protected, and notes in
+    /// `state` why each of them that cannot be used cannot.
     ///
     /// A passphrase derivation (an iterated and salted S2K) is expensive, and the PKESKs
     /// are attacker input: 200 junk PKESKs naming a protected key took 21 s when the key was
-    /// unlocked once per PKESK. Now it is once per key.
-    fn unlock(&mut self, pkesks: &[PKESK]) {
+    /// unlocked once per PKESK. Now it is once per key and operation.
+    fn unlock(&mut self, pkesks: &[PKESK], state: &mut State) {
         let anonymous = pkesks.iter().any(|p| p.recipient().is_none());
-        for cert in self.certs {
+        for cert in &self.certs {
             for ka in cert.keys().secret() {
                 let key = ka.key();
-                let fingerprint = key.fingerprint();
-                if self.keypairs.iter().any(|(f, ..)| *f == fingerprint) {
-                    continue;
-                }
                 let handle = key.key_handle();
                 let named = anonymous
                     || pkesks
@@ -86,51 +115,59 @@ impl Helper<'_> {
                 if !named {
                     continue;
                 }
-                let keypair = self.keypair(key.clone(), &handle);
-                self.keypairs.push((fingerprint, handle, keypair));
-            }
-        }
-    }
-
-    /// `key` as a key pair, unlocked with the passphrase if it is protected; `None`, with
-    /// a note (and a password problem) saying why, if that cannot be done.
-    fn keypair<R>(&mut self, key: Key<SecretParts, R>, handle: &KeyHandle) -> Option<KeyPair>
-    where
-        R: key::KeyRole,
-    {
-        let key = if key.secret().is_encrypted() {
-            let Some(password) = &self.password else {
-                self.state.password.get_or_insert(PasswordProblem::Missing);
-                self.state
-                    .notes
-                    .push(format!("secret key {handle} is protected by a passphrase"));
-                return None;
-            };
-            #[cfg(test)]
-            UNLOCKS.with(|n| n.set(n.get() + 1));
-            match key.decrypt_secret(password) {
-                Ok(key) => key,
-                Err(e) => {
-                    self.state.password = Some(PasswordProblem::Wrong);
-                    self.state
-                        .notes
-                        .push(format!("cannot unlock secret key {handle}: {e}"));
-                    return None;
+                let fingerprint = key.fingerprint();
+                let known = self.keypairs.iter().position(|(f, ..)| *f == fingerprint);
+                let i = known.unwrap_or_else(|| {
+                    let keypair = keypair(key.clone(), &handle, self.password.as_ref());
+                    self.keypairs.push((fingerprint, handle, keypair));
+                    self.keypairs.len() - 1
+                });
+                if let Some((.., Err(unusable))) = self.keypairs.get(i) {
+                    state.notes.push(unusable.note.clone());
+                    if let Some(p) = unusable.password {
+                        state.password.get_or_insert(p);
+                    }
                 }
             }
-        } else {
-            key
-        };
-        match key.into_keypair() {
-            Ok(pair) => Some(pair),
-            Err(e) => {
-                self.state
-                    .notes
-                    .push(format!("cannot use secret key {handle}: {e}"));
-                None
-            }
         }
     }
+}
+
+/// `key` as a key pair, unlocked with `password` if it is protected; or why that cannot
+/// be done.
+fn keypair<R>(
+    key: Key<SecretParts, R>,
+    handle: &KeyHandle,
+    password: Option<&Password>,
+) -> Result<KeyPair, Unusable>
+where
+    R: key::KeyRole,
+{
+    let key = if key.secret().is_encrypted() {
+        let Some(password) = password else {
+            return Err(Unusable {
+                note: format!("secret key {handle} is protected by a passphrase"),
+                password: Some(PasswordProblem::Missing),
+            });
+        };
+        #[cfg(test)]
+        UNLOCKS.with(|n| n.set(n.get() + 1));
+        key.decrypt_secret(password).map_err(|e| Unusable {
+            note: format!("cannot unlock secret key {handle}: {e}"),
+            password: Some(PasswordProblem::Wrong),
+        })?
+    } else {
+        key
+    };
+    key.into_keypair().map_err(|e| Unusable {
+        note: format!("cannot use secret key {handle}: {e}"),
+        password: None,
+    })
+}
+
+struct Helper<'a> {
+    keys: &'a mut SecretKeys,
+    state: &'a mut State,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -153,14 +190,14 @@ impl DecryptionHelper for Helper<'_> {
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
         // At most MAX_PKESKS of them: `unwrap` has counted them.
-        self.unlock(pkesks);
+        self.keys.unlock(pkesks, self.state);
         for pkesk in pkesks {
             let recipient = pkesk.recipient();
-            for (_, handle, keypair) in &mut self.keypairs {
+            for (_, handle, keypair) in &mut self.keys.keypairs {
                 if recipient.as_ref().is_some_and(|r| !r.aliases(&*handle)) {
                     continue;
                 }
-                let Some(keypair) = keypair else {
+                let Ok(keypair) = keypair else {
                     continue;
                 };
                 match pkesk.decrypt(keypair, sym_algo) {
@@ -192,58 +229,43 @@ enum Attempt {
     Malformed(Error),
 }
 
+/// The key files of one operation, each read once, and each of their secret keys unlocked
+/// once, when a blob first needs it.
+pub(crate) fn key_search(files: &[KeyFile]) -> KeySearch<'_, SecretKeys> {
+    KeySearch::of_files(SCHEME, "OpenPGP key", files, |file| {
+        Ok(SecretKeys::read(file))
+    })
+}
+
 /// Tries each key file in turn, and stops at the first that opens the blob or has a
 /// password problem ([`Error::MissingPassword`], [`Error::WrongPassword`]): the contract of
-/// [`ocicrypt_keywrap::KeyWrapper`], which the jwe and pkcs7 schemes keep too.
-pub(crate) fn unwrap(keys: &[KeyFile], blob: &[u8]) -> Result<SecretBytes, Error> {
+/// [`ocicrypt_keywrap::KeyWrapper`], which every scheme keeps.
+pub(crate) fn unwrap(
+    keys: &mut KeySearch<'_, SecretKeys>,
+    blob: &[u8],
+) -> Result<SecretBytes, Error> {
     let fixed = crate::compat::normalize(blob);
     let blob = fixed.as_deref().unwrap_or(blob);
     let pkesks = parse_pkesks(blob)?;
     if pkesks.is_empty() {
         return Err(malformed("no public-key encrypted session key packet"));
     }
-    let mut causes = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        match try_key(key, blob) {
-            Ok(opts) => return Ok(opts),
-            Err(Attempt::NoKey(kind)) => {
-                causes.push(Cause::new(kind).key(format!("key {}", key.label(i + 1))));
-            }
-            Err(Attempt::Password(problem)) => return Err(problem.error()),
-            Err(Attempt::Malformed(e)) => return Err(e),
+    keys.search(Vec::new(), |key, name, causes| match try_key(key, blob) {
+        Ok(opts) => Ok(Some(opts)),
+        Err(Attempt::NoKey(kind)) => {
+            causes.push(Cause::new(kind).key(name));
+            Ok(None)
         }
-    }
-    if keys.is_empty() {
-        causes.push(Cause::new(CauseKind::NoKey(
-            "no OpenPGP secret key given".to_owned(),
-        )));
-    }
-    Err(Error::NoMatchingKey {
-        scheme: SCHEME.to_owned(),
-        causes,
+        Err(Attempt::Password(problem)) => Err(problem.error()),
+        Err(Attempt::Malformed(e)) => Err(e),
     })
 }
 
-fn try_key(key: &KeyFile, blob: &[u8]) -> Result<SecretBytes, Attempt> {
-    let certs = keys::parse_certs(key.data().expose()).map_err(|e| {
-        Attempt::NoKey(CauseKind::Unreadable(Box::new(Error::InvalidPrivateKey {
-            scheme: SCHEME.to_owned(),
-            reason: "not an OpenPGP secret key".to_owned(),
-            source: Some(e.into()),
-        })))
-    })?;
-    let certs: Vec<Cert> = certs.into_iter().filter(Cert::is_tsk).collect();
-    if certs.is_empty() {
-        return Err(Attempt::NoKey(CauseKind::Unsuitable(
-            "no secret key material (a public key?)".to_owned(),
-        )));
-    }
+fn try_key(secret: &mut SecretKeys, blob: &[u8]) -> Result<SecretBytes, Attempt> {
     let mut state = State::default();
     let helper = Helper {
-        certs: &certs,
-        password: key.password().map(|p| Password::from(p.expose_secret())),
+        keys: secret,
         state: &mut state,
-        keypairs: Vec::new(),
     };
     let policy = keys::policy();
     let result = DecryptorBuilder::from_bytes(blob)

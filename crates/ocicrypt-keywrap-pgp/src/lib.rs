@@ -88,7 +88,18 @@ impl KeyWrapper for PgpKeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        decrypt::unwrap(&dc.gpg_private_keys, blob)
+        decrypt::unwrap(&mut decrypt::key_search(&dc.gpg_private_keys), blob)
+    }
+
+    /// Each key file is read, and each of its secret keys unlocked (its passphrase
+    /// derived), once for all the blobs, not once per blob.
+    fn unwrap_first(
+        &self,
+        dc: &DecryptConfig,
+        blobs: &[Vec<u8>],
+    ) -> Result<SecretBytes, Vec<Error>> {
+        let mut keys = decrypt::key_search(&dc.gpg_private_keys);
+        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| decrypt::unwrap(&mut keys, blob))
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

@@ -725,12 +725,12 @@ fn wrong_key_and_public_key_are_no_matching_key() {
     let c = causes(unwrap_with(vec![key(b"not a key")], &blob).unwrap_err());
     assert!(c[0].contains("not an OpenPGP secret key"), "{c:?}");
     let c = causes(unwrap_with(Vec::new(), &blob).unwrap_err());
-    assert_eq!(c, ["no OpenPGP secret key given"]);
+    assert_eq!(c, ["no OpenPGP key was given"]);
     let err = unwrap_with(vec![key(DAVE_SEC), key(BOB_SEC)], &blob).unwrap_err();
     let c = causes(err);
     assert_eq!(c.len(), 2);
     assert!(
-        c[0].starts_with("key 1: ") && c[1].starts_with("key 2: "),
+        c[0].starts_with("OpenPGP key 1: ") && c[1].starts_with("OpenPGP key 2: "),
         "{c:?}"
     );
 }
@@ -897,6 +897,56 @@ fn pkesks_are_capped() {
         assert_limit(err, "PKESK packets", MAX_PKESKS);
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// Issue 14: a layer's blobs share the unlocked keys: a protected key is unlocked once
+/// for all of them, not once per blob, and a wrong passphrase still stops at once.
+#[test]
+fn a_protected_key_is_unlocked_once_for_all_blobs() {
+    use crate::decrypt::UNLOCKS;
+    let unlocks = || UNLOCKS.with(std::cell::Cell::take);
+    // Three blobs for carol and bob, then one for carol alone: carol's file comes second.
+    let blobs: Vec<Vec<u8>> = (0..3)
+        .map(|_| wrap_for(&all_pub(), &["carol@example.com", "bob@example.com"]))
+        .chain([wrap_for(&all_pub(), &["carol@example.com"])])
+        .collect();
+    let keys = || vec![key(DAVE_SEC), key_pw(CAROL_SEC, CAROL_PASS)];
+    let dc = DecryptConfig::default().with_gpg_private_keys(keys());
+    unlocks();
+    // With bob's key first, nothing is unlocked; then carol's key opens the last blob.
+    let with_bob = DecryptConfig::default()
+        .with_gpg_private_keys(vec![key(BOB_SEC), key_pw(CAROL_SEC, CAROL_PASS)]);
+    assert_eq!(W.unwrap_first(&with_bob, &blobs).unwrap().expose(), OPTS);
+    assert_eq!(unlocks(), 0);
+    // Blob by blob through the shared search: one derivation for the four blobs.
+    let mut search = decrypt::key_search(&dc.gpg_private_keys);
+    for blob in &blobs {
+        let opts = decrypt::unwrap(&mut search, blob).unwrap();
+        assert_eq!(opts.expose(), OPTS);
+    }
+    assert_eq!(unlocks(), 1);
+    assert_eq!(search.reads(), 2);
+    // unwrap_key pays per blob; unwrap_first once for the layer.
+    for blob in &blobs[..2] {
+        W.unwrap_key(&dc, blob).unwrap();
+    }
+    assert_eq!(unlocks(), 2);
+    let only_carol = [blobs[3].clone(), blobs[3].clone()];
+    let junk_first = [b"junk".to_vec(), blobs[3].clone()];
+    for set in [&only_carol[..], &junk_first[..]] {
+        assert_eq!(W.unwrap_first(&dc, set).unwrap().expose(), OPTS);
+        assert_eq!(unlocks(), 1);
+    }
+    // A wrong passphrase: tried once, and the search stops at the first blob.
+    let wrong = DecryptConfig::default()
+        .with_gpg_private_keys(vec![key(DAVE_SEC), key_pw(CAROL_SEC, "wrong")]);
+    let errors = W.unwrap_first(&wrong, &blobs).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        matches!(errors[0], Error::WrongPassword { .. }),
+        "{errors:?}"
+    );
+    assert_eq!(unlocks(), 1);
 }
 
 #[test]
