@@ -13,7 +13,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 pub(crate) use ocicrypt_keywrap::Failure;
 use ocicrypt_keywrap::{
-    Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeyWrapper, SecretBytes,
+    Cause, CauseKind, DecryptConfig, EncryptConfig, Error, KeySearch, KeyWrapper, Loaded,
+    SecretBytes,
 };
 use openssl::encrypt::Encrypter;
 use openssl::hash::MessageDigest;
@@ -328,116 +329,23 @@ impl KeyWrapper for Pkcs11KeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        let parse_error =
-            |e: serde_json::Error| malformed(format!("could not parse the pkcs11 blob: {e}"));
-        let value: serde_json::Value = serde_json::from_slice(blob).map_err(parse_error)?;
-        if !value.is_object() {
-            return Err(malformed(
-                "could not parse the pkcs11 blob: not a JSON object",
-            ));
-        }
-        let parsed: Blob = serde_json::from_value(value).map_err(parse_error)?;
-        if parsed.version != 0 {
-            return Err(malformed(format!(
-                "found a pkcs11 blob with version {} but the maximum supported version is 0",
-                parsed.version
-            )));
-        }
-        let recipients = parsed.recipients.unwrap_or_default();
-        if let Some(r) = recipients.iter().find(|r| r.version != 0) {
-            return Err(malformed(format!(
-                "found a pkcs11 recipient with version {} but the maximum supported version is 0",
-                r.version
-            )));
-        }
-        if dc.pkcs11_yamls.is_empty() {
-            return Err(Error::NoMatchingKey {
-                scheme: SCHEME.to_owned(),
-                causes: vec![Cause::new(CauseKind::NoKey(
-                    "no pkcs11 key files given for decryption".to_owned(),
-                ))],
-            });
-        }
-        let policy = policy(dc.pkcs11_config.as_ref())?;
-        let keys = dc
-            .pkcs11_yamls
-            .iter()
-            .map(|y| {
-                Pkcs11KeyFile::parse(y.expose()).map_err(|e| Error::InvalidPrivateKey {
-                    scheme: SCHEME.to_owned(),
-                    reason: "not a pkcs11 key file".to_owned(),
-                    source: Some(Box::new(e)),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut causes = Vec::new();
-        if recipients.is_empty() {
-            causes.push(Cause::new(CauseKind::BadRecipient(
-                "the blob has no recipients".to_owned(),
-            )));
-        }
-        let mut usable = Vec::new();
-        for (i, r) in recipients.iter().enumerate() {
-            let Some(hash) = OaepHash::from_blob(&r.hash) else {
-                causes.push(
-                    Cause::new(CauseKind::BadRecipient(format!(
-                        "unsupported OAEP hash '{}'",
-                        r.hash.escape_default()
-                    )))
-                    .recipient(format!("recipient {i}")),
-                );
-                continue;
-            };
-            match STANDARD.decode(&r.blob) {
-                Ok(ct) if !ct.is_empty() => usable.push((i, hash, ct)),
-                Ok(_) => causes.push(
-                    Cause::new(CauseKind::BadRecipient("empty blob".to_owned()))
-                        .recipient(format!("recipient {i}")),
-                ),
-                Err(e) => causes.push(
-                    Cause::new(CauseKind::BadRecipient(format!(
-                        "base64 decoding failed: {e}"
-                    )))
-                    .recipient(format!("recipient {i}")),
-                ),
-            }
-        }
-        // One session per key, trying every recipient in it (Go opens one per pair).
-        for key in &keys {
-            if usable.is_empty() {
-                break;
-            }
-            let result =
-                token::with_key(key, policy.as_ref(), KeyClass::Private, |session, obj| {
-                    let mut errors = Vec::new();
-                    for (i, hash, ct) in &usable {
-                        match session.decrypt(&token::oaep_mechanism(*hash), obj, ct) {
-                            Ok(plain) => return Ok(Ok(SecretBytes::new(plain))),
-                            Err(e) => errors.push(
-                                Cause::new(CauseKind::Refused(Failure::new(format!(
-                                    "C_Decrypt ({}) failed: {}",
-                                    hash.name(),
-                                    token::short_error(&e)
-                                ))))
-                                .key(key.uri().to_string())
-                                .recipient(format!("recipient {i}")),
-                            ),
-                        }
-                    }
-                    Ok(Err(errors))
-                });
-            match result {
-                Ok(Ok(plain)) => return Ok(plain),
-                Ok(Err(errors)) => causes.extend(errors),
-                // The token refused: no such key, a wrong PIN, no module.
-                Err(f) => causes.push(Cause::new(CauseKind::Refused(f)).key(key.uri().to_string())),
-            }
-        }
-        Err(Error::NoMatchingKey {
-            scheme: SCHEME.to_owned(),
-            causes,
+        unwrap(dc, std::slice::from_ref(&blob)).map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| malformed("no blob"))
         })
+    }
+
+    /// Each key file is read once, and its key used in one token session (one login) for
+    /// all the blobs, not one per blob: the blobs' recipients are tried in order within
+    /// the session of each key in turn.
+    fn unwrap_first(
+        &self,
+        dc: &DecryptConfig,
+        blobs: &[Vec<u8>],
+    ) -> Result<SecretBytes, Vec<Error>> {
+        unwrap(dc, blobs)
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
@@ -449,5 +357,166 @@ impl KeyWrapper for Pkcs11KeyWrapper {
     }
 }
 
+/// A blob's recipients that can be tried, and why the others cannot.
+struct Parsed {
+    /// Position in the blob, hash, ciphertext.
+    usable: Vec<(usize, OaepHash, Vec<u8>)>,
+    causes: Vec<Cause>,
+}
+
+/// Parses a blob as Go's `Pkcs11Blob` and sorts its recipients.
+fn parse_blob(blob: &[u8]) -> Result<Parsed, Error> {
+    let parse_error =
+        |e: serde_json::Error| malformed(format!("could not parse the pkcs11 blob: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(blob).map_err(parse_error)?;
+    if !value.is_object() {
+        return Err(malformed(
+            "could not parse the pkcs11 blob: not a JSON object",
+        ));
+    }
+    let parsed: Blob = serde_json::from_value(value).map_err(parse_error)?;
+    if parsed.version != 0 {
+        return Err(malformed(format!(
+            "found a pkcs11 blob with version {} but the maximum supported version is 0",
+            parsed.version
+        )));
+    }
+    let recipients = parsed.recipients.unwrap_or_default();
+    if let Some(r) = recipients.iter().find(|r| r.version != 0) {
+        return Err(malformed(format!(
+            "found a pkcs11 recipient with version {} but the maximum supported version is 0",
+            r.version
+        )));
+    }
+    let mut causes = Vec::new();
+    if recipients.is_empty() {
+        causes.push(Cause::new(CauseKind::BadRecipient(
+            "the blob has no recipients".to_owned(),
+        )));
+    }
+    let mut usable = Vec::new();
+    for (i, r) in recipients.iter().enumerate() {
+        let bad = |what: String| {
+            Cause::new(CauseKind::BadRecipient(what)).recipient(format!("recipient {i}"))
+        };
+        let Some(hash) = OaepHash::from_blob(&r.hash) else {
+            causes.push(bad(format!(
+                "unsupported OAEP hash '{}'",
+                r.hash.escape_default()
+            )));
+            continue;
+        };
+        match STANDARD.decode(&r.blob) {
+            Ok(ct) if !ct.is_empty() => usable.push((i, hash, ct)),
+            Ok(_) => causes.push(bad("empty blob".to_owned())),
+            Err(e) => causes.push(bad(format!("base64 decoding failed: {e}"))),
+        }
+    }
+    Ok(Parsed { usable, causes })
+}
+
+/// The key files of one operation, for [`KeySearch`]: each read once, named by its URI
+/// (or its place, if it is not a key file, which is skipped).
+fn key_search(yamls: &[SecretBytes]) -> KeySearch<'_, Pkcs11KeyFile> {
+    let mut files: Vec<Option<Result<Pkcs11KeyFile, ParseError>>> = yamls
+        .iter()
+        .map(|y| Some(Pkcs11KeyFile::parse(y.expose())))
+        .collect();
+    let names = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match f {
+            Some(Ok(kf)) => kf.uri().to_string(),
+            _ => format!("pkcs11 key file {}", i + 1),
+        })
+        .collect();
+    KeySearch::new(SCHEME, "pkcs11 key file", names, move |i| {
+        Ok(match files.get_mut(i).and_then(Option::take) {
+            Some(Ok(kf)) => Loaded::Key(kf),
+            Some(Err(e)) => {
+                Loaded::Skip(CauseKind::Unreadable(Box::new(Error::InvalidPrivateKey {
+                    scheme: SCHEME.to_owned(),
+                    reason: "not a pkcs11 key file".to_owned(),
+                    source: Some(Box::new(e)),
+                })))
+            }
+            None => Loaded::Skip(CauseKind::NoKey(format!("no key file {i}"))),
+        })
+    })
+}
+
+/// Unwraps the first of `blobs` that a key opens: each key in turn, in one token session
+/// for all the blobs' recipients. On failure, one error per blob.
+fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes, Vec<Error>> {
+    let parsed: Vec<Result<Parsed, Error>> = blobs.iter().map(|b| parse_blob(b.as_ref())).collect();
+    let policy = if dc.pkcs11_yamls.is_empty() {
+        None
+    } else {
+        policy(dc.pkcs11_config.as_ref()).map_err(|e| vec![e])?
+    };
+    let usable = parsed.iter().flatten().any(|p| !p.usable.is_empty());
+    // What each key did to each blob.
+    let mut refusals: Vec<Vec<Cause>> = parsed.iter().map(|_| Vec::new()).collect();
+    let mut keys = key_search(&dc.pkcs11_yamls);
+    let found = keys.search(Vec::new(), |key, name, causes| {
+        if !usable {
+            return Ok(None);
+        }
+        let result = token::with_key(key, policy.as_ref(), KeyClass::Private, |session, obj| {
+            let tried = parsed.iter().zip(refusals.iter_mut());
+            for (blob, refused) in tried {
+                let Ok(blob) = blob else { continue };
+                for (i, hash, ct) in &blob.usable {
+                    match session.decrypt(&token::oaep_mechanism(*hash), obj, ct) {
+                        Ok(plain) => return Ok(Some(SecretBytes::new(plain))),
+                        Err(e) => refused.push(
+                            Cause::new(CauseKind::Refused(Failure::new(format!(
+                                "C_Decrypt ({}) failed: {}",
+                                hash.name(),
+                                token::short_error(&e)
+                            ))))
+                            .key(name)
+                            .recipient(format!("recipient {i}")),
+                        ),
+                    }
+                }
+            }
+            Ok(None)
+        });
+        match result {
+            Ok(found) => Ok(found),
+            // The token refused: no such key, a wrong PIN, no module.
+            Err(f) => {
+                causes.push(Cause::new(CauseKind::Refused(f)).key(name));
+                Ok(None)
+            }
+        }
+    });
+    let key_causes = match found {
+        Ok(plain) => return Ok(plain),
+        Err(Error::NoMatchingKey { causes, .. }) => causes,
+        Err(e) => return Err(vec![e]),
+    };
+    Err(parsed
+        .into_iter()
+        .zip(refusals)
+        .map(|(blob, refused)| match blob {
+            Err(e) => e,
+            Ok(blob) => {
+                let mut causes = blob.causes;
+                causes.extend(refused);
+                causes.extend(key_causes.iter().map(Cause::detached));
+                Error::NoMatchingKey {
+                    scheme: SCHEME.to_owned(),
+                    causes,
+                }
+            }
+        })
+        .collect())
+}
+
+// The unit tests share the integration tests' SoftHSM2 helpers, which name this crate.
+#[cfg(test)]
+extern crate self as ocicrypt_keywrap_pkcs11;
 #[cfg(test)]
 mod tests;

@@ -229,8 +229,10 @@ fn unusable_recipients_are_causes() {
     assert!(causes[2].contains("empty blob"), "{causes:?}");
 }
 
+/// A key file that does not parse is skipped, as in the other schemes (it used to stop
+/// the search).
 #[test]
-fn unwrap_needs_key_files_that_parse() {
+fn unwrap_skips_key_files_that_do_not_parse() {
     let w = Pkcs11KeyWrapper::new();
     let blob = br#"{"version":0,"recipients":[]}"#;
     let err = w.unwrap_key(&dc_with_key(), blob).unwrap_err();
@@ -239,12 +241,22 @@ fn unwrap_needs_key_files_that_parse() {
         "{err}"
     );
     let err = w.unwrap_key(&DecryptConfig::default(), blob).unwrap_err();
-    assert!(err.to_string().contains("no pkcs11 key files"), "{err}");
+    assert!(
+        err.to_string().contains("no pkcs11 key file was given"),
+        "{err}"
+    );
     let mut dc = DecryptConfig::default();
     dc.pkcs11_yamls
         .push(b"pkcs11: {uri: 'nope'}".to_vec().into());
     let err = w.unwrap_key(&dc, blob).unwrap_err();
-    assert!(matches!(err, Error::InvalidPrivateKey { .. }), "{err}");
+    let Error::NoMatchingKey { causes, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let CauseKind::Unreadable(e) = &causes[1].kind else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(**e, Error::InvalidPrivateKey { .. }), "{err}");
+    assert_eq!(causes[1].key.as_deref(), Some("pkcs11 key file 1"));
     assert!(w.has_possible_keys(&dc));
 }
 
@@ -267,4 +279,71 @@ fn key_file_errors_do_not_quote_the_file() {
     let err = Pkcs11KeyFile::parse(bad).unwrap_err().to_string();
     assert!(!err.contains("s3cret"), "{err}");
     assert!(err.contains("line 1"), "{err}");
+}
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// Issue 14: a layer's blobs are tried in one token session (one login) per key, not one
+/// per key and blob; a key file that cannot be read is skipped, as in the other schemes;
+/// and when no blob opens, there is one error per blob, in order.
+#[test]
+fn one_token_session_per_key_for_all_blobs() {
+    use common::{PIN, SoftHsm, policy, rsa_key};
+    let sessions = || token::SESSIONS.with(std::cell::Cell::take);
+    let hsm = SoftHsm::new("sessions");
+    hsm.import(rsa_key(0), "mykey", "01");
+    let uri = format!(
+        "pkcs11:token={};object=mykey;type=private?module-name=softhsm2&pin-value={PIN}",
+        hsm.label
+    );
+    let mut dc = DecryptConfig::default();
+    dc.pkcs11_yamls = vec![b"junk".to_vec().into(), hsm.key_file(&uri).into()];
+    dc.pkcs11_config = Some(policy().to_yaml());
+    let w = Pkcs11KeyWrapper::with_oaep_hash(OaepHash::Sha1);
+    let wrap = |key: &PKey<Private>| {
+        let mut ec = EncryptConfig::default();
+        ec.pkcs11_public_keys.push(key.public_key_to_pem().unwrap());
+        w.wrap_keys(&ec, b"opts").unwrap().unwrap()
+    };
+    let theirs: Vec<Vec<u8>> = (0..3)
+        .map(|_| wrap(rsa_key(1)))
+        .chain([b"junk".to_vec()])
+        .collect();
+    let blobs = [theirs.clone(), vec![wrap(rsa_key(0))]].concat();
+    sessions();
+    assert_eq!(w.unwrap_first(&dc, &blobs).unwrap().expose(), b"opts");
+    assert_eq!(sessions(), 1);
+    // Blob by blob: a session for each blob with a recipient.
+    for blob in &blobs {
+        let _ = w.unwrap_key(&dc, blob);
+    }
+    assert_eq!(sessions(), 4);
+    // None opens: one error per blob, in order, in one session.
+    let errors = w.unwrap_first(&dc, &theirs).unwrap_err();
+    assert_eq!(sessions(), 1);
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    for e in &errors[..3] {
+        let Error::NoMatchingKey { causes, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(causes.len(), 2, "{e}");
+        assert!(
+            matches!(&causes[0].kind, CauseKind::Refused(f) if f.reason().contains("C_Decrypt")),
+            "{e}"
+        );
+        assert_eq!(causes[0].key.as_deref(), Some(hsm_uri(&uri).as_str()));
+        assert!(matches!(causes[1].kind, CauseKind::Unreadable(_)), "{e}");
+        assert_eq!(causes[1].key.as_deref(), Some("pkcs11 key file 1"));
+    }
+    assert!(
+        matches!(errors[3], Error::MalformedBlob { .. }),
+        "{:?}",
+        errors[3]
+    );
+}
+
+/// The URI as a key file's parser prints it.
+fn hsm_uri(uri: &str) -> String {
+    Pkcs11Uri::parse(uri).unwrap().to_string()
 }

@@ -24,6 +24,12 @@ use crate::{Failure, OaepHash};
 /// makes to the process environment. See the crate documentation.
 static TOKEN_LOCK: Mutex<()> = Mutex::new(());
 
+#[cfg(test)]
+thread_local! {
+    /// How many sessions this thread has opened (tests count the logins with it).
+    pub(crate) static SESSIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Which half of the key pair the operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeyClass {
@@ -97,6 +103,8 @@ pub(crate) fn with_key<T>(
         };
     let result = (|| {
         let session = open_session(&ctx, slot_id, token, pin.as_ref())?;
+        #[cfg(test)]
+        SESSIONS.with(|n| n.set(n.get() + 1));
         let result = find_object(&session, class, label, id).and_then(|obj| op(&session, obj));
         if pin.is_some() {
             let _ = session.logout();

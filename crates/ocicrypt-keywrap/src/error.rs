@@ -304,6 +304,18 @@ impl Failure {
     }
 }
 
+impl Cause {
+    /// A copy that reads the same, with backend errors kept as their messages (they are
+    /// not `Clone`): for a cause that belongs to several errors.
+    pub fn detached(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            recipient: self.recipient.clone(),
+            kind: self.kind.detached(),
+        }
+    }
+}
+
 impl CauseKind {
     /// A copy, with backend errors kept as their messages (they are not `Clone`).
     pub(crate) fn detached(&self) -> Self {
@@ -366,14 +378,7 @@ impl Error {
             },
             Self::NoMatchingKey { scheme, causes } => Self::NoMatchingKey {
                 scheme: scheme.clone(),
-                causes: causes
-                    .iter()
-                    .map(|c| Cause {
-                        key: c.key.clone(),
-                        recipient: c.recipient.clone(),
-                        kind: c.kind.detached(),
-                    })
-                    .collect(),
+                causes: causes.iter().map(Cause::detached).collect(),
             },
             Self::Config { scheme, reason } => Self::Config {
                 scheme: scheme.clone(),
