@@ -22,9 +22,9 @@
 //! the task when it hands a batch back.
 
 use std::io;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
+#[cfg(test)]
 use std::thread;
 
 use ring::{digest, hmac};
@@ -315,20 +315,42 @@ pub(crate) static WORKER_PAUSE_MS: std::sync::atomic::AtomicU64 =
 /// the worker processes the next.
 pub(crate) const PIPELINE_DEPTH: usize = 3;
 
-/// A worker thread that applies a [`Stage`] to batches and returns them in order.
+/// A [`Stage`] as an `ocicrypt_pipeline` stage: each batch processed in place and handed
+/// back.
+struct InPlace<S>(S);
+
+impl<S: Stage> ocicrypt_pipeline::Stage<Batch> for InPlace<S> {
+    type Output = Batch;
+    type Error = Error;
+
+    fn apply(&mut self, mut batch: Batch) -> Result<Batch, Error> {
+        #[cfg(test)]
+        thread::sleep(std::time::Duration::from_millis(
+            WORKER_PAUSE_MS.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        self.0.apply(&mut batch).map(|()| batch)
+    }
+}
+
+/// The cipher's error for a worker's: the stage's own, else [`Error::Worker`].
+fn worker_error(e: ocicrypt_pipeline::Error<Error>) -> Error {
+    match e {
+        ocicrypt_pipeline::Error::Stage(e) => e,
+        ocicrypt_pipeline::Error::Stopped | ocicrypt_pipeline::Error::Idle => Error::Worker,
+    }
+}
+
+/// A worker thread (an [`ocicrypt_pipeline::Worker`]) that applies a [`Stage`] to
+/// batches and returns them in order, with the batches recycled.
 ///
 /// Memory is bounded: at most [`PIPELINE_DEPTH`] batches in flight, [`PIPELINE_DEPTH`] + 1
-/// kept for reuse, and what the caller holds.
-///
-/// The worker holds the stage's lock only while it applies the stage to a batch, and
-/// hands the batch back after: once every batch has come back, [`Pipeline::finish`] takes
-/// the stage without waiting (no thread join). A failed stage is dropped by the worker.
+/// kept for reuse, and what the caller holds. Once every batch has come back,
+/// [`Pipeline::finish`] takes the stage without waiting (no thread join). A failed stage
+/// is dropped by the worker.
 pub(crate) struct Pipeline<S: Stage> {
-    to_worker: SyncSender<Batch>,
-    from_worker: Receiver<Result<Batch, Error>>,
-    stage: Arc<Mutex<Option<S>>>,
-    slot: Option<Arc<WakerSlot>>,
-    in_flight: usize,
+    worker: ocicrypt_pipeline::Worker<Batch, InPlace<S>>,
+    /// No [`WakerSlot`]: [`receive`](Pipeline::receive) waits.
+    waits: bool,
     spare: Vec<Batch>,
 }
 
@@ -337,59 +359,26 @@ impl<S: Stage> Pipeline<S> {
     /// [`WakerSlot`], the worker wakes its waker after each batch and
     /// [`receive`](Pipeline::receive) never waits.
     pub(crate) fn start(stage: S, slot: Option<Arc<WakerSlot>>) -> Result<Self, S> {
-        let (to_worker, batches) = mpsc::sync_channel::<Batch>(PIPELINE_DEPTH);
-        let (give_back, from_worker) = mpsc::sync_channel(PIPELINE_DEPTH);
-        // The stage goes in once the thread runs: if none can start, it is given back.
-        let shared: Arc<Mutex<Option<S>>> = Arc::new(Mutex::new(None));
-        let (worker_stage, worker_slot) = (shared.clone(), slot.clone());
-        let spawned = thread::Builder::new()
-            .name("ocicrypt-helper".to_owned())
-            .spawn(move || {
-                while let Ok(mut batch) = batches.recv() {
-                    #[cfg(test)]
-                    thread::sleep(std::time::Duration::from_millis(
-                        WORKER_PAUSE_MS.load(std::sync::atomic::Ordering::Relaxed),
-                    ));
-                    let result = {
-                        let Ok(mut guard) = worker_stage.lock() else {
-                            return;
-                        };
-                        let result = match guard.as_mut() {
-                            Some(stage) => stage.apply(&mut batch).map(|()| batch),
-                            None => Err(Error::Worker),
-                        };
-                        if result.is_err() {
-                            *guard = None;
-                        }
-                        result
-                    };
-                    let failed = result.is_err();
-                    let sent = give_back.send(result).is_ok();
-                    if let Some(slot) = &worker_slot {
-                        slot.wake();
-                    }
-                    if !sent || failed {
-                        return;
-                    }
-                }
-            });
-        if spawned.is_err() {
-            return Err(stage);
+        let mut builder = ocicrypt_pipeline::Worker::builder()
+            .name("ocicrypt-helper")
+            .depth(PIPELINE_DEPTH);
+        if let Some(slot) = &slot {
+            let slot = Arc::clone(slot);
+            builder = builder.notify(move || slot.wake());
         }
-        *shared.lock().unwrap_or_else(PoisonError::into_inner) = Some(stage);
-        Ok(Self {
-            to_worker,
-            from_worker,
-            stage: shared,
-            slot,
-            in_flight: 0,
-            spare: Vec::new(),
-        })
+        match builder.start(InPlace(stage)) {
+            Ok(worker) => Ok(Self {
+                worker,
+                waits: slot.is_none(),
+                spare: Vec::new(),
+            }),
+            Err(not_started) => Err(not_started.stage.0),
+        }
     }
 
     /// Batches submitted and not yet received.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
+        self.worker.in_flight()
     }
 
     /// An empty batch with room for [`BATCH`] bytes (a recycled one when there is one).
@@ -409,48 +398,42 @@ impl<S: Stage> Pipeline<S> {
         }
     }
 
-    /// Hands a batch to the worker (at most [`PIPELINE_DEPTH`] at a time: check
-    /// [`in_flight`](Pipeline::in_flight) first, or this waits for the worker).
+    /// Hands a batch to the worker: at most [`PIPELINE_DEPTH`] at a time (check
+    /// [`in_flight`](Pipeline::in_flight) first). Never waits.
+    ///
+    /// # Errors
+    /// [`Error::Worker`] if the worker is full or gone.
     pub(crate) fn submit(&mut self, batch: Batch) -> Result<(), Error> {
-        self.to_worker.send(batch).map_err(|_| Error::Worker)?;
-        self.in_flight += 1;
-        Ok(())
+        self.worker.submit(batch).map_err(|_| Error::Worker)
     }
 
     /// The oldest batch submitted, once the worker has processed it. Without a
     /// [`WakerSlot`] this waits for it; with one, `Ok(None)` says it is not ready yet (and
     /// the slot's waker is woken when a batch comes back).
     pub(crate) fn receive(&mut self) -> Result<Option<Batch>, Error> {
-        let result = if self.slot.is_some() {
-            match self.from_worker.try_recv() {
-                Ok(result) => result,
-                Err(TryRecvError::Empty) => return Ok(None),
-                Err(TryRecvError::Disconnected) => return Err(Error::Worker),
-            }
+        if self.waits {
+            self.worker.receive().map(Some).map_err(worker_error)
         } else {
-            self.from_worker.recv().map_err(|_| Error::Worker)?
-        };
-        self.in_flight = self.in_flight.saturating_sub(1);
-        result.map(Some)
+            self.worker.try_receive().map_err(worker_error)
+        }
     }
 
     /// The oldest batch submitted, waiting for it even with a [`WakerSlot`] (for callers
     /// that made sure it is not needed, and for `finish` paths outside `poll_read`).
     pub(crate) fn receive_waiting(&mut self) -> Result<Batch, Error> {
-        let result = self.from_worker.recv().map_err(|_| Error::Worker)?;
-        self.in_flight = self.in_flight.saturating_sub(1);
-        result
+        self.worker.receive().map_err(worker_error)
     }
 
     /// Stops the worker and returns the stage. Call it with nothing in flight: the worker
     /// is then idle, so taking the stage does not wait.
     pub(crate) fn finish(self) -> Result<S, Error> {
-        if self.in_flight != 0 {
+        if self.worker.in_flight() != 0 {
             return Err(Error::Worker);
         }
-        drop(self.to_worker);
-        let mut stage = self.stage.lock().map_err(|_| Error::Worker)?;
-        stage.take().ok_or(Error::Worker)
+        self.worker
+            .finish()
+            .map(|InPlace(stage)| stage)
+            .map_err(worker_error)
     }
 }
 
@@ -585,6 +568,8 @@ impl Feeder {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc::{self, Receiver};
+
     use super::*;
 
     fn run(parallel: bool, pieces: &[usize]) -> Vec<u8> {
