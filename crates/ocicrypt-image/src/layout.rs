@@ -6,11 +6,12 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use oci_spec::image::{Descriptor, Digest};
 use serde_json::{Value, json};
+
+use ocicrypt_pipeline::{Stage, Worker};
 
 use crate::digest::checked;
 use crate::fsx::{Registered, Staged, remove_stale, temporary_prefix, write_atomic};
@@ -197,37 +198,65 @@ struct Inner {
     committer: Mutex<Option<Committer>>,
 }
 
-/// A thread that syncs staged blobs and renames them into place, in the order given. After
-/// the first failure it only drops (removes) what it is given.
+/// Blobs the committer may hold queued before [`Committer::commit`] waits for it.
+const COMMIT_QUEUE: usize = 64;
+
+/// The committer's stage: syncs a staged blob and renames it into place.
+struct Commit;
+
+impl Stage<(Staged, PathBuf)> for Commit {
+    type Output = ();
+    type Error = Error;
+
+    fn apply(&mut self, (blob, path): (Staged, PathBuf)) -> Result<()> {
+        blob.commit_as(&path)
+    }
+}
+
+fn commit_error(e: ocicrypt_pipeline::Error<Error>) -> Error {
+    match e {
+        ocicrypt_pipeline::Error::Stage(e) => e,
+        _ => Error::Internal("the blob commit thread stopped".into()),
+    }
+}
+
+/// A thread (an [`ocicrypt_pipeline::Worker`]) that syncs staged blobs and renames them
+/// into place, in the order given. It stops at the first failure: what is queued after it
+/// is dropped (removed).
 #[derive(Debug)]
 struct Committer {
-    queue: mpsc::Sender<(Staged, PathBuf)>,
-    thread: JoinHandle<Result<()>>,
+    worker: Worker<(Staged, PathBuf), Commit>,
 }
 
 impl Committer {
     fn spawn() -> Result<Self> {
-        let (queue, staged) = mpsc::channel::<(Staged, PathBuf)>();
-        let thread = thread::Builder::new()
-            .name("ocicrypt-commit".to_owned())
-            .spawn(move || {
-                let mut outcome = Ok(());
-                for (blob, path) in staged {
-                    if outcome.is_ok() {
-                        outcome = blob.commit_as(&path);
-                    }
-                }
-                outcome
-            })
-            .map_err(Error::io("cannot start a thread"))?;
-        Ok(Self { queue, thread })
+        let worker = Worker::builder()
+            .name("ocicrypt-commit")
+            .depth(COMMIT_QUEUE)
+            .start(Commit)
+            .map_err(|e| Error::io("cannot start a thread")(e.error))?;
+        Ok(Self { worker })
     }
 
+    /// Queues `blob` for `path`; with [`COMMIT_QUEUE`] blobs queued, this waits for the
+    /// oldest. After a failure the thread has stopped: the failure is returned (once) and
+    /// `blob` is dropped.
+    fn commit(&mut self, blob: Staged, path: PathBuf) -> Result<()> {
+        if self.worker.is_full() {
+            self.worker.receive().map_err(commit_error)?;
+        }
+        if self.worker.submit((blob, path)).is_ok() {
+            return Ok(());
+        }
+        // Stopped: its failure is among what is still to be received.
+        loop {
+            self.worker.receive().map_err(commit_error)?;
+        }
+    }
+
+    /// Waits until every blob queued is in place.
     fn wait(self) -> Result<()> {
-        drop(self.queue);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("the blob commit thread panicked".into())))
+        self.worker.finish().map(|Commit| ()).map_err(commit_error)
     }
 }
 
@@ -267,17 +296,9 @@ impl Inner {
         if committer.is_none() {
             *committer = Some(Committer::spawn()?);
         }
-        match committer
-            .as_ref()
-            .map(|c| c.queue.send((staged, path)).is_ok())
-        {
-            Some(true) => Ok(()),
-            // The thread is gone: it stopped after a failure, or panicked.
-            _ => match committer.take().map(Committer::wait) {
-                Some(Err(e)) => Err(e),
-                _ => Err(Error::Internal("the blob commit thread stopped".into())),
-            },
-        }
+        committer
+            .as_mut()
+            .map_or(Ok(()), |c| c.commit(staged, path))
     }
 }
 
@@ -463,7 +484,53 @@ impl Drop for LayoutDestination {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
+
+    #[test]
+    fn the_committer_stops_at_the_first_failure_and_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = |name: &str| {
+            let dest = dir.path().join(name);
+            let mut s = Staged::new(&dest).unwrap();
+            s.write_all(name.as_bytes()).unwrap();
+            (s, dest)
+        };
+        let missing = dir.path().join("missing/b");
+        // Reported by wait.
+        let mut c = Committer::spawn().unwrap();
+        let (a, a_path) = staged("a");
+        c.commit(a, a_path.clone()).unwrap();
+        c.commit(staged("b").0, missing.clone()).unwrap();
+        let err = c.wait().unwrap_err();
+        assert!(err.to_string().contains("cannot rename"), "{err}");
+        assert_eq!(fs::read(&a_path).unwrap(), b"a");
+        // Reported by a later commit, once; nothing after the failure is put in place, and
+        // no temporary file is left.
+        let mut c = Committer::spawn().unwrap();
+        c.commit(staged("b").0, missing).unwrap();
+        let mut failures = Vec::new();
+        for i in 0..2 * COMMIT_QUEUE {
+            let (s, dest) = staged(&format!("c{i}"));
+            if let Err(e) = c.commit(s, dest) {
+                failures.push(e.to_string());
+            }
+        }
+        assert!(failures[0].contains("cannot rename"), "{failures:?}");
+        assert!(
+            failures[1..]
+                .iter()
+                .all(|f| f.contains("commit thread stopped")),
+            "{failures:?}"
+        );
+        assert!(c.wait().is_err());
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["a"]);
+    }
 
     #[test]
     fn digests_cannot_escape_the_layout() {

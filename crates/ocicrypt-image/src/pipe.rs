@@ -8,17 +8,16 @@
 //! stays flat whatever the size of the layer. Blocks may hold plaintext, so they are wiped
 //! when dropped.
 //!
-//! Neither pipe leaves a thread behind: dropping one stops its thread and waits for it (so
-//! that a staged output file is removed before the command exits).
+//! Both run on an [`ocicrypt_pipeline::Worker`]. Dropping a pipe stops its thread and
+//! drops its source or sink before it returns (so that a staged output file is removed
+//! before the command exits).
 //!
 //! [`Input`] and [`Output`] are what commands use: the threaded pipes, or the same reads,
 //! writes and hashing on the caller's thread when the command runs one thread per layer
 //! (`image --jobs`).
 
+use ocicrypt_pipeline::{Error, Stage, Worker};
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::thread::{self, JoinHandle};
-
 use zeroize::Zeroizing;
 
 use crate::digest::{Hashing, Summary, Tally};
@@ -43,6 +42,14 @@ impl Filled {
         }
     }
 
+    /// A block with no room, to stand in for one that was sent.
+    fn empty() -> Self {
+        Self {
+            block: Zeroizing::new(Vec::new()),
+            len: 0,
+        }
+    }
+
     fn data(&self) -> &[u8] {
         self.block.get(..self.len).unwrap_or_default()
     }
@@ -52,10 +59,12 @@ fn died(what: &str) -> io::Error {
     io::Error::other(format!("the {what} thread stopped unexpectedly"))
 }
 
-enum Msg {
-    Data(Filled),
-    End,
-    Failed(io::Error),
+/// An I/O error from a pipe's worker: the stage's own, else "the thread stopped".
+fn worker_error(e: Error<io::Error>, what: &str) -> io::Error {
+    match e {
+        Error::Stage(e) => e,
+        Error::Stopped | Error::Idle => died(what),
+    }
 }
 
 /// A command's input: read ahead on a thread of its own or read inline, hashed or not.
@@ -153,105 +162,89 @@ impl<W: Write + Send + 'static> Output<W> {
     }
 }
 
-/// Reads a source on its own thread, [`BLOCK`] bytes at a time, up to [`DEPTH`] blocks
-/// ahead of the reader, optionally hashing what it reads.
+/// The stage of a [`ReadAhead`]: fills each empty block it is given from the source,
+/// hashing what it reads. After the end of the source, blocks come back empty.
+struct Fill {
+    src: Box<dyn Read + Send>,
+    tally: Tally,
+    at_end: bool,
+    /// An error met after some bytes of a block: those come first, the error with the
+    /// next block.
+    failed: Option<io::Error>,
+}
+
+impl Stage<Filled> for Fill {
+    type Output = Filled;
+    type Error = io::Error;
+
+    fn apply(&mut self, mut f: Filled) -> io::Result<Filled> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        f.len = 0;
+        while !self.at_end && f.len < BLOCK {
+            match self.src.read(f.block.get_mut(f.len..).unwrap_or_default()) {
+                Ok(0) => self.at_end = true,
+                Ok(n) => f.len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if f.len == 0 => return Err(e),
+                Err(e) => {
+                    self.failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.tally.add(f.data());
+        Ok(f)
+    }
+}
+
+/// Reads a source on its own thread (an [`ocicrypt_pipeline::Worker`]), [`BLOCK`] bytes
+/// at a time, up to [`DEPTH`] blocks ahead of the reader, optionally hashing what it reads.
 pub(crate) struct ReadAhead {
-    full: Option<Receiver<Msg>>,
-    empties: Option<SyncSender<Filled>>,
+    worker: Worker<Filled, Fill>,
     current: Option<Filled>,
     pos: usize,
-    /// Set once the thread sent its last message: `Ok` at the end of the source, else the
-    /// error, repeated to every later read.
+    /// Set once the source has ended: `Ok` at its end, else the error, repeated to every
+    /// later read.
     ended: Option<Result<(), (io::ErrorKind, String)>>,
-    thread: Option<JoinHandle<Summary>>,
 }
 
 impl ReadAhead {
     /// Starts reading `src` on a new thread; with `hash`, the summary carries the SHA-256
     /// of everything read.
     pub(crate) fn spawn<R: Read + Send + 'static>(src: R, hash: bool) -> io::Result<Self> {
-        let (give_full, full) = mpsc::sync_channel(DEPTH);
-        let (give_empty, empties) = mpsc::sync_channel(DEPTH + 1);
-        let thread = thread::Builder::new()
-            .name("ocicrypt-read".to_owned())
-            .spawn(move || read_loop(src, Tally::new(hash), &give_full, &empties))?;
+        let fill = Fill {
+            src: Box::new(src),
+            tally: Tally::new(hash),
+            at_end: false,
+            failed: None,
+        };
+        let mut worker = Worker::builder()
+            .name("ocicrypt-read")
+            .depth(DEPTH + 1)
+            .start(fill)
+            .map_err(|e| e.error)?;
+        for _ in 0..=DEPTH {
+            // Refused only if the thread already stopped: reads then say so.
+            let _ = worker.submit(Filled::new());
+        }
         Ok(Self {
-            full: Some(full),
-            empties: Some(give_empty),
+            worker,
             current: None,
             pos: 0,
             ended: None,
-            thread: Some(thread),
         })
     }
 
     /// Waits for the thread and returns what it read. Call it after a read returned
     /// `Ok(0)`; earlier, the summary covers only what was read ahead so far.
-    pub(crate) fn finish(mut self) -> io::Result<Summary> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<Summary> {
-        self.full = None;
-        self.empties = None;
-        match self.thread.take() {
-            Some(t) => t.join().map_err(|_| died("read-ahead")),
-            None => Err(died("read-ahead")),
+    pub(crate) fn finish(self) -> io::Result<Summary> {
+        match self.worker.finish() {
+            Ok(fill) => Ok(fill.tally.finish()),
+            Err(e) => Err(worker_error(e, "read-ahead")),
         }
     }
-}
-
-fn read_loop<R: Read>(
-    mut src: R,
-    mut tally: Tally,
-    full: &SyncSender<Msg>,
-    empties: &Receiver<Filled>,
-) -> Summary {
-    let mut allocated = 0;
-    loop {
-        // A block given back, a new one while under the limit, or wait for one.
-        let next = match empties.try_recv() {
-            Ok(b) => Ok(b),
-            Err(TryRecvError::Empty) if allocated <= DEPTH => {
-                allocated += 1;
-                Ok(Filled::new())
-            }
-            Err(TryRecvError::Empty) => empties.recv().map_err(|_| ()),
-            Err(TryRecvError::Disconnected) => Err(()),
-        };
-        let Ok(mut f) = next else {
-            break; // the reader is gone
-        };
-        f.len = 0;
-        let mut error = None;
-        while f.len < BLOCK {
-            match src.read(f.block.get_mut(f.len..).unwrap_or_default()) {
-                Ok(0) => break,
-                Ok(n) => f.len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
-        let at_end = f.len < BLOCK;
-        if f.len > 0 {
-            tally.add(f.data());
-            if full.send(Msg::Data(f)).is_err() {
-                break;
-            }
-        }
-        if let Some(e) = error {
-            let _ = full.send(Msg::Failed(e));
-            break;
-        }
-        if at_end {
-            let _ = full.send(Msg::End);
-            break;
-        }
-    }
-    tally.finish()
 }
 
 impl Read for ReadAhead {
@@ -276,21 +269,18 @@ impl Read for ReadAhead {
             if out.is_empty() {
                 return Ok(0);
             }
-            if let (Some(used), Some(empties)) = (self.current.take(), &self.empties) {
-                // Never blocks: the channel holds every block there is.
-                let _ = empties.send(used);
+            if let Some(used) = self.current.take() {
+                // Never full: this block was one of those in flight.
+                let _ = self.worker.submit(used);
             }
-            let msg = match &self.full {
-                Some(rx) => rx.recv().map_err(|_| died("read-ahead"))?,
-                None => return Err(died("read-ahead")),
-            };
-            match msg {
-                Msg::Data(f) => {
+            match self.worker.receive() {
+                Ok(f) if f.len == 0 => self.ended = Some(Ok(())),
+                Ok(f) => {
                     self.current = Some(f);
                     self.pos = 0;
                 }
-                Msg::End => self.ended = Some(Ok(())),
-                Msg::Failed(e) => {
+                Err(e) => {
+                    let e = worker_error(e, "read-ahead");
                     self.ended = Some(Err((e.kind(), e.to_string())));
                     return Err(e);
                 }
@@ -299,23 +289,31 @@ impl Read for ReadAhead {
     }
 }
 
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            let _ = self.stop();
-        }
+/// The stage of a [`WriteBehind`]: writes each block to the sink, hashing it, and gives
+/// the block back for reuse.
+struct Drain<W> {
+    sink: W,
+    tally: Tally,
+}
+
+impl<W: Write + Send + 'static> Stage<Filled> for Drain<W> {
+    type Output = Filled;
+    type Error = io::Error;
+
+    fn apply(&mut self, f: Filled) -> io::Result<Filled> {
+        self.tally.add(f.data());
+        self.sink.write_all(f.data())?;
+        Ok(f)
     }
 }
 
-/// Writes to a sink on its own thread, [`BLOCK`] bytes at a time, optionally hashing what
-/// it writes. A write error of the sink is reported by a later write or by
-/// [`finish`](WriteBehind::finish).
+/// Writes to a sink on its own thread (an [`ocicrypt_pipeline::Worker`]), [`BLOCK`] bytes
+/// at a time, optionally hashing what it writes. A write error of the sink is reported by
+/// a later write or by [`finish`](WriteBehind::finish).
 pub(crate) struct WriteBehind<W: Write + Send + 'static> {
-    full: Option<SyncSender<Filled>>,
-    empties: Receiver<Filled>,
+    worker: Worker<Filled, Drain<W>>,
     current: Filled,
     allocated: usize,
-    thread: Option<JoinHandle<io::Result<(W, Summary)>>>,
     /// The sink's error, once the thread has reported it.
     failed: Option<(io::ErrorKind, String)>,
 }
@@ -324,28 +322,19 @@ impl<W: Write + Send + 'static> WriteBehind<W> {
     /// Starts a thread that writes to `sink`; with `hash`, the summary carries the SHA-256
     /// of everything written.
     pub(crate) fn spawn(sink: W, hash: bool) -> io::Result<Self> {
-        let (give_full, full) = mpsc::sync_channel::<Filled>(DEPTH);
-        let (give_empty, empties) = mpsc::sync_channel(DEPTH + 1);
-        let thread = thread::Builder::new()
-            .name("ocicrypt-write".to_owned())
-            .spawn(move || {
-                let mut sink = sink;
-                let mut tally = Tally::new(hash);
-                while let Ok(f) = full.recv() {
-                    tally.add(f.data());
-                    sink.write_all(f.data())?;
-                    // The writer may be finishing; then the block is just dropped.
-                    let _ = give_empty.send(f);
-                }
-                sink.flush()?;
-                Ok((sink, tally.finish()))
-            })?;
+        let drain = Drain {
+            sink,
+            tally: Tally::new(hash),
+        };
+        let worker = Worker::builder()
+            .name("ocicrypt-write")
+            .depth(DEPTH)
+            .start(drain)
+            .map_err(|e| e.error)?;
         Ok(Self {
-            full: Some(give_full),
-            empties,
+            worker,
             current: Filled::new(),
             allocated: 1,
-            thread: Some(thread),
             failed: None,
         })
     }
@@ -375,20 +364,20 @@ impl<W: Write + Send + 'static> WriteBehind<W> {
     pub(crate) fn finish(mut self) -> io::Result<(W, Summary)> {
         self.check()?;
         if self.current.len > 0 {
-            let last = std::mem::replace(
-                &mut self.current,
-                Filled {
-                    block: Zeroizing::new(Vec::new()),
-                    len: 0,
-                },
-            );
-            self.send(last)?;
+            if self.worker.is_full() {
+                let _ = self.receive()?;
+            }
+            let last = std::mem::replace(&mut self.current, Filled::empty());
+            if self.worker.submit(last).is_err() {
+                return Err(self.stopped());
+            }
         }
-        self.full = None;
-        match self.thread.take() {
-            Some(t) => t.join().map_err(|_| died("write-behind"))?,
-            None => Err(died("write-behind")),
-        }
+        let Drain { mut sink, tally } = self
+            .worker
+            .finish()
+            .map_err(|e| worker_error(e, "write-behind"))?;
+        sink.flush()?;
+        Ok((sink, tally.finish()))
     }
 
     fn check(&self) -> io::Result<()> {
@@ -398,42 +387,50 @@ impl<W: Write + Send + 'static> WriteBehind<W> {
         }
     }
 
-    fn send_current(&mut self) -> io::Result<()> {
-        let next = match self.empties.try_recv() {
-            Ok(b) => Some(b),
-            Err(TryRecvError::Empty) if self.allocated <= DEPTH => {
-                self.allocated += 1;
-                Some(Filled::new())
-            }
-            Err(TryRecvError::Empty) => self.empties.recv().ok(),
-            Err(TryRecvError::Disconnected) => None,
-        };
-        let Some(mut next) = next else {
-            return Err(self.thread_error());
-        };
-        next.len = 0;
-        let full = std::mem::replace(&mut self.current, next);
-        self.send(full)
-    }
-
-    fn send(&mut self, f: Filled) -> io::Result<()> {
-        let sent = self.full.as_ref().map(|tx| tx.send(f).is_ok());
-        if sent == Some(true) {
-            Ok(())
-        } else {
-            Err(self.thread_error())
+    /// A block the thread has written, waiting for it; its error is kept for every later
+    /// call.
+    fn receive(&mut self) -> io::Result<Filled> {
+        match self.worker.receive() {
+            Ok(f) => Ok(f),
+            Err(e) => Err(self.fail(worker_error(e, "write-behind"))),
         }
     }
 
-    /// The thread stopped early: its error, kept for every later call.
-    fn thread_error(&mut self) -> io::Error {
-        self.full = None;
-        let e = match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => e,
-            _ => died("write-behind"),
-        };
+    /// Keeps `e` for every later call, and returns it.
+    fn fail(&mut self, e: io::Error) -> io::Error {
         self.failed = Some((e.kind(), e.to_string()));
         e
+    }
+
+    fn send_current(&mut self) -> io::Result<()> {
+        let ready = match self.worker.try_receive() {
+            Ok(ready) => ready,
+            Err(e) => return Err(self.fail(worker_error(e, "write-behind"))),
+        };
+        let mut next = match ready {
+            Some(b) => b,
+            None if self.allocated <= DEPTH => {
+                self.allocated += 1;
+                Filled::new()
+            }
+            None => self.receive()?,
+        };
+        next.len = 0;
+        let full = std::mem::replace(&mut self.current, next);
+        if self.worker.submit(full).is_err() {
+            return Err(self.stopped());
+        }
+        Ok(())
+    }
+
+    /// Why the thread stopped, when it refused a block: the sink's error, which is among
+    /// the blocks still to be received.
+    fn stopped(&mut self) -> io::Error {
+        loop {
+            if let Err(e) = self.receive() {
+                return e;
+            }
+        }
     }
 }
 
@@ -459,16 +456,6 @@ impl<W: Write + Send + 'static> Write for WriteBehind<W> {
     /// Does nothing: the bytes reach the sink by [`finish`](WriteBehind::finish).
     fn flush(&mut self) -> io::Result<()> {
         self.check()
-    }
-}
-
-impl<W: Write + Send + 'static> Drop for WriteBehind<W> {
-    fn drop(&mut self) {
-        self.full = None;
-        if let Some(t) = self.thread.take() {
-            // Drops the sink on this thread's watch (a staged file is removed by then).
-            let _ = t.join();
-        }
     }
 }
 
@@ -562,12 +549,27 @@ mod tests {
     }
 
     #[test]
-    fn dropping_a_read_ahead_early_stops_its_thread() {
-        // An endless source: the thread must still end when the reader is dropped.
-        let mut r = ReadAhead::spawn(io::repeat(1), false).unwrap();
+    fn dropping_a_read_ahead_early_drops_its_source_before_returning() {
+        // An endless source: the thread is reading it when the reader is dropped.
+        struct Endless(Arc<Mutex<bool>>);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                buf.fill(1);
+                Ok(buf.len())
+            }
+        }
+        impl Drop for Endless {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = true;
+            }
+        }
+        let dropped = Arc::new(Mutex::new(false));
+        let mut r = ReadAhead::spawn(Endless(dropped.clone()), false).unwrap();
         let mut buf = [0; 100];
         r.read_exact(&mut buf).unwrap();
-        drop(r); // joins; a hang here fails the test by timeout
+        assert!(!*dropped.lock().unwrap());
+        drop(r); // a hang here fails the test by timeout
+        assert!(*dropped.lock().unwrap());
     }
 
     /// A sink whose bytes the test can see after the pipe has given it back or dropped it.
@@ -631,6 +633,14 @@ mod tests {
         w.write_all(&[0; 20]).unwrap();
         let e = w.finish().unwrap_err();
         assert_eq!(e.to_string(), "disk full");
+        // The thread has stopped at the error when the last block is handed over: the
+        // sink's error still, not "the thread stopped".
+        let sink = Shared(Arc::default(), Some(10));
+        let mut w = WriteBehind::spawn(sink, false).unwrap();
+        w.write_all(&vec![0; BLOCK + 1]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let e = w.finish().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull);
     }
 
     #[test]
