@@ -178,6 +178,10 @@ impl fmt::Display for Failure {
     }
 }
 
+/// A failure is an error of its own too. Its message already ends with the backend's (one
+/// line, as every message here), so it reports no `source`, which would repeat it.
+impl std::error::Error for Failure {}
+
 /// `": "` and the causes joined with `"; "`: one line, as error messages are.
 fn format_causes(causes: &[Cause]) -> String {
     let mut out = String::new();
