@@ -17,16 +17,10 @@ use std::sync::{Arc, Mutex};
 use ocicrypt_image::{Error, ImageRef, Options, Progress};
 use serde_json::{Value, json};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
+/// The path of `examples/keys/<name>` of the workspace.
 fn key(name: &str) -> String {
-    workspace()
-        .join("examples/keys")
-        .join(name)
-        .display()
-        .to_string()
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/keys");
+    keys.join(name).display().to_string()
 }
 
 fn ec() -> ocicrypt::EncryptConfig {
