@@ -154,6 +154,10 @@ mod tests {
         }
     }
 
+    fn parse_err(s: &str) -> ParseRefError {
+        s.parse::<ImageRef>().unwrap_err()
+    }
+
     #[test]
     fn image_refs() {
         assert_eq!(oci("oci:/tmp/x"), ("/tmp/x".into(), "latest".into()));
@@ -164,20 +168,17 @@ mod tests {
             Ok(ImageRef::Docker(_))
         ));
         assert!(matches!(
-            "docker:x".parse::<ImageRef>(),
-            Err(ParseRefError::InvalidRegistryRef { .. })
+            parse_err("docker:x"),
+            ParseRefError::InvalidRegistryRef { .. }
         ));
         assert!(matches!(
-            "dir:/x".parse::<ImageRef>(),
-            Err(ParseRefError::UnknownTransport { .. })
+            parse_err("dir:/x"),
+            ParseRefError::UnknownTransport { .. }
         ));
+        assert!(matches!(parse_err("oci:"), ParseRefError::EmptyPath { .. }));
         assert!(matches!(
-            "oci:".parse::<ImageRef>(),
-            Err(ParseRefError::EmptyPath { .. })
-        ));
-        assert!(matches!(
-            "oci:/x:bad tag".parse::<ImageRef>(),
-            Err(ParseRefError::InvalidTag { .. })
+            parse_err("oci:/x:bad tag"),
+            ParseRefError::InvalidTag { .. }
         ));
         assert!(ImageRef::oci("/x", "v1").is_ok());
         assert!(ImageRef::oci("/x", "").is_err());

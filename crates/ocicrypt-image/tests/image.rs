@@ -17,16 +17,10 @@ use std::sync::{Arc, Mutex};
 use ocicrypt_image::{Error, ImageRef, Options, Progress};
 use serde_json::{Value, json};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
+/// The path of `examples/keys/<name>` of the workspace.
 fn key(name: &str) -> String {
-    workspace()
-        .join("examples/keys")
-        .join(name)
-        .display()
-        .to_string()
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/keys");
+    keys.join(name).display().to_string()
 }
 
 fn ec() -> ocicrypt::EncryptConfig {
@@ -408,14 +402,9 @@ fn entries_of_other_kinds_and_platforms_not_selected_are_copied_unchanged() {
 #[test]
 fn a_wrong_key_leaves_the_destination_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Layout::new(dir.path().join("src"));
-    let src = l.tag(l.manifest(&[b"a", b"b"], json!({})), "latest");
-    let enc: ImageRef = format!("oci:{}/enc", dir.path().display()).parse().unwrap();
-    ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
+    let (l, _, enc) = encrypted_image(dir.path(), "src", &[b"a", b"b"]);
     // Decrypt into the source layout itself (another tag) with a key that does not fit.
-    let other = openssl::rsa::Rsa::generate(2048).unwrap();
-    let pem = dir.path().join("other.pem");
-    fs::write(&pem, other.private_key_to_pem().unwrap()).unwrap();
+    let (_, pem) = other_key(dir.path());
     let dc = ocicrypt::helpers::decrypt_config([pem.display().to_string()]).unwrap();
     let before: Vec<_> = walk(&l.root);
     let dst: ImageRef = format!("oci:{}:dec", l.root.display()).parse().unwrap();
@@ -433,10 +422,7 @@ fn a_plain_layer_with_foreign_key_annotations_is_refused_not_reported_encrypted(
     let m = l.manifest(&[b"plain data"], json!({}));
     let mut doc = blob_json(&l.root, m["digest"].as_str().unwrap());
     // Wrapped keys copied from an encrypted layer onto a plain one.
-    let enc_src = Layout::new(dir.path().join("other"));
-    let e = enc_src.tag(enc_src.manifest(&[b"x"], json!({})), "latest");
-    let enc: ImageRef = format!("oci:{}/enc", dir.path().display()).parse().unwrap();
-    ocicrypt_image::encrypt(&e, &enc, &ec(), &Options::default()).unwrap();
+    let (_, _, enc) = encrypted_image(dir.path(), "other", &[b"x"]);
     let info = ocicrypt_image::inspect(&enc).unwrap();
     let enc_dir = dir.path().join("enc");
     let em = blob_json(&enc_dir, &info.manifests[0].manifest);
@@ -459,14 +445,8 @@ fn a_plain_layer_with_foreign_key_annotations_is_refused_not_reported_encrypted(
 fn rewrap_into_another_layout_links_the_blobs_and_rotate_makes_new_ones() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
-    let l = Layout::new(dir.path().join("src"));
-    let src = l.tag(l.manifest(&[b"one", b"two"], json!({})), "latest");
-    let enc: ImageRef = format!("oci:{}/enc", dir.path().display()).parse().unwrap();
-    ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
-    let other = openssl::rsa::Rsa::generate(2048).unwrap();
-    let (p, k) = (dir.path().join("o.pub"), dir.path().join("o.pem"));
-    fs::write(&p, other.public_key_to_pem().unwrap()).unwrap();
-    fs::write(&k, other.private_key_to_pem().unwrap()).unwrap();
+    let (_, src, enc) = encrypted_image(dir.path(), "src", &[b"one", b"two"]);
+    let (p, k) = other_key(dir.path());
     let mut new_ec = ocicrypt::helpers::encrypt_config(
         [format!("jwe:{}", p.display())],
         [key("TEST-ONLY-rsa-private.pem")],
@@ -507,24 +487,14 @@ fn rewrap_into_another_layout_links_the_blobs_and_rotate_makes_new_ones() {
     let report =
         ocicrypt_image::rotate(&re, &rot, &new_ec, &Options::default().layers([-1])).unwrap();
     assert_eq!((report.layers_changed, report.layers_unchanged), (1, 1));
-    let before = ocicrypt_image::inspect(&re).unwrap().manifests[0]
-        .layers
-        .clone();
-    let after = ocicrypt_image::inspect(&rot).unwrap().manifests[0]
-        .layers
-        .clone();
+    let (before, after) = (layers_of(&re), layers_of(&rot));
     assert_eq!(before[0].digest, after[0].digest);
     assert_ne!(before[1].digest, after[1].digest);
     let back: ImageRef = format!("oci:{}/back", dir.path().display())
         .parse()
         .unwrap();
     ocicrypt_image::decrypt(&rot, &back, &new_dc, &Options::default()).unwrap();
-    let plain = ocicrypt_image::inspect(&src).unwrap().manifests[0]
-        .layers
-        .clone();
-    let back = ocicrypt_image::inspect(&back).unwrap().manifests[0]
-        .layers
-        .clone();
+    let (plain, back) = (layers_of(&src), layers_of(&back));
     let digests = |v: &[ocicrypt_image::LayerEntry]| -> Vec<String> {
         v.iter().map(|l| l.digest.clone()).collect()
     };
@@ -534,14 +504,8 @@ fn rewrap_into_another_layout_links_the_blobs_and_rotate_makes_new_ones() {
 #[test]
 fn a_tampered_layer_is_not_rotated() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Layout::new(dir.path().join("src"));
-    let src = l.tag(
-        l.manifest(&[&vec![5u8; 3 << 20], b"small"], json!({})),
-        "latest",
-    );
+    let (_, _, enc) = encrypted_image(dir.path(), "src", &[&vec![5u8; 3 << 20], b"small"]);
     let enc_dir = dir.path().join("enc");
-    let enc: ImageRef = format!("oci:{}", enc_dir.display()).parse().unwrap();
-    ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
     let info = ocicrypt_image::inspect(&enc).unwrap();
     for (i, layer) in info.manifests[0].layers.iter().enumerate() {
         // Flip the last byte of one layer (its digest no longer matches either).
@@ -574,6 +538,33 @@ fn a_tampered_layer_is_not_rotated() {
             assert!(!to_dir.exists(), "layer {i}");
         }
     }
+}
+
+/// The image of `layers` (tag `latest`) in a new layout `dir/<name>`, and that image encrypted
+/// with [`ec`] into the layout `dir/enc`: the layout, the plain image and the encrypted one.
+fn encrypted_image(dir: &Path, name: &str, layers: &[&[u8]]) -> (Layout, ImageRef, ImageRef) {
+    let l = Layout::new(dir.join(name));
+    let src = l.tag(l.manifest(layers, json!({})), "latest");
+    let enc: ImageRef = format!("oci:{}/enc", dir.display()).parse().unwrap();
+    ocicrypt_image::encrypt(&src, &enc, &ec(), &Options::default()).unwrap();
+    (l, src, enc)
+}
+
+/// A new RSA-2048 key pair, for which nothing here is encrypted, written to `dir` as
+/// `other.pub` and `other.pem`: their paths.
+fn other_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let other = openssl::rsa::Rsa::generate(2048).unwrap();
+    let (public, private) = (dir.join("other.pub"), dir.join("other.pem"));
+    fs::write(&public, other.public_key_to_pem().unwrap()).unwrap();
+    fs::write(&private, other.private_key_to_pem().unwrap()).unwrap();
+    (public, private)
+}
+
+/// The layers of the first manifest of `image`, as [`ocicrypt_image::inspect`] lists them.
+fn layers_of(image: &ImageRef) -> Vec<ocicrypt_image::LayerEntry> {
+    ocicrypt_image::inspect(image).unwrap().manifests[0]
+        .layers
+        .clone()
 }
 
 /// The error and its causes, joined as the command line prints them.

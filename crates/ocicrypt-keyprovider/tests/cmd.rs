@@ -133,6 +133,19 @@ fn only_when_asked() {
     assert!(matches!(err, Error::NoMatchingKey { .. }), "{err}");
 }
 
+/// The error of wrapping (with [`configs`]) through the provider `script` with `options`.
+fn wrap_error(script: &str, options: Options) -> Error {
+    let (ec, _) = configs();
+    sh(script, options).wrap_keys(&ec, OPTS).unwrap_err()
+}
+
+/// The message of `err`, with its causes ([`backend_message`]), mentions each of `parts`.
+#[track_caller]
+fn assert_mentions(err: &Error, parts: &[&str]) {
+    let msg = backend_message(err);
+    assert!(parts.iter().all(|part| msg.contains(part)), "{msg}");
+}
+
 fn backend_message(err: &Error) -> String {
     let mut msg = err.to_string();
     let mut source = std::error::Error::source(err);
@@ -145,51 +158,37 @@ fn backend_message(err: &Error) -> String {
 
 #[test]
 fn failing_program_shows_status_and_stderr() {
-    let w = sh(
+    let err = wrap_error(
         "cat >/dev/null; echo 'no such key' >&2; exit 3",
         Options::default(),
     );
-    let (ec, _) = configs();
-    let err = w.wrap_keys(&ec, OPTS).unwrap_err();
     assert!(matches!(&err, Error::Backend { scheme, .. } if scheme == "provider.kms"));
-    let msg = backend_message(&err);
-    assert!(
-        msg.contains("exit status: 3") && msg.contains("no such key"),
-        "{msg}"
-    );
+    assert_mentions(&err, &["exit status: 3", "no such key"]);
 }
 
 #[test]
 fn stderr_is_bounded() {
-    let w = sh(
+    let msg = backend_message(&wrap_error(
         "head -c 100000 /dev/zero | tr '\\0' x >&2; echo END >&2; exit 1",
         Options::default(),
-    );
-    let (ec, _) = configs();
-    let msg = backend_message(&w.wrap_keys(&ec, OPTS).unwrap_err());
+    ));
     assert!(msg.ends_with("xEND"), "{}", &msg[msg.len() - 20..]);
     assert!(msg.len() < 5000, "{}", msg.len());
 }
 
 #[test]
 fn hanging_program_is_killed() {
-    let w = sh(
+    let start = Instant::now();
+    let err = wrap_error(
         "echo started >&2; exec sleep 30",
         Options::default().timeout(Duration::from_millis(300)),
     );
-    let (ec, _) = configs();
-    let start = Instant::now();
-    let err = w.wrap_keys(&ec, OPTS).unwrap_err();
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
-    let msg = backend_message(&err);
-    assert!(
-        msg.contains("did not answer within 300ms") && msg.contains("started"),
-        "{msg}"
-    );
+    assert_mentions(&err, &["did not answer within 300ms", "started"]);
 }
 
 #[test]

@@ -29,13 +29,7 @@ fn key_file(dir: &Path, name: &str, byte: u8) -> String {
 }
 
 fn configs() -> (EncryptConfig, DecryptConfig) {
-    let mut ec = EncryptConfig::default();
-    ec.key_providers
-        .insert("aes".into(), vec![b"Enabled".to_vec()]);
-    let mut dc = DecryptConfig::default();
-    dc.key_providers
-        .insert("aes".into(), vec![b"Enabled".to_vec()]);
-    (ec, dc)
+    common::enabled_configs("aes")
 }
 
 fn cmd_wrapper(key: &str) -> KeyProviderKeyWrapper {

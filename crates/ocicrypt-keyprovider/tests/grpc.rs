@@ -39,13 +39,7 @@ fn wrapper_with(address: String, tls: Option<GrpcTls>, options: Options) -> KeyP
 }
 
 fn configs() -> (EncryptConfig, DecryptConfig) {
-    let mut ec = EncryptConfig::default();
-    ec.key_providers
-        .insert("kms".into(), vec![b"Enabled".to_vec()]);
-    let mut dc = DecryptConfig::default();
-    dc.key_providers
-        .insert("kms".into(), vec![b"Enabled".to_vec()]);
-    (ec, dc)
+    common::enabled_configs("kms")
 }
 
 fn round_trip(w: &KeyProviderKeyWrapper) -> Result<(), Error> {

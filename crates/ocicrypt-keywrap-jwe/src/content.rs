@@ -123,11 +123,12 @@ impl ContentEnc {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use josekit::util::random_bytes;
 
-    const ALL: [&str; 6] = [
+    /// The six names `ContentEnc::from_name` accepts (the crate's tests read them too).
+    pub(crate) const ALL: [&str; 6] = [
         "A128GCM",
         "A192GCM",
         "A256GCM",

@@ -759,14 +759,7 @@ fn reads_compact_serialization() {
 fn reads_every_content_encryption() {
     let rsa = encrypter(&parse_public_key(data!("rsa2048.pub.pem")).unwrap()).unwrap();
     let ec = encrypter(&parse_public_key(data!("ec-p521.pub.der")).unwrap()).unwrap();
-    for enc in [
-        "A128GCM",
-        "A192GCM",
-        "A256GCM",
-        "A128CBC-HS256",
-        "A192CBC-HS384",
-        "A256CBC-HS512",
-    ] {
+    for enc in content::tests::ALL {
         let mut shared = JweHeaderSet::new();
         shared.set_content_encryption(enc, true);
         let blob = serialize_general_json(
@@ -968,24 +961,13 @@ fn at_most_max_recipients() {
         unwrap_with(vec![file(data!("rsa2048.pem"))], &over).unwrap_err(),
         W.recipients(&over).unwrap_err(),
     ] {
-        assert!(
-            matches!(
-                err,
-                Error::LimitExceeded {
-                    what: "recipients",
-                    limit: MAX_RECIPIENTS,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_too_many_recipients(&err);
     }
 }
 
-#[test]
-fn wrapping_for_more_recipients_than_can_be_read_is_refused() {
-    let keys = vec![data!("rsa2048.pub.pem"); MAX_RECIPIENTS + 1];
-    let err = W.wrap_keys(&ec_cfg(&keys), OPTS).unwrap_err();
+/// `err` is the limit on recipients, [`MAX_RECIPIENTS`].
+#[track_caller]
+fn assert_too_many_recipients(err: &Error) {
     assert!(
         matches!(
             err,
@@ -997,6 +979,13 @@ fn wrapping_for_more_recipients_than_can_be_read_is_refused() {
         ),
         "{err:?}"
     );
+}
+
+#[test]
+fn wrapping_for_more_recipients_than_can_be_read_is_refused() {
+    let keys = vec![data!("rsa2048.pub.pem"); MAX_RECIPIENTS + 1];
+    let err = W.wrap_keys(&ec_cfg(&keys), OPTS).unwrap_err();
+    assert_too_many_recipients(&err);
 }
 
 #[test]

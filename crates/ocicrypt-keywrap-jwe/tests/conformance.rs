@@ -2,7 +2,7 @@
 //! JWE scheme, with the keys of `tests/data` (see its README).
 
 use ocicrypt_keywrap::conformance::{self, Capability, Fixture, Passwords, Recipient};
-use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyFile};
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig};
 use ocicrypt_keywrap_jwe::JweKeyWrapper;
 
 macro_rules! data {
@@ -22,17 +22,6 @@ fn public_key(r: Recipient) -> Vec<u8> {
     }
 }
 
-fn keys(files: Vec<KeyFile>) -> DecryptConfig {
-    DecryptConfig::default().with_private_keys(files)
-}
-
-fn encrypted_a(password: Option<&str>) -> DecryptConfig {
-    keys(vec![conformance::key_file(
-        data!("rsa2048-pbes2.pem"),
-        password,
-    )])
-}
-
 impl Fixture for Jwe {
     type Wrapper = JweKeyWrapper;
 
@@ -46,14 +35,15 @@ impl Fixture for Jwe {
     }
 
     fn decrypt_with(&self, recipient: Recipient) -> DecryptConfig {
-        keys(vec![KeyFile::new(match recipient {
-            Recipient::A => data!("rsa2048.pem").to_vec(),
-            Recipient::B => data!("ec-p384.pem").to_vec(),
-        })])
+        let key = match recipient {
+            Recipient::A => data!("rsa2048.pem"),
+            Recipient::B => data!("ec-p384.pem"),
+        };
+        conformance::private_key(key, None)
     }
 
     fn decrypt_unrelated(&self) -> DecryptConfig {
-        keys(vec![KeyFile::new(data!("ec-p256-sec1.pem").to_vec())])
+        conformance::private_key(data!("ec-p256-sec1.pem"), None)
     }
 
     fn many_recipients(&self) -> Capability<()> {
@@ -61,8 +51,7 @@ impl Fixture for Jwe {
     }
 
     fn passwords(&self) -> Capability<Passwords> {
-        let encrypt = self.encrypt_for(&[Recipient::A]);
-        Capability::Supported(conformance::passwords_of(encrypt, encrypted_a, "password"))
+        conformance::passwords_of_a(self, data!("rsa2048-pbes2.pem"), "password")
     }
 }
 

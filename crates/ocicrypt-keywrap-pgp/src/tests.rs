@@ -345,11 +345,20 @@ fn packet_shape_is_what_go_writes() {
     assert_eq!(blob.first().map(|b| b & 0x80), Some(0x80));
 }
 
-#[test]
-fn seipd_v1_even_for_keys_that_advertise_v2() {
+/// A key of sequoia's defaults, which advertise SEIPD v2: the cert and its secret keys,
+/// serialized.
+fn modern_cert() -> (openpgp::Cert, Vec<u8>) {
     let (cert, _) = CertBuilder::general_purpose(Some("Modern <modern@example.com>"))
         .generate()
         .unwrap();
+    let mut tsk = Vec::new();
+    cert.as_tsk().serialize(&mut tsk).unwrap();
+    (cert, tsk)
+}
+
+#[test]
+fn seipd_v1_even_for_keys_that_advertise_v2() {
+    let (cert, ring) = modern_cert();
     use openpgp::cert::Preferences;
     let policy = keys::policy();
     let features = cert.with_policy(&policy, None).unwrap().features().unwrap();
@@ -357,8 +366,6 @@ fn seipd_v1_even_for_keys_that_advertise_v2() {
         features.supports_seipdv2(),
         "the test needs a v2-capable cert"
     );
-    let mut ring = Vec::new();
-    cert.as_tsk().serialize(&mut ring).unwrap();
     let blob = wrap_for(&ring, &["modern@example.com"]);
     let (tags, versions, _, literal) = dissect(&blob, &ring);
     assert_eq!(versions, [1]);
@@ -644,29 +651,11 @@ fn gnupg_blobs() {
 
 #[test]
 fn compressed_and_seipd_v2_messages_are_read() {
-    use openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message};
     use openpgp::types::CompressionAlgorithm;
-    use std::io::Write as _;
-    let (cert, _) = CertBuilder::general_purpose(Some("Modern <modern@example.com>"))
-        .generate()
-        .unwrap();
-    let policy = keys::policy();
-    let recipients = cert
-        .keys()
-        .with_policy(&policy, None)
-        .for_transport_encryption();
-    let mut blob = Vec::new();
-    let m = Message::new(&mut blob);
-    let m = Encryptor::for_recipients(m, recipients).build().unwrap();
-    let m = Compressor::new(m)
-        .algo(CompressionAlgorithm::Zlib)
-        .build()
-        .unwrap();
-    let mut w = LiteralWriter::new(m).build().unwrap();
-    w.write_all(OPTS).unwrap();
-    w.finalize().unwrap();
-    let mut tsk = Vec::new();
-    cert.as_tsk().serialize(&mut tsk).unwrap();
+    let (cert, tsk) = modern_cert();
+    let blob = compressed_message(&cert, CompressionAlgorithm::Zlib, |w| {
+        w.write_all(OPTS).unwrap();
+    });
     let pile = openpgp::PacketPile::from_bytes(&blob).unwrap();
     assert!(
         pile.children()
@@ -806,10 +795,27 @@ fn assert_limit(err: Error, what: &str, limit: usize) {
 
 /// A message to bob's encryption key whose literal data is `len` zero bytes, compressed.
 fn compressed_zeros_for_bob(len: usize) -> Vec<u8> {
-    use openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message};
     use openpgp::types::CompressionAlgorithm;
-    use std::io::Write as _;
     let cert = openpgp::Cert::from_bytes(BOB_PUB).unwrap();
+    compressed_message(&cert, CompressionAlgorithm::Zip, |w| {
+        let chunk = vec![0u8; 1 << 16];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            w.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+    })
+}
+
+/// A message to `cert`'s encryption keys, compressed with `algo`, whose literal data is what
+/// `literal` writes.
+fn compressed_message(
+    cert: &openpgp::Cert,
+    algo: openpgp::types::CompressionAlgorithm,
+    literal: impl FnOnce(&mut dyn Write),
+) -> Vec<u8> {
+    use openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message};
     let policy = keys::policy();
     let recipients = cert
         .keys()
@@ -819,18 +825,9 @@ fn compressed_zeros_for_bob(len: usize) -> Vec<u8> {
     let m = Encryptor::for_recipients(Message::new(&mut blob), recipients)
         .build()
         .unwrap();
-    let m = Compressor::new(m)
-        .algo(CompressionAlgorithm::Zip)
-        .build()
-        .unwrap();
+    let m = Compressor::new(m).algo(algo).build().unwrap();
     let mut w = LiteralWriter::new(m).build().unwrap();
-    let chunk = vec![0u8; 1 << 16];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(chunk.len());
-        w.write_all(&chunk[..n]).unwrap();
-        left -= n;
-    }
+    literal(&mut w);
     w.finalize().unwrap();
     blob
 }

@@ -8,7 +8,7 @@
 use std::panic::AssertUnwindSafe;
 
 use ocicrypt_keywrap::conformance::{self, Capability, Fixture, Outcome, Passwords, Recipient};
-use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyFile, KeyWrapper};
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, KeyWrapper};
 use ocicrypt_keywrap_pkcs7::{Pkcs7KeyWrapper, StandardPkcs7KeyWrapper};
 use openssl::rsa::Rsa;
 
@@ -42,17 +42,6 @@ fn certificate(r: Recipient) -> Vec<u8> {
     }
 }
 
-fn keys(files: Vec<KeyFile>) -> DecryptConfig {
-    DecryptConfig::default().with_private_keys(files)
-}
-
-fn encrypted_a(password: Option<&str>) -> DecryptConfig {
-    keys(vec![conformance::key_file(
-        data!("rsa2048-pbes2.pem"),
-        password,
-    )])
-}
-
 impl<W: KeyWrapper> Fixture for Pkcs7<W> {
     type Wrapper = W;
 
@@ -67,14 +56,14 @@ impl<W: KeyWrapper> Fixture for Pkcs7<W> {
 
     fn decrypt_with(&self, recipient: Recipient) -> DecryptConfig {
         match recipient {
-            Recipient::A => keys(vec![KeyFile::new(data!("rsa2048.pem").to_vec())])
+            Recipient::A => conformance::private_key(data!("rsa2048.pem"), None)
                 .with_certificates(vec![certificate(Recipient::A)]),
-            Recipient::B => keys(vec![KeyFile::new(data!("rsa4096.pem").to_vec())]),
+            Recipient::B => conformance::private_key(data!("rsa4096.pem"), None),
         }
     }
 
     fn decrypt_unrelated(&self) -> DecryptConfig {
-        keys(vec![KeyFile::new(self.unrelated.clone())])
+        conformance::private_key(&self.unrelated, None)
     }
 
     fn many_recipients(&self) -> Capability<()> {
@@ -82,8 +71,7 @@ impl<W: KeyWrapper> Fixture for Pkcs7<W> {
     }
 
     fn passwords(&self) -> Capability<Passwords> {
-        let encrypt = self.encrypt_for(&[Recipient::A]);
-        Capability::Supported(conformance::passwords_of(encrypt, encrypted_a, "password"))
+        conformance::passwords_of_a(self, data!("rsa2048-pbes2.pem"), "password")
     }
 }
 

@@ -333,6 +333,13 @@ pub fn key_file(data: &[u8], password: Option<&str>) -> KeyFile {
     }
 }
 
+/// A decryption configuration that holds one private key, `data`, with `password` if there
+/// is one ([`key_file`]): for [`Fixture::decrypt_with`] and, through [`passwords_of`], for
+/// [`Fixture::passwords`].
+pub fn private_key(data: &[u8], password: Option<&str>) -> DecryptConfig {
+    DecryptConfig::default().with_private_keys(vec![key_file(data, password)])
+}
+
 /// The [`Passwords`] of one encrypted key that `key` loads: with `password`, with none, and
 /// with a wrong one.
 pub fn passwords_of(
@@ -346,6 +353,21 @@ pub fn passwords_of(
         missing: key(None),
         wrong: key(Some(&format!("not {password}"))),
     }
+}
+
+/// [`Fixture::passwords`] of a scheme whose private keys ([`private_key`]) can be encrypted:
+/// supported, with recipient `A`'s key encrypted with `password` in `encrypted_a`.
+pub fn passwords_of_a<F: Fixture + ?Sized>(
+    f: &F,
+    encrypted_a: &[u8],
+    password: &str,
+) -> Capability<Passwords> {
+    let encrypt = f.encrypt_for(&[Recipient::A]);
+    Capability::Supported(passwords_of(
+        encrypt,
+        |p| private_key(encrypted_a, p),
+        password,
+    ))
 }
 
 /// The variant's name, for messages.

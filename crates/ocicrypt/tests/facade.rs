@@ -122,6 +122,25 @@ fn decrypt(
     Ok(out)
 }
 
+/// `data` encrypted for key 5, and a configuration for key 9 that holds key 5 (to rewrap,
+/// rotate or add recipients): the ciphertext, its descriptor and that configuration.
+fn encrypted_for_5_with_9(ctx: &Ocicrypt, data: &[u8]) -> (Vec<u8>, Descriptor, EncryptConfig) {
+    let (ct, desc) = encrypt(ctx, &ec_for(5), data);
+    let mut ec = ec_for(9);
+    ec.decrypt = dc_for(&[5]);
+    (ct, desc, ec)
+}
+
+/// `err` is [`Error::InconsistentEncryption`], about a layer with key annotations if
+/// `annotated`.
+#[track_caller]
+fn assert_inconsistent(err: &Error, annotated: bool) {
+    assert!(
+        matches!(err, Error::InconsistentEncryption { annotated: a, .. } if *a == annotated),
+        "{err}"
+    );
+}
+
 #[test]
 fn round_trip_and_annotations() {
     let ctx = ctx();
@@ -236,9 +255,7 @@ fn tampered_ciphertext_fails_at_the_end() {
 fn rewrapping_replaces_the_recipients_and_keeps_the_data() {
     let ctx = ctx();
     let data = b"a layer to rewrap";
-    let (ct, desc) = encrypt(&ctx, &ec_for(5), data);
-    let mut ec = ec_for(9);
-    ec.decrypt = dc_for(&[5]);
+    let (ct, desc, ec) = encrypted_for_5_with_9(&ctx, data);
     let ann = ctx.rewrap(&ec, &desc).unwrap();
     let new = ocicrypt::descriptor::rewrapped(&desc, &ann);
     assert_eq!((new.digest(), new.size()), (desc.digest(), desc.size()));
@@ -261,9 +278,7 @@ fn rewrapping_replaces_the_recipients_and_keeps_the_data() {
 fn rotation_gives_a_new_key_a_new_blob_and_only_the_new_recipients() {
     let ctx = ctx();
     let data = b"rotate me ".repeat(300_000); // past the 1 MiB where helper threads start
-    let (ct, desc) = encrypt(&ctx, &ec_for(5), &data);
-    let mut ec = ec_for(9);
-    ec.decrypt = dc_for(&[5]);
+    let (ct, desc, ec) = encrypted_for_5_with_9(&ctx, &data);
     let mut enc = ctx.rotate_layer(&ec, &ct[..], &desc).unwrap();
     let mut ct2 = Vec::new();
     enc.read_to_end(&mut ct2).unwrap();
@@ -291,9 +306,7 @@ fn rotation_gives_a_new_key_a_new_blob_and_only_the_new_recipients() {
 fn adding_recipients_keeps_data_and_old_keys() {
     let ctx = ctx();
     let data = b"some layer";
-    let (ct, desc) = encrypt(&ctx, &ec_for(5), data);
-    let mut ec = ec_for(9);
-    ec.decrypt = dc_for(&[5]);
+    let (ct, desc, ec) = encrypted_for_5_with_9(&ctx, data);
     let Encrypted::RecipientsAdded(ann) = ctx.encrypt_layer(&ec, &b""[..], &desc).unwrap() else {
         panic!("an encrypted layer must get recipients added")
     };
@@ -409,29 +422,11 @@ fn decryption_errors() {
     d.set_annotations(Some(a));
     // Plain media type, key annotations: neither plain nor encrypted, refused both ways.
     let err = ctx.decrypt_layer(&dc_for(&[2]), &ct[..], &d).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InconsistentEncryption {
-                annotated: true,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_inconsistent(&err, true);
     let mut ec = ec_for(3);
     ec.decrypt = dc_for(&[2]);
     let err = ctx.encrypt_layer(&ec, &b""[..], &d).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InconsistentEncryption {
-                annotated: true,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_inconsistent(&err, true);
     d.set_media_type(ocicrypt::spec::media_types::to_encrypted_type(
         d.media_type(),
     ));
@@ -446,16 +441,7 @@ fn decryption_errors() {
         bare.media_type(),
     ));
     let err = ctx.encrypt_layer(&ec, &b""[..], &bare).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::InconsistentEncryption {
-                annotated: false,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_inconsistent(&err, false);
 }
 
 #[test]

@@ -15,8 +15,20 @@ use std::sync::Arc;
 
 use ocicrypt_keyprovider::ProviderError;
 use ocicrypt_keyprovider::sdk::{KeyProvider, TlsServerConfig, UnwrapRequest, WrapRequest};
-use ocicrypt_keywrap::SecretBytes;
+use ocicrypt_keywrap::{DecryptConfig, EncryptConfig, SecretBytes};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+/// Configurations that wrap with, and unwrap with, key provider `provider`, each with the
+/// argument `Enabled`.
+pub(crate) fn enabled_configs(provider: &str) -> (EncryptConfig, DecryptConfig) {
+    let mut ec = EncryptConfig::default();
+    ec.key_providers
+        .insert(provider.into(), vec![b"Enabled".to_vec()]);
+    let mut dc = DecryptConfig::default();
+    dc.key_providers
+        .insert(provider.into(), vec![b"Enabled".to_vec()]);
+    (ec, dc)
+}
 
 /// A CA, a server certificate for `localhost`/127.0.0.1 and a client certificate, as
 /// PEM files in a temporary directory.
