@@ -64,9 +64,9 @@ impl KeyWrapper for JweKeyWrapper {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut keys = key_search(&dc.private_keys);
         let mut attempts = 0;
-        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| unwrap(&mut keys, blob, &mut attempts))
+        key_search(&dc.private_keys)
+            .unwrap_first(blobs, |keys, blob| unwrap(keys, blob, &mut attempts))
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

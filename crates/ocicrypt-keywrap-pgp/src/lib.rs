@@ -98,8 +98,7 @@ impl KeyWrapper for PgpKeyWrapper {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut keys = decrypt::key_search(&dc.gpg_private_keys);
-        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| decrypt::unwrap(&mut keys, blob))
+        decrypt::key_search(&dc.gpg_private_keys).unwrap_first(blobs, decrypt::unwrap)
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

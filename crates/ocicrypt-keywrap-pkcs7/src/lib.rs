@@ -123,8 +123,8 @@ impl KeyWrapper for Pkcs7KeyWrapper {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut keys = keys::key_search(&dc.private_keys);
-        ocicrypt_keywrap::unwrap_in_turn(blobs, |blob| unwrap(&mut keys, &dc.certificates, blob))
+        keys::key_search(&dc.private_keys)
+            .unwrap_first(blobs, |keys, blob| unwrap(keys, &dc.certificates, blob))
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

@@ -140,6 +140,20 @@ impl<'a, K> KeySearch<'a, K> {
         self.names.is_empty()
     }
 
+    /// Unwraps the first of `blobs` that `unwrap(self, blob)` opens, with these keys for all
+    /// of them: [`unwrap_in_turn`](crate::unwrap_in_turn) with the keys read once. The
+    /// body of a scheme's [`KeyWrapper::unwrap_first`](crate::KeyWrapper::unwrap_first).
+    ///
+    /// # Errors
+    /// One error per blob tried, in order, when none opened.
+    pub fn unwrap_first(
+        mut self,
+        blobs: &[Vec<u8>],
+        mut unwrap: impl FnMut(&mut Self, &[u8]) -> Result<crate::SecretBytes, Error>,
+    ) -> Result<crate::SecretBytes, Vec<Error>> {
+        crate::unwrap_in_turn(blobs, |blob| unwrap(&mut self, blob))
+    }
+
     /// Tries each key in turn with `try_key(key, name, causes)`: `Ok(Some(t))` ends the
     /// search with `t`; `Ok(None)` goes on to the next key (after pushing onto `causes`
     /// why the key did not open the blob); an error stops the search with it.

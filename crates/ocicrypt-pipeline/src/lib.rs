@@ -325,13 +325,17 @@ impl<I, S: Stage<I>> Worker<I, S> {
         if let Some(e) = first_error {
             return Err(e);
         }
+        self.stop().ok_or(Error::Stopped)
+    }
+
+    /// Closes the queue, so that the thread ends, and takes the stage once the thread is
+    /// not applying it (`None` if the thread dropped it after an error).
+    fn stop(&mut self) -> Option<S> {
         self.to_worker = None;
-        let stage = self
-            .stage
+        self.stage
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        stage.ok_or(Error::Stopped)
+            .take()
     }
 }
 
@@ -339,13 +343,7 @@ impl<I, S: Stage<I>> Worker<I, S> {
 /// processing, if any: what the stage owns (a file, a reader) is closed when this returns.
 impl<I, S: Stage<I>> Drop for Worker<I, S> {
     fn drop(&mut self) {
-        self.to_worker = None;
-        let stage = self
-            .stage
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(stage);
+        drop(self.stop());
     }
 }
 
