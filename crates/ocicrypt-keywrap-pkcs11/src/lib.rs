@@ -445,8 +445,21 @@ fn key_search(yamls: &[SecretBytes]) -> KeySearch<'_, Pkcs11KeyFile> {
     })
 }
 
+/// How many `C_Decrypt` calls (key and recipient pairs) one layer's wrapped keys of this
+/// scheme may make us try: each is a private-key operation on the token, and the blobs are
+/// attacker input. A real layer asks for a handful.
+pub const MAX_UNWRAP_ATTEMPTS: usize = 4096;
+
+/// What one key's session did with the blobs.
+enum Tried {
+    Opened(SecretBytes),
+    Refused,
+    OverLimit,
+}
+
 /// Unwraps the first of `blobs` that a key opens: each key in turn, in one token session
-/// for all the blobs' recipients. On failure, one error per blob.
+/// for all the blobs' recipients, at most [`MAX_UNWRAP_ATTEMPTS`] `C_Decrypt` calls in
+/// all. On failure, one error per blob (or the limit's error alone).
 fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes, Vec<Error>> {
     let parsed: Vec<Result<Parsed, Error>> = blobs.iter().map(|b| parse_blob(b.as_ref())).collect();
     let policy = if dc.pkcs11_yamls.is_empty() {
@@ -457,6 +470,7 @@ fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes,
     let usable = parsed.iter().flatten().any(|p| !p.usable.is_empty());
     // What each key did to each blob.
     let mut refusals: Vec<Vec<Cause>> = parsed.iter().map(|_| Vec::new()).collect();
+    let mut attempts = 0;
     let mut keys = key_search(&dc.pkcs11_yamls);
     let found = keys.search(Vec::new(), |key, name, causes| {
         if !usable {
@@ -467,8 +481,12 @@ fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes,
             for (blob, refused) in tried {
                 let Ok(blob) = blob else { continue };
                 for (i, hash, ct) in &blob.usable {
+                    attempts += 1;
+                    if attempts > MAX_UNWRAP_ATTEMPTS {
+                        return Ok(Tried::OverLimit);
+                    }
                     match session.decrypt(&token::oaep_mechanism(*hash), obj, ct) {
-                        Ok(plain) => return Ok(Some(SecretBytes::new(plain))),
+                        Ok(plain) => return Ok(Tried::Opened(SecretBytes::new(plain))),
                         Err(e) => refused.push(
                             Cause::new(CauseKind::Refused(Failure::new(format!(
                                 "C_Decrypt ({}) failed: {}",
@@ -481,10 +499,16 @@ fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes,
                     }
                 }
             }
-            Ok(None)
+            Ok(Tried::Refused)
         });
         match result {
-            Ok(found) => Ok(found),
+            Ok(Tried::Opened(plain)) => Ok(Some(plain)),
+            Ok(Tried::Refused) => Ok(None),
+            Ok(Tried::OverLimit) => Err(Error::limit_exceeded(
+                SCHEME,
+                "key and recipient pairs tried for one layer",
+                MAX_UNWRAP_ATTEMPTS,
+            )),
             // The token refused: no such key, a wrong PIN, no module.
             Err(f) => {
                 causes.push(Cause::new(CauseKind::Refused(f)).key(name));

@@ -347,3 +347,50 @@ fn one_token_session_per_key_for_all_blobs() {
 fn hsm_uri(uri: &str) -> String {
     Pkcs11Uri::parse(uri).unwrap().to_string()
 }
+
+/// One layer cannot make the token try more than MAX_UNWRAP_ATTEMPTS decryptions, however
+/// its recipients are spread over blobs; the limit stops the search at once.
+#[test]
+fn a_layer_cannot_ask_the_token_for_unbounded_work() {
+    use common::{PIN, SoftHsm, policy, rsa_key};
+    let sessions = || token::SESSIONS.with(std::cell::Cell::take);
+    let hsm = SoftHsm::new("bounded");
+    hsm.import(rsa_key(0), "mykey", "01");
+    let uri = format!(
+        "pkcs11:token={};object=mykey;type=private?module-name=softhsm2&pin-value={PIN}",
+        hsm.label
+    );
+    let mut dc = DecryptConfig::default();
+    dc.pkcs11_yamls = vec![hsm.key_file(&uri).into()];
+    dc.pkcs11_config = Some(policy().to_yaml());
+    // Junk ciphertexts: each costs the token a decryption. 64 per blob, 65 blobs: 4160.
+    let junk = STANDARD.encode([7u8; 256]);
+    let recipient = format!(r#"{{"version":0,"blob":"{junk}","hash":"sha1"}}"#);
+    let blob = format!(
+        r#"{{"version":0,"recipients":[{}]}}"#,
+        vec![recipient; 64].join(",")
+    )
+    .into_bytes();
+    let w = Pkcs11KeyWrapper::with_oaep_hash(OaepHash::Sha1);
+    sessions();
+    let errors = w.unwrap_first(&dc, &vec![blob.clone(); 65]).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        matches!(
+            errors[0],
+            Error::LimitExceeded {
+                limit: MAX_UNWRAP_ATTEMPTS,
+                ..
+            }
+        ),
+        "{errors:?}"
+    );
+    assert_eq!(sessions(), 1);
+    // Under the limit, the same blobs are refused one by one.
+    let errors = w.unwrap_first(&dc, &vec![blob; 64]).unwrap_err();
+    assert_eq!(errors.len(), 64);
+    assert!(
+        matches!(errors[0], Error::NoMatchingKey { .. }),
+        "{errors:?}"
+    );
+}
