@@ -16,7 +16,7 @@ use openpgp::parse::stream::{
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, Fingerprint, KeyHandle};
 
-use crate::{MAX_PLAINTEXT_LEN, SCHEME, keys, malformed, parse_pkesks};
+use crate::{MAX_PLAINTEXT_LEN, MAX_UNWRAP_ATTEMPTS, SCHEME, keys, malformed, parse_pkesks};
 
 #[cfg(test)]
 thread_local! {
@@ -51,6 +51,8 @@ struct State {
     password: Option<PasswordProblem>,
     /// Why each candidate secret key failed.
     notes: Vec<String>,
+    /// The operation's budget of [`MAX_UNWRAP_ATTEMPTS`] PKESK decryptions ran out.
+    over_limit: bool,
 }
 
 /// Why a secret key cannot be used: the note for the causes, and the password problem if
@@ -168,6 +170,8 @@ where
 struct Helper<'a> {
     keys: &'a mut SecretKeys,
     state: &'a mut State,
+    /// PKESK decryptions so far in this operation (all blobs, all key files).
+    attempts: &'a mut usize,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -200,6 +204,11 @@ impl DecryptionHelper for Helper<'_> {
                 let Ok(keypair) = keypair else {
                     continue;
                 };
+                *self.attempts += 1;
+                if *self.attempts > MAX_UNWRAP_ATTEMPTS {
+                    self.state.over_limit = true;
+                    return Err(openpgp::Error::MissingSessionKey("over the limit".into()).into());
+                }
                 match pkesk.decrypt(keypair, sym_algo) {
                     Some((algo, sk)) if decrypt(algo, &sk) => {
                         self.state.session_key = Some((algo, sk));
@@ -243,6 +252,7 @@ pub(crate) fn key_search(files: &[KeyFile]) -> KeySearch<'_, SecretKeys> {
 pub(crate) fn unwrap(
     keys: &mut KeySearch<'_, SecretKeys>,
     blob: &[u8],
+    attempts: &mut usize,
 ) -> Result<SecretBytes, Error> {
     let fixed = crate::compat::normalize(blob);
     let blob = fixed.as_deref().unwrap_or(blob);
@@ -250,22 +260,29 @@ pub(crate) fn unwrap(
     if pkesks.is_empty() {
         return Err(malformed("no public-key encrypted session key packet"));
     }
-    keys.search(Vec::new(), |key, name, causes| match try_key(key, blob) {
-        Ok(opts) => Ok(Some(opts)),
-        Err(Attempt::NoKey(kind)) => {
-            causes.push(Cause::new(kind).key(name));
-            Ok(None)
+    keys.search(Vec::new(), |key, name, causes| {
+        match try_key(key, blob, attempts) {
+            Ok(opts) => Ok(Some(opts)),
+            Err(Attempt::NoKey(kind)) => {
+                causes.push(Cause::new(kind).key(name));
+                Ok(None)
+            }
+            Err(Attempt::Password(problem)) => Err(problem.error()),
+            Err(Attempt::Malformed(e)) => Err(e),
         }
-        Err(Attempt::Password(problem)) => Err(problem.error()),
-        Err(Attempt::Malformed(e)) => Err(e),
     })
 }
 
-fn try_key(secret: &mut SecretKeys, blob: &[u8]) -> Result<SecretBytes, Attempt> {
+fn try_key(
+    secret: &mut SecretKeys,
+    blob: &[u8],
+    attempts: &mut usize,
+) -> Result<SecretBytes, Attempt> {
     let mut state = State::default();
     let helper = Helper {
         keys: secret,
         state: &mut state,
+        attempts,
     };
     let policy = keys::policy();
     let result = DecryptorBuilder::from_bytes(blob)
@@ -292,6 +309,11 @@ fn try_key(secret: &mut SecretKeys, blob: &[u8]) -> Result<SecretBytes, Attempt>
                 Some(opts) => Ok(opts),
                 None => Err(Attempt::Malformed(malformed(e))),
             },
+            None if state.over_limit => Err(Attempt::Malformed(Error::limit_exceeded(
+                SCHEME,
+                "key and PKESK pairs tried for one layer",
+                MAX_UNWRAP_ATTEMPTS,
+            ))),
             None => Err(no_key(e, state)),
         },
     }
@@ -325,7 +347,27 @@ fn no_key(e: openpgp::anyhow::Error, state: State) -> Attempt {
             _ => e.to_string(),
         }
     } else {
-        state.notes.join("; ")
+        summarize(&state.notes)
     };
     Attempt::NoKey(CauseKind::NotARecipient(reason))
+}
+
+/// The notes joined with `"; "`, each once, with how many times it came when more than
+/// once: a message may have [`MAX_PKESKS`](crate::MAX_PKESKS) PKESKs that fail the same way.
+fn summarize(notes: &[String]) -> String {
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for note in notes {
+        match counted.iter_mut().find(|(n, _)| *n == note.as_str()) {
+            Some((_, count)) => *count += 1,
+            None => counted.push((note, 1)),
+        }
+    }
+    counted
+        .iter()
+        .map(|(note, count)| match count {
+            1 => (*note).to_owned(),
+            n => format!("{note} ({n} times)"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -43,6 +43,13 @@ pub const MAX_PLAINTEXT_LEN: usize = 64 * 1024;
 /// [`KeyWrapper::recipients`] refuse such messages too.
 pub const MAX_PKESKS: usize = 1024;
 
+/// How many PKESK decryptions (a secret key on a PKESK that names it, or on an anonymous
+/// one) one layer's wrapped keys of this scheme may make us try: each is a public-key
+/// decryption, and [`MAX_PKESKS`] PKESKs in each of up to a thousand blobs could otherwise
+/// ask for a million. A real layer asks for a handful; more is [`Error::LimitExceeded`],
+/// which stops the search.
+pub const MAX_UNWRAP_ATTEMPTS: usize = 4096;
+
 fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Error {
     Error::Backend {
         scheme: SCHEME.to_owned(),
@@ -88,17 +95,21 @@ impl KeyWrapper for PgpKeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        decrypt::unwrap(&mut decrypt::key_search(&dc.gpg_private_keys), blob)
+        decrypt::unwrap(&mut decrypt::key_search(&dc.gpg_private_keys), blob, &mut 0)
     }
 
     /// Each key file is read, and each of its secret keys unlocked (its passphrase
-    /// derived), once for all the blobs, not once per blob.
+    /// derived), once for all the blobs, not once per blob; at most
+    /// [`MAX_UNWRAP_ATTEMPTS`] PKESK decryptions are tried in all.
     fn unwrap_first(
         &self,
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        decrypt::key_search(&dc.gpg_private_keys).unwrap_first(blobs, decrypt::unwrap)
+        let mut attempts = 0;
+        decrypt::key_search(&dc.gpg_private_keys).unwrap_first(blobs, |keys, blob| {
+            decrypt::unwrap(keys, blob, &mut attempts)
+        })
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

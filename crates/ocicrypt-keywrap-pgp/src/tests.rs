@@ -918,7 +918,7 @@ fn a_protected_key_is_unlocked_once_for_all_blobs() {
     // Blob by blob through the shared search: one derivation for the four blobs.
     let mut search = decrypt::key_search(&dc.gpg_private_keys);
     for blob in &blobs {
-        let opts = decrypt::unwrap(&mut search, blob).unwrap();
+        let opts = decrypt::unwrap(&mut search, blob, &mut 0).unwrap();
         assert_eq!(opts.expose(), OPTS);
     }
     assert_eq!(unlocks(), 1);
@@ -944,6 +944,41 @@ fn a_protected_key_is_unlocked_once_for_all_blobs() {
         "{errors:?}"
     );
     assert_eq!(unlocks(), 1);
+}
+
+/// One layer cannot make us try more than MAX_UNWRAP_ATTEMPTS PKESK decryptions, however
+/// its PKESKs are spread over blobs; the limit stops the search at once.
+#[test]
+fn a_layer_cannot_ask_for_a_million_pkesk_decryptions() {
+    // Blobs with 200 PKESKs naming carol's key (with other session keys) and one for alice:
+    // 200 decryptions each, so the 21st goes over the limit (4200 > 4096).
+    let junk = foreign_pkesk("carol@example.com");
+    let wrong = [
+        junk.repeat(200),
+        wrap_for(&all_pub(), &["alice@example.com"]),
+    ]
+    .concat();
+    let dc = DecryptConfig::default().with_gpg_private_keys(vec![key_pw(CAROL_SEC, CAROL_PASS)]);
+    let mut blobs = vec![wrong; 21];
+    // Carol's own blob: its right PKESK comes after 200 junk ones.
+    blobs.push(with_junk_pkesks("carol@example.com", &junk, 200));
+    let errors = W.unwrap_first(&dc, &blobs).unwrap_err();
+    let kinds: Vec<bool> = errors
+        .iter()
+        .map(|e| {
+            matches!(
+                e,
+                Error::LimitExceeded {
+                    limit: MAX_UNWRAP_ATTEMPTS,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 21, "the 21st blob goes over the limit");
+    assert!(kinds[20] && !kinds[19]);
+    // Under it (19 wrong blobs, 3800, then 201 for carol's), carol's blob opens.
+    assert_eq!(W.unwrap_first(&dc, &blobs[2..]).unwrap().expose(), OPTS);
 }
 
 #[test]
@@ -976,6 +1011,13 @@ fn a_protected_key_is_unlocked_once_however_many_pkesks_name_it() {
     ]
     .concat();
     let err = unwrap_with(vec![key_pw(CAROL_SEC, CAROL_PASS)], &only_junk).unwrap_err();
-    assert!(matches!(err, Error::NoMatchingKey { .. }), "{err:?}");
+    assert!(matches!(err, Error::NoMatchingKey { .. }));
     assert_eq!(unlocks(), 1);
+    // One note for the 200 alike, not 200 notes.
+    let message = err.to_string();
+    assert!(message.len() < 500, "{} bytes", message.len());
+    assert!(
+        message.ends_with("does not decrypt the message (200 times)"),
+        "{message}"
+    );
 }

@@ -53,6 +53,12 @@ const SCHEME: &str = "pkcs7";
 /// `encrypt` call and has no limit; no real image comes near 1024.
 pub const MAX_RECIPIENT_INFOS: usize = 1024;
 
+/// How many (key, recipient) pairs one layer's wrapped keys of this scheme may make us try:
+/// each costs an RSA decryption, and [`MAX_RECIPIENT_INFOS`] recipients in each of up to a
+/// thousand blobs could otherwise ask for a million. A real layer asks for a handful; more
+/// is [`Error::LimitExceeded`], which stops the search.
+pub const MAX_UNWRAP_ATTEMPTS: usize = 4096;
+
 /// The most members of any SET OF inside one RecipientInfo; more is
 /// [`Error::LimitExceeded`].
 ///
@@ -113,18 +119,22 @@ impl KeyWrapper for Pkcs7KeyWrapper {
             &mut keys::key_search(&dc.private_keys),
             &dc.certificates,
             blob,
+            &mut 0,
         )
     }
 
     /// Each key is read (and a password-protected one unlocked) once for all the blobs,
-    /// when the search first gets to it, not once per blob.
+    /// when the search first gets to it, not once per blob; at most
+    /// [`MAX_UNWRAP_ATTEMPTS`] key and recipient pairs are tried in all.
     fn unwrap_first(
         &self,
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        keys::key_search(&dc.private_keys)
-            .unwrap_first(blobs, |keys, blob| unwrap(keys, &dc.certificates, blob))
+        let mut attempts = 0;
+        keys::key_search(&dc.private_keys).unwrap_first(blobs, |keys, blob| {
+            unwrap(keys, &dc.certificates, blob, &mut attempts)
+        })
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
@@ -421,6 +431,7 @@ fn unwrap(
     keys: &mut KeySearch<'_, PKey<Private>>,
     certificates: &[Vec<u8>],
     blob: &[u8],
+    attempts: &mut usize,
 ) -> Result<SecretBytes, Error> {
     let ci = parse_content_info(blob)?;
     let ed = parse_enveloped_data(&ci)?;
@@ -469,6 +480,14 @@ fn unwrap(
     }
     keys.search(causes, |key, k, causes| {
         for (r, ktri) in candidates(&ktris, &certs, key, k, causes) {
+            *attempts += 1;
+            if *attempts > MAX_UNWRAP_ATTEMPTS {
+                return Err(Error::limit_exceeded(
+                    SCHEME,
+                    "key and recipient pairs tried for one layer",
+                    MAX_UNWRAP_ATTEMPTS,
+                ));
+            }
             match open(ktri, key, &cipher, content) {
                 Ok(plaintext) => return Ok(Some(plaintext)),
                 Err(f) => causes.push(

@@ -150,7 +150,10 @@ fn unwrap_first_unlocks_each_key_once() {
     // Three blobs for the 2048-bit key (the third file).
     for _ in 0..3 {
         let blob = wrap_for(&[CERT_2048]);
-        assert_eq!(unwrap(&mut keys, &[], &blob).unwrap().expose(), OPTS);
+        assert_eq!(
+            unwrap(&mut keys, &[], &blob, &mut 0).unwrap().expose(),
+            OPTS
+        );
     }
     assert_eq!(
         keys.reads(),
@@ -160,7 +163,7 @@ fn unwrap_first_unlocks_each_key_once() {
     // A blob for nobody here: the search gets to the wrong password, which stops it, every
     // time, and the file after it is never read.
     for _ in 0..2 {
-        let err = unwrap(&mut keys, &[], &wrap_for(&[CERT_4096])).unwrap_err();
+        let err = unwrap(&mut keys, &[], &wrap_for(&[CERT_4096]), &mut 0).unwrap_err();
         assert!(matches!(err, Error::WrongPassword { .. }), "{err:?}");
     }
     assert_eq!(keys.reads(), 4);
@@ -1103,4 +1106,34 @@ fn every_decryption_failure_is_the_same_error() {
             OPTS
         );
     }
+}
+
+/// One layer cannot make us try more than MAX_UNWRAP_ATTEMPTS RSA decryptions, however
+/// its recipients are spread over blobs; the limit stops the search at once.
+#[test]
+fn a_layer_cannot_ask_for_a_million_key_operations() {
+    // 64 recipients (someone else's) per blob, 65 blobs: 4160 > 4096 pairs.
+    let blob = wrap_for(&vec![CERT_4096; 64]);
+    let dc = DecryptConfig::default().with_private_keys(vec![file(KEY_2048)]);
+    let errors = W.unwrap_first(&dc, &vec![blob.clone(); 65]).unwrap_err();
+    assert_eq!(errors.len(), 65, "{:?}", errors.last());
+    assert!(
+        matches!(
+            errors.last(),
+            Some(Error::LimitExceeded {
+                limit: MAX_UNWRAP_ATTEMPTS,
+                ..
+            })
+        ),
+        "{:?}",
+        errors.last()
+    );
+    assert!(matches!(errors[0], Error::NoMatchingKey { .. }));
+    // 64 blobs: under the limit, each refused.
+    let errors = W.unwrap_first(&dc, &vec![blob; 64]).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .all(|e| matches!(e, Error::NoMatchingKey { .. }))
+    );
 }
