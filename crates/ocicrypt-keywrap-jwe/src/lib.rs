@@ -54,7 +54,7 @@ impl KeyWrapper for JweKeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        unwrap(&mut key_search(&dc.private_keys), blob, &mut 0)
+        unwrap(&mut key_search(&dc.private_keys), blob)
     }
 
     /// Each key file is parsed (and, if encrypted, its password derived) once for all the
@@ -64,9 +64,7 @@ impl KeyWrapper for JweKeyWrapper {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut attempts = 0;
-        key_search(&dc.private_keys)
-            .unwrap_first(blobs, |keys, blob| unwrap(keys, blob, &mut attempts))
+        key_search(&dc.private_keys).unwrap_first(blobs, unwrap)
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
@@ -191,6 +189,7 @@ fn key_search(files: &[KeyFile]) -> KeySearch<'_, PrivateKey> {
             Err(e) => Ok(Loaded::Skip(CauseKind::Unreadable(Box::new(e)))),
         },
     )
+    .limit(MAX_UNWRAP_ATTEMPTS, ATTEMPTS)
 }
 
 /// How many (key, recipient) pairs one layer's wrapped keys of this scheme may make us try:
@@ -198,12 +197,11 @@ fn key_search(files: &[KeyFile]) -> KeySearch<'_, PrivateKey> {
 /// thousand blobs could otherwise ask for a million. A real layer asks for a handful.
 pub const MAX_UNWRAP_ATTEMPTS: usize = 4096;
 
+/// What [`MAX_UNWRAP_ATTEMPTS`] counts, for its error.
+const ATTEMPTS: &str = "key and recipient pairs tried for one layer";
+
 /// Decrypts `blob` with the first key that opens any of its recipients.
-fn unwrap(
-    keys: &mut KeySearch<'_, PrivateKey>,
-    blob: &[u8],
-    attempts: &mut usize,
-) -> Result<SecretBytes, Error> {
+fn unwrap(keys: &mut KeySearch<'_, PrivateKey>, blob: &[u8]) -> Result<SecretBytes, Error> {
     let jwe = serialization::parse(blob)?;
     let mut causes = Vec::new();
     let mut usable = Vec::new();
@@ -230,7 +228,7 @@ fn unwrap(
             algorithm,
         });
     }
-    keys.search(causes, |key, name, causes| {
+    keys.search(causes, |key, name, causes, budget| {
         let k = format!("{name} ({})", key.kind());
         let mut tried = false;
         for (r, alg, recipient) in &usable {
@@ -238,14 +236,7 @@ fn unwrap(
                 continue;
             }
             tried = true;
-            *attempts += 1;
-            if *attempts > MAX_UNWRAP_ATTEMPTS {
-                return Err(Error::limit_exceeded(
-                    SCHEME,
-                    "key and recipient pairs tried for one layer",
-                    MAX_UNWRAP_ATTEMPTS,
-                ));
-            }
+            budget.spend()?;
             match open(&jwe, *alg, *recipient, key) {
                 Ok(mut plaintext) => {
                     return Ok(Some(SecretBytes::new(std::mem::take(&mut *plaintext))));

@@ -1041,9 +1041,8 @@ fn each_key_is_parsed_once_for_all_blobs() {
     let files = vec![file_pw(&locked, "pw")];
     let mut keys = key_search(&files);
     let mut opened = None;
-    let mut attempts = 0;
     for blob in &blobs {
-        if let Ok(json) = unwrap(&mut keys, blob, &mut attempts) {
+        if let Ok(json) = unwrap(&mut keys, blob) {
             opened = Some(json);
         }
     }

@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use ocicrypt_keywrap::secrecy::ExposeSecret;
-use ocicrypt_keywrap::{Cause, CauseKind, Error, KeyFile, KeySearch, Loaded, SecretBytes};
+use ocicrypt_keywrap::{Budget, Cause, CauseKind, Error, KeyFile, KeySearch, Loaded, SecretBytes};
 use sequoia_openpgp as openpgp;
 
 use openpgp::crypto::{KeyPair, Password, SessionKey};
@@ -51,8 +51,9 @@ struct State {
     password: Option<PasswordProblem>,
     /// Why each candidate secret key failed.
     notes: Vec<String>,
-    /// The operation's budget of [`MAX_UNWRAP_ATTEMPTS`] PKESK decryptions ran out.
-    over_limit: bool,
+    /// The operation's budget of [`MAX_UNWRAP_ATTEMPTS`] PKESK decryptions ran out: the
+    /// budget's error.
+    over_limit: Option<Error>,
 }
 
 /// Why a secret key cannot be used: the note for the causes, and the password problem if
@@ -170,8 +171,8 @@ where
 struct Helper<'a> {
     keys: &'a mut SecretKeys,
     state: &'a mut State,
-    /// PKESK decryptions so far in this operation (all blobs, all key files).
-    attempts: &'a mut usize,
+    /// The PKESK decryptions this operation may still make (all blobs, all key files).
+    budget: &'a mut Budget,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -204,9 +205,8 @@ impl DecryptionHelper for Helper<'_> {
                 let Ok(keypair) = keypair else {
                     continue;
                 };
-                *self.attempts += 1;
-                if *self.attempts > MAX_UNWRAP_ATTEMPTS {
-                    self.state.over_limit = true;
+                if let Err(e) = self.budget.spend() {
+                    self.state.over_limit = Some(e);
                     return Err(openpgp::Error::MissingSessionKey("over the limit".into()).into());
                 }
                 match pkesk.decrypt(keypair, sym_algo) {
@@ -244,6 +244,10 @@ pub(crate) fn key_search(files: &[KeyFile]) -> KeySearch<'_, SecretKeys> {
     KeySearch::of_files(SCHEME, "OpenPGP key", files, |file| {
         Ok(SecretKeys::read(file))
     })
+    .limit(
+        MAX_UNWRAP_ATTEMPTS,
+        "key and PKESK pairs tried for one layer",
+    )
 }
 
 /// Tries each key file in turn, and stops at the first that opens the blob or has a
@@ -252,7 +256,6 @@ pub(crate) fn key_search(files: &[KeyFile]) -> KeySearch<'_, SecretKeys> {
 pub(crate) fn unwrap(
     keys: &mut KeySearch<'_, SecretKeys>,
     blob: &[u8],
-    attempts: &mut usize,
 ) -> Result<SecretBytes, Error> {
     let fixed = crate::compat::normalize(blob);
     let blob = fixed.as_deref().unwrap_or(blob);
@@ -260,8 +263,8 @@ pub(crate) fn unwrap(
     if pkesks.is_empty() {
         return Err(malformed("no public-key encrypted session key packet"));
     }
-    keys.search(Vec::new(), |key, name, causes| {
-        match try_key(key, blob, attempts) {
+    keys.search(Vec::new(), |key, name, causes, budget| {
+        match try_key(key, blob, budget) {
             Ok(opts) => Ok(Some(opts)),
             Err(Attempt::NoKey(kind)) => {
                 causes.push(Cause::new(kind).key(name));
@@ -276,13 +279,13 @@ pub(crate) fn unwrap(
 fn try_key(
     secret: &mut SecretKeys,
     blob: &[u8],
-    attempts: &mut usize,
+    budget: &mut Budget,
 ) -> Result<SecretBytes, Attempt> {
     let mut state = State::default();
     let helper = Helper {
         keys: secret,
         state: &mut state,
-        attempts,
+        budget,
     };
     let policy = keys::policy();
     let result = DecryptorBuilder::from_bytes(blob)
@@ -309,12 +312,10 @@ fn try_key(
                 Some(opts) => Ok(opts),
                 None => Err(Attempt::Malformed(malformed(e))),
             },
-            None if state.over_limit => Err(Attempt::Malformed(Error::limit_exceeded(
-                SCHEME,
-                "key and PKESK pairs tried for one layer",
-                MAX_UNWRAP_ATTEMPTS,
-            ))),
-            None => Err(no_key(e, state)),
+            None => match state.over_limit.take() {
+                Some(limit) => Err(Attempt::Malformed(limit)),
+                None => Err(no_key(e, state)),
+            },
         },
     }
 }

@@ -95,7 +95,7 @@ impl KeyWrapper for PgpKeyWrapper {
     }
 
     fn unwrap_key(&self, dc: &DecryptConfig, blob: &[u8]) -> Result<SecretBytes, Error> {
-        decrypt::unwrap(&mut decrypt::key_search(&dc.gpg_private_keys), blob, &mut 0)
+        decrypt::unwrap(&mut decrypt::key_search(&dc.gpg_private_keys), blob)
     }
 
     /// Each key file is read, and each of its secret keys unlocked (its passphrase
@@ -106,10 +106,7 @@ impl KeyWrapper for PgpKeyWrapper {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut attempts = 0;
-        decrypt::key_search(&dc.gpg_private_keys).unwrap_first(blobs, |keys, blob| {
-            decrypt::unwrap(keys, blob, &mut attempts)
-        })
+        decrypt::key_search(&dc.gpg_private_keys).unwrap_first(blobs, decrypt::unwrap)
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {

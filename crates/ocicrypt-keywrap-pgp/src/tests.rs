@@ -918,7 +918,7 @@ fn a_protected_key_is_unlocked_once_for_all_blobs() {
     // Blob by blob through the shared search: one derivation for the four blobs.
     let mut search = decrypt::key_search(&dc.gpg_private_keys);
     for blob in &blobs {
-        let opts = decrypt::unwrap(&mut search, blob, &mut 0).unwrap();
+        let opts = decrypt::unwrap(&mut search, blob).unwrap();
         assert_eq!(opts.expose(), OPTS);
     }
     assert_eq!(unlocks(), 1);

@@ -454,7 +454,8 @@ pub const MAX_UNWRAP_ATTEMPTS: usize = 4096;
 enum Tried {
     Opened(SecretBytes),
     Refused,
-    OverLimit,
+    /// The budget's error.
+    OverLimit(Error),
 }
 
 /// Unwraps the first of `blobs` that a key opens: each key in turn, in one token session
@@ -470,9 +471,11 @@ fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes,
     let usable = parsed.iter().flatten().any(|p| !p.usable.is_empty());
     // What each key did to each blob.
     let mut refusals: Vec<Vec<Cause>> = parsed.iter().map(|_| Vec::new()).collect();
-    let mut attempts = 0;
-    let mut keys = key_search(&dc.pkcs11_yamls);
-    let found = keys.search(Vec::new(), |key, name, causes| {
+    let mut keys = key_search(&dc.pkcs11_yamls).limit(
+        MAX_UNWRAP_ATTEMPTS,
+        "key and recipient pairs tried for one layer",
+    );
+    let found = keys.search(Vec::new(), |key, name, causes, budget| {
         if !usable {
             return Ok(None);
         }
@@ -481,9 +484,8 @@ fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes,
             for (blob, refused) in tried {
                 let Ok(blob) = blob else { continue };
                 for (i, hash, ct) in &blob.usable {
-                    attempts += 1;
-                    if attempts > MAX_UNWRAP_ATTEMPTS {
-                        return Ok(Tried::OverLimit);
+                    if let Err(e) = budget.spend() {
+                        return Ok(Tried::OverLimit(e));
                     }
                     match session.decrypt(&token::oaep_mechanism(*hash), obj, ct) {
                         Ok(plain) => return Ok(Tried::Opened(SecretBytes::new(plain))),
@@ -504,11 +506,7 @@ fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes,
         match result {
             Ok(Tried::Opened(plain)) => Ok(Some(plain)),
             Ok(Tried::Refused) => Ok(None),
-            Ok(Tried::OverLimit) => Err(Error::limit_exceeded(
-                SCHEME,
-                "key and recipient pairs tried for one layer",
-                MAX_UNWRAP_ATTEMPTS,
-            )),
+            Ok(Tried::OverLimit(e)) => Err(e),
             // The token refused: no such key, a wrong PIN, no module.
             Err(f) => {
                 causes.push(Cause::new(CauseKind::Refused(f)).key(name));

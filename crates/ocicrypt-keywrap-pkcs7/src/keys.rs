@@ -81,4 +81,8 @@ pub(crate) fn key_search(files: &[KeyFile]) -> KeySearch<'_, PKey<Private>> {
             },
         )
     })
+    .limit(
+        crate::MAX_UNWRAP_ATTEMPTS,
+        "key and recipient pairs tried for one layer",
+    )
 }

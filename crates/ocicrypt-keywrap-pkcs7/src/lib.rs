@@ -119,7 +119,6 @@ impl KeyWrapper for Pkcs7KeyWrapper {
             &mut keys::key_search(&dc.private_keys),
             &dc.certificates,
             blob,
-            &mut 0,
         )
     }
 
@@ -131,10 +130,8 @@ impl KeyWrapper for Pkcs7KeyWrapper {
         dc: &DecryptConfig,
         blobs: &[Vec<u8>],
     ) -> Result<SecretBytes, Vec<Error>> {
-        let mut attempts = 0;
-        keys::key_search(&dc.private_keys).unwrap_first(blobs, |keys, blob| {
-            unwrap(keys, &dc.certificates, blob, &mut attempts)
-        })
+        keys::key_search(&dc.private_keys)
+            .unwrap_first(blobs, |keys, blob| unwrap(keys, &dc.certificates, blob))
     }
 
     fn has_possible_keys(&self, dc: &DecryptConfig) -> bool {
@@ -431,7 +428,6 @@ fn unwrap(
     keys: &mut KeySearch<'_, PKey<Private>>,
     certificates: &[Vec<u8>],
     blob: &[u8],
-    attempts: &mut usize,
 ) -> Result<SecretBytes, Error> {
     let ci = parse_content_info(blob)?;
     let ed = parse_enveloped_data(&ci)?;
@@ -478,16 +474,9 @@ fn unwrap(
             ),
         }
     }
-    keys.search(causes, |key, k, causes| {
+    keys.search(causes, |key, k, causes, budget| {
         for (r, ktri) in candidates(&ktris, &certs, key, k, causes) {
-            *attempts += 1;
-            if *attempts > MAX_UNWRAP_ATTEMPTS {
-                return Err(Error::limit_exceeded(
-                    SCHEME,
-                    "key and recipient pairs tried for one layer",
-                    MAX_UNWRAP_ATTEMPTS,
-                ));
-            }
+            budget.spend()?;
             match open(ktri, key, &cipher, content) {
                 Ok(plaintext) => return Ok(Some(plaintext)),
                 Err(f) => causes.push(

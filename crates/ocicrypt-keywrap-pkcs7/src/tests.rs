@@ -150,10 +150,7 @@ fn unwrap_first_unlocks_each_key_once() {
     // Three blobs for the 2048-bit key (the third file).
     for _ in 0..3 {
         let blob = wrap_for(&[CERT_2048]);
-        assert_eq!(
-            unwrap(&mut keys, &[], &blob, &mut 0).unwrap().expose(),
-            OPTS
-        );
+        assert_eq!(unwrap(&mut keys, &[], &blob).unwrap().expose(), OPTS);
     }
     assert_eq!(
         keys.reads(),
@@ -163,7 +160,7 @@ fn unwrap_first_unlocks_each_key_once() {
     // A blob for nobody here: the search gets to the wrong password, which stops it, every
     // time, and the file after it is never read.
     for _ in 0..2 {
-        let err = unwrap(&mut keys, &[], &wrap_for(&[CERT_4096]), &mut 0).unwrap_err();
+        let err = unwrap(&mut keys, &[], &wrap_for(&[CERT_4096])).unwrap_err();
         assert!(matches!(err, Error::WrongPassword { .. }), "{err:?}");
     }
     assert_eq!(keys.reads(), 4);

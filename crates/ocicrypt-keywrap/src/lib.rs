@@ -18,7 +18,7 @@ use std::fmt;
 pub use config::{DecryptConfig, EncryptConfig, KeyFile, Parameters};
 pub use error::{BoxError, Cause, CauseKind, Error, Failure};
 pub use ocicrypt_spec::secret::SecretBytes;
-pub use search::{KeySearch, Loaded};
+pub use search::{Budget, KeySearch, Loaded};
 pub use secrecy;
 
 /// Tries `unwrap` on each of `blobs` in turn: the first success, or every error, stopping

@@ -16,6 +16,38 @@ pub enum Loaded<K> {
     Skip(CauseKind),
 }
 
+/// How many key operations (a key tried on a recipient: a private-key operation each) the
+/// searches of one [`KeySearch`] may still make. The blobs are attacker input: a thousand
+/// recipients in each of a thousand blobs would otherwise ask for a million.
+#[derive(Debug)]
+pub struct Budget {
+    scheme: String,
+    what: &'static str,
+    limit: usize,
+    spent: usize,
+}
+
+impl Budget {
+    /// Counts one key operation.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] once more than the limit have been counted; returned from
+    /// `try_key`, it stops the search (and [`unwrap_in_turn`](crate::unwrap_in_turn) stops
+    /// at it too).
+    pub fn spend(&mut self) -> Result<(), Error> {
+        self.spent = self.spent.saturating_add(1);
+        if self.spent > self.limit {
+            return Err(Error::limit_exceeded(&self.scheme, self.what, self.limit));
+        }
+        Ok(())
+    }
+
+    /// How many key operations have been counted.
+    pub fn spent(&self) -> usize {
+        self.spent
+    }
+}
+
 /// One key: not read yet, read, skipped (and why), or failed with an error that stops
 /// the search.
 enum Slot<K> {
@@ -55,11 +87,11 @@ type Loader<'a, K> = Box<dyn FnMut(usize) -> Result<Loaded<K>, Error> + 'a>;
 ///     })
 /// });
 /// // The blob is "opened" by key 7 only.
-/// let opened = keys.search(Vec::new(), |key, _name, _causes| Ok((*key == 7).then_some("opts")));
+/// let opened = keys.search(Vec::new(), |key, _, _, _| Ok((*key == 7).then_some("opts")));
 /// assert_eq!(opened.unwrap(), "opts");
 /// // Another blob, for key 8: each key was read once, and the causes name them.
 /// let err = keys
-///     .search(Vec::new(), |key, _name, _causes| Ok((*key == 8).then_some("opts")))
+///     .search(Vec::new(), |key, _, _, _| Ok((*key == 8).then_some("opts")))
 ///     .unwrap_err();
 /// assert_eq!(keys.reads(), 2);
 /// assert_eq!(
@@ -75,6 +107,7 @@ pub struct KeySearch<'a, K> {
     slots: Vec<Slot<K>>,
     load: Loader<'a, K>,
     reads: usize,
+    budget: Budget,
 }
 
 impl<K> fmt::Debug for KeySearch<'_, K> {
@@ -83,6 +116,7 @@ impl<K> fmt::Debug for KeySearch<'_, K> {
             .field("scheme", &self.scheme)
             .field("keys", &self.names)
             .field("reads", &self.reads)
+            .field("budget", &self.budget)
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +139,28 @@ impl<'a, K> KeySearch<'a, K> {
             names,
             load: Box::new(load),
             reads: 0,
+            budget: Budget {
+                scheme: scheme.to_owned(),
+                what: "key operations",
+                limit: usize::MAX,
+                spent: 0,
+            },
         }
+    }
+
+    /// At most `limit` key operations for all the searches ([`Budget::spend`]); `what`
+    /// names them in the error (`"key and recipient pairs tried for one layer"`). Without
+    /// it there is no limit.
+    #[must_use]
+    pub fn limit(mut self, limit: usize, what: &'static str) -> Self {
+        self.budget.limit = limit;
+        self.budget.what = what;
+        self
+    }
+
+    /// The key operations counted so far.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// A search over key files: each named by its [`KeyFile::label`] after `noun`
@@ -154,9 +209,10 @@ impl<'a, K> KeySearch<'a, K> {
         crate::unwrap_in_turn(blobs, |blob| unwrap(&mut self, blob))
     }
 
-    /// Tries each key in turn with `try_key(key, name, causes)`: `Ok(Some(t))` ends the
-    /// search with `t`; `Ok(None)` goes on to the next key (after pushing onto `causes`
-    /// why the key did not open the blob); an error stops the search with it.
+    /// Tries each key in turn with `try_key(key, name, causes, budget)`: `Ok(Some(t))` ends
+    /// the search with `t`; `Ok(None)` goes on to the next key (after pushing onto `causes`
+    /// why the key did not open the blob); an error stops the search with it. `try_key`
+    /// calls [`Budget::spend`] before each key operation.
     ///
     /// `causes` starts with `blob_causes` (the blob's own problems, such as a recipient
     /// with an unknown algorithm). A key that cannot be read or used is a cause named
@@ -168,7 +224,7 @@ impl<'a, K> KeySearch<'a, K> {
     pub fn search<T>(
         &mut self,
         blob_causes: Vec<Cause>,
-        mut try_key: impl FnMut(&mut K, &str, &mut Vec<Cause>) -> Result<Option<T>, Error>,
+        mut try_key: impl FnMut(&mut K, &str, &mut Vec<Cause>, &mut Budget) -> Result<Option<T>, Error>,
     ) -> Result<T, Error> {
         let mut causes = blob_causes;
         if self.names.is_empty() {
@@ -195,7 +251,7 @@ impl<'a, K> KeySearch<'a, K> {
             }
             match slot {
                 Slot::Key(key) => {
-                    if let Some(t) = try_key(key, name, &mut causes)? {
+                    if let Some(t) = try_key(key, name, &mut causes, &mut self.budget)? {
                         return Ok(t);
                     }
                 }
@@ -241,8 +297,11 @@ mod tests {
         )
     }
 
-    fn opens(n: u8) -> impl FnMut(&mut u8, &str, &mut Vec<Cause>) -> Result<Option<u8>, Error> {
-        move |key, name, causes| {
+    fn opens(
+        n: u8,
+    ) -> impl FnMut(&mut u8, &str, &mut Vec<Cause>, &mut Budget) -> Result<Option<u8>, Error> {
+        move |key, name, causes, budget| {
+            budget.spend()?;
             if *key == n {
                 return Ok(Some(n));
             }
@@ -311,12 +370,46 @@ mod tests {
         let files = files(&["key-1", "key-2"]);
         let mut keys = KeySearch::of_files("toy", "key", &files, load);
         let err = keys
-            .search(Vec::new(), |_: &mut u8, _: &str, _: &mut Vec<Cause>| {
-                Err::<Option<()>, _>(Error::limit_exceeded("toy", "tries", 1))
+            .search(
+                Vec::new(),
+                |_: &mut u8, _: &str, _: &mut Vec<Cause>, _: &mut Budget| {
+                    Err::<Option<()>, _>(Error::Config {
+                        scheme: "toy".into(),
+                        reason: "broken".into(),
+                    })
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert_eq!(keys.reads(), 1);
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_every_search_and_stops_them() {
+        let files = files(&["key-1", "key-2"]);
+        let mut keys = KeySearch::of_files("toy", "key", &files, load).limit(5, "tries");
+        // Two operations a blob that nobody opens, then one for key 1.
+        for _ in 0..2 {
+            assert!(keys.search(Vec::new(), opens(9)).is_err());
+        }
+        assert_eq!(keys.budget().spent(), 4);
+        assert_eq!(keys.search(Vec::new(), opens(1)).unwrap(), 1);
+        let err = keys.search(Vec::new(), opens(2)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "toy: wrapped key exceeds a limit: more than 5 tries"
+        );
+        // Through unwrap_first: the blob over the limit is the last one tried.
+        let blobs = vec![Vec::new(); 10];
+        let keys = KeySearch::of_files("toy", "key", &files, load).limit(5, "tries");
+        let errors = keys
+            .unwrap_first(&blobs, |keys, _| {
+                keys.search(Vec::new(), opens(9))
+                    .map(|n| SecretBytes::new(vec![n]))
             })
             .unwrap_err();
-        assert!(matches!(err, Error::LimitExceeded { .. }), "{err:?}");
-        assert_eq!(keys.reads(), 1);
+        assert_eq!(errors.len(), 3);
+        assert!(matches!(errors[2], Error::LimitExceeded { limit: 5, .. }));
     }
 
     #[test]
