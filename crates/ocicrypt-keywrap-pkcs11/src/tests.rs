@@ -284,22 +284,39 @@ fn key_file_errors_do_not_quote_the_file() {
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// How many token sessions this thread has opened since the last call.
+fn sessions() -> usize {
+    token::SESSIONS.with(std::cell::Cell::take)
+}
+
+/// A SoftHSM2 token labelled `label` holding key 0, and the URI of its private key.
+fn token_with_key(label: &str) -> (common::SoftHsm, String) {
+    let hsm = common::SoftHsm::new(label);
+    hsm.import(common::rsa_key(0), "mykey", "01");
+    let uri = format!(
+        "pkcs11:token={};object=mykey;type=private?module-name=softhsm2&pin-value={}",
+        hsm.label,
+        common::PIN
+    );
+    (hsm, uri)
+}
+
+/// A config with these key files and the test module's policy.
+fn dc_with(key_files: Vec<Vec<u8>>) -> DecryptConfig {
+    let mut dc = DecryptConfig::default();
+    dc.pkcs11_yamls = key_files.into_iter().map(Into::into).collect();
+    dc.pkcs11_config = Some(common::policy().to_yaml());
+    dc
+}
+
 /// Issue 14: a layer's blobs are tried in one token session (one login) per key, not one
 /// per key and blob; a key file that cannot be read is skipped, as in the other schemes;
 /// and when no blob opens, there is one error per blob, in order.
 #[test]
 fn one_token_session_per_key_for_all_blobs() {
-    use common::{PIN, SoftHsm, policy, rsa_key};
-    let sessions = || token::SESSIONS.with(std::cell::Cell::take);
-    let hsm = SoftHsm::new("sessions");
-    hsm.import(rsa_key(0), "mykey", "01");
-    let uri = format!(
-        "pkcs11:token={};object=mykey;type=private?module-name=softhsm2&pin-value={PIN}",
-        hsm.label
-    );
-    let mut dc = DecryptConfig::default();
-    dc.pkcs11_yamls = vec![b"junk".to_vec().into(), hsm.key_file(&uri).into()];
-    dc.pkcs11_config = Some(policy().to_yaml());
+    use common::rsa_key;
+    let (hsm, uri) = token_with_key("sessions");
+    let dc = dc_with(vec![b"junk".to_vec(), hsm.key_file(&uri)]);
     let w = Pkcs11KeyWrapper::with_oaep_hash(OaepHash::Sha1);
     let wrap = |key: &PKey<Private>| {
         let mut ec = EncryptConfig::default();
@@ -352,17 +369,8 @@ fn hsm_uri(uri: &str) -> String {
 /// its recipients are spread over blobs; the limit stops the search at once.
 #[test]
 fn a_layer_cannot_ask_the_token_for_unbounded_work() {
-    use common::{PIN, SoftHsm, policy, rsa_key};
-    let sessions = || token::SESSIONS.with(std::cell::Cell::take);
-    let hsm = SoftHsm::new("bounded");
-    hsm.import(rsa_key(0), "mykey", "01");
-    let uri = format!(
-        "pkcs11:token={};object=mykey;type=private?module-name=softhsm2&pin-value={PIN}",
-        hsm.label
-    );
-    let mut dc = DecryptConfig::default();
-    dc.pkcs11_yamls = vec![hsm.key_file(&uri).into()];
-    dc.pkcs11_config = Some(policy().to_yaml());
+    let (hsm, uri) = token_with_key("bounded");
+    let dc = dc_with(vec![hsm.key_file(&uri)]);
     // Junk ciphertexts: each costs the token a decryption. 64 per blob, 65 blobs: 4160.
     let junk = STANDARD.encode([7u8; 256]);
     let recipient = format!(r#"{{"version":0,"blob":"{junk}","hash":"sha1"}}"#);
