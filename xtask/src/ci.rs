@@ -52,6 +52,7 @@ pub(crate) fn run() -> Result<()> {
             // Each crate is built alone from its packaged sources, against the others as
             // packaged (a local registry cargo makes): what crates.io would get. The tree may
             // hold uncommitted work when run by hand.
+            forget_packaged_sources()?;
             sh::run(sh::cargo().args([
                 "package",
                 "--workspace",
@@ -115,13 +116,54 @@ fn deny() -> Result<()> {
     }
 }
 
+/// `$CARGO_HOME`, or `~/.cargo`.
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// Removes what an earlier `cargo package --workspace` in this checkout unpacked.
+///
+/// Cargo unpacks each crate it verifies from its temporary local registry into
+/// `$CARGO_HOME/registry/src/-HASH/NAME-VERSION`, and reuses that folder when it exists. The
+/// hash is of the registry's path (`target/package/tmp-registry`), the same at every run in
+/// one checkout, and the version does not change between commits: a second run would build
+/// the others against the first run's sources (seen: `no method named ...` for a method added
+/// since). So this workspace's crates (`ocicrypt*`) are removed from every local registry's
+/// folders (`-HASH`, no host name) first; crates.io's are left alone.
+fn forget_packaged_sources() -> Result<()> {
+    let Some(home) = cargo_home() else {
+        return Ok(());
+    };
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            for entry in std::fs::read_dir(registry.path())?.flatten() {
+                if !entry.file_name().to_string_lossy().starts_with("ocicrypt") {
+                    continue;
+                }
+                let path = entry.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A database under `$CARGO_HOME/advisory-dbs` (the `db-path` in deny.toml): a folder with a
 /// `crates/` tree. (A failed clone leaves only `db.lock` behind, which does not count.)
 fn advisory_db() -> Option<PathBuf> {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    std::fs::read_dir(cargo_home.join("advisory-dbs"))
+    std::fs::read_dir(cargo_home()?.join("advisory-dbs"))
         .ok()?
         .flatten()
         .map(|entry| entry.path())
