@@ -245,12 +245,9 @@ impl Committer {
         if self.worker.is_full() {
             self.worker.receive().map_err(commit_error)?;
         }
-        if self.worker.submit((blob, path)).is_ok() {
-            return Ok(());
-        }
-        // Stopped: its failure is among what is still to be received.
-        loop {
-            self.worker.receive().map_err(commit_error)?;
+        match self.worker.submit((blob, path)) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(commit_error(self.worker.failure())),
         }
     }
 

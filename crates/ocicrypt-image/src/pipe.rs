@@ -423,14 +423,11 @@ impl<W: Write + Send + 'static> WriteBehind<W> {
         Ok(())
     }
 
-    /// Why the thread stopped, when it refused a block: the sink's error, which is among
-    /// the blocks still to be received.
+    /// Why the thread stopped, when it refused a block: the sink's error, kept for every
+    /// later call.
     fn stopped(&mut self) -> io::Error {
-        loop {
-            if let Err(e) = self.receive() {
-                return e;
-            }
-        }
+        let e = worker_error(self.worker.failure(), "write-behind");
+        self.fail(e)
     }
 }
 

@@ -305,6 +305,22 @@ impl<I, S: Stage<I>> Worker<I, S> {
         result.map(Some).map_err(Error::Stage)
     }
 
+    /// Why the worker stopped, for a caller whose item it refused
+    /// ([`Refused::Stopped`]): receives the outputs still in flight, dropping them, up to
+    /// the stage's error. Waits for them.
+    ///
+    /// [`Error::Stage`] with the stage's error, or [`Error::Stopped`] when there is none
+    /// to receive (it was received already, or the stage panicked).
+    pub fn failure(&mut self) -> Error<S::Error> {
+        loop {
+            match self.receive() {
+                Ok(_) => {}
+                Err(Error::Idle) => return Error::Stopped,
+                Err(e) => return e,
+            }
+        }
+    }
+
     /// Waits for the items in flight (their outputs are dropped), stops the worker and
     /// gives the stage back. With nothing in flight it does not wait.
     ///

@@ -138,6 +138,22 @@ fn the_first_stage_error_stops_the_worker() {
     assert!(matches!(w.submit(4), Err(Refused::Stopped(4))));
     assert!(matches!(w.finish(), Err(Error::Stopped)));
 
+    // failure() receives up to the error, once, whether the item after it was taken
+    // (the worker had not stopped yet) or refused.
+    let mut w = start(Toy::new(), 3);
+    w.submit(1).unwrap();
+    w.submit(13).unwrap();
+    let _ = w.submit(2);
+    assert_eq!(w.failure(), Error::Stage("unlucky".to_owned()));
+    assert_eq!(w.failure(), Error::Stopped);
+    let mut w = start(Toy::new(), 1);
+    w.submit(666).unwrap();
+    assert_eq!(
+        w.failure(),
+        Error::Stopped,
+        "a panicking stage has no error"
+    );
+
     // finish reports an error among the items it waits for.
     let mut w = start(Toy::new(), 3);
     w.submit(13).unwrap();
