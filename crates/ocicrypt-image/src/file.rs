@@ -66,8 +66,7 @@ fn input(path: &Path, hash: bool, start: bool, options: &Options) -> Result<(Inp
         id: 0,
         options: options.clone(),
     };
-    let input = Input::open(counting, hash, helpers(options))
-        .map_err(Error::io(format!("cannot read {}", path.display())))?;
+    let input = Input::open(counting, hash, helpers(options)).map_err(read_err(path))?;
     Ok((input, len))
 }
 
@@ -110,7 +109,7 @@ pub fn encrypt_file(
                 Encrypted::RecipientsAdded(ann) => {
                     let (mut r, _) = self::input(input_path, true, false, options)?;
                     out.copy_from(&mut r).map_err(write_err())?;
-                    check_digest(base, r.finish().map_err(write_err())?.digest)?;
+                    check_digest(base, r.finish().map_err(read_err(input_path))?.digest)?;
                     let (staged, _) = out.finish().map_err(write_err())?;
                     (staged, ocicrypt::descriptor::rewrapped(base, &ann))
                 }
@@ -131,6 +130,11 @@ pub fn encrypt_file(
     let (staged, desc) = result;
     staged.commit()?;
     Ok(desc)
+}
+
+/// The error of opening or finishing to read `path`.
+fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    Error::io(format!("cannot read {}", path.display()))
 }
 
 /// Opens the encrypted layer blob `input_path` (checked against `desc`'s digest and size as
@@ -178,7 +182,7 @@ pub fn decrypt_file(
         dec.descriptor()
     };
     options.report(Progress::LayerFinished { id: 0 });
-    check_digest(desc, input.finish().map_err(write_err())?.digest)?;
+    check_digest(desc, input.finish().map_err(read_err(input_path))?.digest)?;
     // The decrypting reader computed and checked the plaintext digest at the end of the
     // stream; it is the digest of exactly the bytes written.
     let plain = plain
@@ -216,7 +220,7 @@ pub fn rotate_file(
         (staged, enc.finalize_descriptor(digest, written.len)?)
     };
     options.report(Progress::LayerFinished { id: 0 });
-    check_digest(desc, input.finish().map_err(write_err())?.digest)?;
+    check_digest(desc, input.finish().map_err(read_err(input_path))?.digest)?;
     staged.commit()?;
     Ok(new)
 }

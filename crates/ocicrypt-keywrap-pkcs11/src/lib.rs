@@ -416,7 +416,8 @@ fn parse_blob(blob: &[u8]) -> Result<Parsed, Error> {
 }
 
 /// The key files of one operation, for [`KeySearch`]: each read once, named by its URI
-/// (or its place, if it is not a key file, which is skipped).
+/// (or its place, if it is not a key file, which is skipped), with at most
+/// [`MAX_UNWRAP_ATTEMPTS`] `C_Decrypt` calls in all.
 fn key_search(yamls: &[SecretBytes]) -> KeySearch<'_, Pkcs11KeyFile> {
     let mut files: Vec<Option<Result<Pkcs11KeyFile, ParseError>>> = yamls
         .iter()
@@ -443,6 +444,10 @@ fn key_search(yamls: &[SecretBytes]) -> KeySearch<'_, Pkcs11KeyFile> {
             None => Loaded::Skip(CauseKind::NoKey(format!("no key file {i}"))),
         })
     })
+    .limit(
+        MAX_UNWRAP_ATTEMPTS,
+        "key and recipient pairs tried for one layer",
+    )
 }
 
 /// How many `C_Decrypt` calls (key and recipient pairs) one layer's wrapped keys of this
@@ -471,10 +476,7 @@ fn unwrap(dc: &DecryptConfig, blobs: &[impl AsRef<[u8]>]) -> Result<SecretBytes,
     let usable = parsed.iter().flatten().any(|p| !p.usable.is_empty());
     // What each key did to each blob.
     let mut refusals: Vec<Vec<Cause>> = parsed.iter().map(|_| Vec::new()).collect();
-    let mut keys = key_search(&dc.pkcs11_yamls).limit(
-        MAX_UNWRAP_ATTEMPTS,
-        "key and recipient pairs tried for one layer",
-    );
+    let mut keys = key_search(&dc.pkcs11_yamls);
     let found = keys.search(Vec::new(), |key, name, causes, budget| {
         if !usable {
             return Ok(None);
